@@ -1,0 +1,154 @@
+"""``local-ml-flow serve | run | dataset fetch``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from local_ml_flow import __version__, bootstrap, datasource
+from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow.settings import Settings
+
+
+def _progress(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LMF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise SystemExit(f"error: invalid configuration: {problems}") from None
+
+
+def _run_pipeline(runtime: bootstrap.Runtime, event: dict[str, Any]) -> dict[str, Any]:
+    settings = runtime.settings
+    started = time.perf_counter()
+    _progress(f"ingestion: invoking {settings.ingestion_function} with {json.dumps(event)}")
+    trained = runtime.invoker.invoke(settings.ingestion_function, event)
+    _progress(
+        f"ingestion: run {trained['run_id']} trained on {trained['n_train']} rows,"
+        f" {len(trained['features'])} features, model sha256 {trained['model_sha256'][:12]}"
+    )
+    _progress(f"inference: invoking {settings.inference_function}")
+    scored = runtime.invoker.invoke(settings.inference_function, {"run_id": trained["run_id"]})
+    took = time.perf_counter() - started
+    _progress(f"inference: scored {scored['n_test']} test rows in {took:.2f}s total")
+    return {**trained, **scored}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
+    runtime = bootstrap.build(settings, embedded=args.embedded, dataset_path=args.dataset)
+    try:
+        where = runtime.endpoint_url or "the configured AWS endpoint"
+        _progress(f"mode {runtime.mode.value}: AWS at {where}")
+        event = {
+            k: v
+            for k, v in {
+                "model": args.model,
+                "feature_set": args.feature_set,
+                "test_size": args.test_size,
+                "random_state": args.random_state,
+            }.items()
+            if v is not None
+        }
+        result = _run_pipeline(runtime, event)
+    finally:
+        runtime.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"run_id: {result['run_id']}")
+        print(f"model:  {result['model']} on feature set {result['feature_set']}")
+        print(f"R2:     {result['r2']:.4f} ({result['score']})")
+        print(f"MAE:    {result['mae']:,.0f}")
+        print(f"RMSE:   {result['rmse']:,.0f}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from local_ml_flow.api.server import serve
+
+    settings = _load_settings()
+    return serve(
+        settings,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        embedded=args.embedded,
+        dataset_path=args.dataset,
+        run_first=args.run_first,
+    )
+
+
+def cmd_dataset_fetch(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    cache_dir = args.cache_dir or settings.cache_dir
+    url = args.url or settings.dataset_url
+    _progress(f"fetching {url}")
+    path = datasource.fetch(url, args.sha256 or settings.dataset_sha256, cache_dir)
+    print(f"dataset verified and cached at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="local-ml-flow", description="A local MLOps pipeline on emulated or real AWS."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run ingestion then inference and print the metrics")
+    run.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    run.add_argument("--model", choices=["linear", "gradient_boosting"])
+    run.add_argument("--feature-set", choices=["all", "seed"])
+    run.add_argument("--test-size", type=float)
+    run.add_argument("--random-state", type=int)
+    run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="serve the API (Swagger at /docs)")
+    serve.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    serve.add_argument(
+        "--run-first", action="store_true", help="run the pipeline once before serving"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    dataset = sub.add_parser("dataset", help="manage the reference dataset")
+    dsub = dataset.add_subparsers(dest="dataset_command", required=True)
+    fetch = dsub.add_parser("fetch", help="download and verify the reference housing.csv")
+    fetch.add_argument("--url")
+    fetch.add_argument("--sha256")
+    fetch.add_argument("--cache-dir", type=Path)
+    fetch.set_defaults(func=cmd_dataset_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LocalMlFlowError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Where the reference dataset comes from: a local file, the cache, or a verified download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from local_ml_flow.errors import DatasetFetchError
+
+CACHE_NAME = "housing.csv"
+_CHUNK = 1 << 16
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_path(cache_dir: Path) -> Path:
+    return cache_dir / CACHE_NAME
+
+
+def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float = 30) -> Path:
+    """Download ``url`` into the cache, verify its sha256, return the cached path.
+
+    A valid cached copy is reused; a file whose sha256 differs is refused and never cached.
+    """
+    target = cached_path(cache_dir)
+    if target.is_file() and _sha256_file(target) == expected_sha256:
+        return target
+    if not url.startswith(("https://", "http://")):
+        raise DatasetFetchError(f"refusing to fetch {url!r}: only http(s) URLs are supported")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".download-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - scheme checked above
+            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            raise DatasetFetchError(
+                f"downloaded {url} has sha256 {actual}, expected {expected_sha256}:"
+                " refusing the file (tampered or changed upstream)"
+            )
+        tmp.replace(target)
+        return target
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DatasetFetchError(
+            f"cannot download the dataset from {url}: {reason}. Point LMF_DATASET_PATH"
+            " (or --dataset) at a local copy instead."
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def resolve(path: Path | None, *, url: str, expected_sha256: str, cache_dir: Path) -> Path:
+    """The dataset file to use: an explicit path (must exist), else the verified cache/download."""
+    if path is not None:
+        if not path.is_file():
+            raise DatasetFetchError(f"dataset file {path} does not exist")
+        return path
+    return fetch(url, expected_sha256, cache_dir)

@@ -1,0 +1,66 @@
+"""Typed errors of local-ml-flow. Every name ends in ``Error``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LocalMlFlowError(Exception):
+    """Base class: carries a message and optional structured details."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class DatasetValidationError(LocalMlFlowError):
+    """The dataset breaks the housing schema; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = "; ".join(problems[:10])
+        more = f" (+{len(problems) - 10} more)" if len(problems) > 10 else ""
+        super().__init__(f"invalid dataset: {shown}{more}", details=problems)
+        self.problems = problems
+
+
+class DatasetTooLargeError(DatasetValidationError):
+    """The dataset exceeds the configured byte or row limit."""
+
+
+class InvalidRequestError(LocalMlFlowError):
+    """An event or request carries a bad parameter."""
+
+
+class NotFoundError(LocalMlFlowError):
+    """A bucket, key, run or function does not exist."""
+
+
+class NoModelError(NotFoundError):
+    """No successful training run exists yet: train first."""
+
+
+class IntegrityError(LocalMlFlowError):
+    """Stored bytes do not match the sha256 recorded for them."""
+
+
+class StorageError(LocalMlFlowError):
+    """S3 failed for a reason other than a missing bucket or key."""
+
+
+class EndpointUnreachableError(StorageError):
+    """The AWS endpoint (emulator, LocalStack or AWS) cannot be reached."""
+
+
+class DatasetFetchError(LocalMlFlowError):
+    """Downloading or verifying the reference dataset failed."""
+
+
+class FunctionFailedError(LocalMlFlowError):
+    """A Lambda function raised; same shape whether it ran on AWS or in-process."""
+
+    def __init__(self, function_name: str, error_type: str, message: str) -> None:
+        super().__init__(f"{function_name} failed with {error_type}: {message}")
+        self.function_name = function_name
+        self.error_type = error_type
+        self.error_message = message

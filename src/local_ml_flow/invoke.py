@@ -1,0 +1,145 @@
+"""Invokers: how functions run. Only this module invokes functions.
+
+``LambdaInvoker`` calls the Lambda API (LocalStack or AWS); ``LocalInvoker`` runs the
+same handler functions in-process. Both round-trip events and results through JSON and
+turn a function error (``FunctionError`` + ``{"errorType", "errorMessage"}``) into one
+``FunctionFailedError``.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from local_ml_flow.errors import (
+    EndpointUnreachableError,
+    FunctionFailedError,
+    NotFoundError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+Handler = Callable[[Any, Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What an invoke returns, before error handling: Lambda's own shape."""
+
+    status_code: int
+    payload: Any
+    function_error: str | None = None
+
+
+class Invoker(Protocol):
+    """Runs a function synchronously with a JSON event and returns its JSON result."""
+
+    def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation: ...
+
+    def invoke(self, function_name: str, event: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def result_of(function_name: str, invocation: Invocation) -> dict[str, Any]:
+    """The function's result, or FunctionFailedError for an error response."""
+    payload = invocation.payload
+    if invocation.function_error is not None:
+        if isinstance(payload, Mapping):
+            error_type = str(payload.get("errorType") or invocation.function_error)
+            message = str(payload.get("errorMessage") or "")
+        else:
+            error_type, message = invocation.function_error, str(payload)
+        raise FunctionFailedError(function_name, error_type, message)
+    if not isinstance(payload, dict):
+        raise FunctionFailedError(
+            function_name, "InvalidResponse", f"expected a JSON object, got {payload!r:.200}"
+        )
+    return payload
+
+
+class LambdaInvoker:
+    """Synchronous invokes through the Lambda API (no retries: see aws.lambda_config)."""
+
+    def __init__(self, client: LambdaClient) -> None:
+        self.client = client
+
+    def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
+        try:
+            response = self.client.invoke(
+                FunctionName=function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(dict(event)).encode(),
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            if code == "ResourceNotFoundException":
+                raise NotFoundError(f"function {function_name!r} does not exist") from None
+            raise StorageError(
+                f"Lambda error invoking {function_name}: {code}: {message}"
+            ) from None
+        except (
+            EndpointConnectionError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            ReadTimeoutError,
+        ) as exc:
+            raise EndpointUnreachableError(
+                f"AWS endpoint unreachable while invoking {function_name}: {exc}"
+            ) from None
+        except BotoCoreError as exc:
+            raise StorageError(f"Lambda error invoking {function_name}: {exc}") from None
+        raw = response["Payload"].read()
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw.decode("utf-8", "replace")
+        return Invocation(
+            status_code=int(response.get("StatusCode", 0)),
+            payload=payload,
+            function_error=response.get("FunctionError"),
+        )
+
+    def invoke(self, function_name: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        return result_of(function_name, self.invoke_raw(function_name, event))
+
+
+class LocalInvoker:
+    """Runs handler functions in this process, with the Lambda response shape."""
+
+    def __init__(self, functions: Mapping[str, Handler]) -> None:
+        self.functions = dict(functions)
+
+    def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
+        handler = self.functions.get(function_name)
+        if handler is None:
+            raise NotFoundError(f"function {function_name!r} does not exist")
+        event_json = json.loads(json.dumps(dict(event)))
+        context = SimpleNamespace(function_name=function_name, aws_request_id="local")
+        try:
+            result = handler(event_json, context)
+        except Exception as exc:
+            payload = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            return Invocation(200, json.loads(json.dumps(payload)), "Unhandled")
+        return Invocation(200, json.loads(json.dumps(result, default=str)))
+
+    def invoke(self, function_name: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        return result_of(function_name, self.invoke_raw(function_name, event))

@@ -1,0 +1,1 @@
+"""Pure machine-learning core: no I/O, no boto3."""

@@ -1,0 +1,224 @@
+"""The housing schema: validation (every problem, with column and lines), cleaning, features."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from local_ml_flow.errors import DatasetTooLargeError, DatasetValidationError
+
+TARGET = "price"
+NUMERIC_FEATURES: tuple[str, ...] = ("area", "bedrooms", "bathrooms", "stories", "parking")
+YES_NO_COLUMNS: tuple[str, ...] = (
+    "mainroad",
+    "guestroom",
+    "basement",
+    "hotwaterheating",
+    "airconditioning",
+    "prefarea",
+)
+FURNISHING = "furnishingstatus"
+FURNISHING_VALUES: tuple[str, ...] = ("furnished", "semi-furnished", "unfurnished")
+COLUMNS: tuple[str, ...] = (
+    TARGET,
+    "area",
+    "bedrooms",
+    "bathrooms",
+    "stories",
+    "mainroad",
+    "guestroom",
+    "basement",
+    "hotwaterheating",
+    "airconditioning",
+    "parking",
+    "prefarea",
+    FURNISHING,
+)
+FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != TARGET)
+# One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)).
+FURNISHING_DUMMIES: tuple[str, ...] = ("furnishing_semi-furnished", "furnishing_unfurnished")
+
+FeatureSet = Literal["all", "seed"]
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "seed": YES_NO_COLUMNS,
+    "all": (*NUMERIC_FEATURES, *YES_NO_COLUMNS, *FURNISHING_DUMMIES),
+}
+
+_MAX_LINES_SHOWN = 5
+
+
+def feature_names(feature_set: str) -> list[str]:
+    """Model input columns of a feature set (``all`` or ``seed``)."""
+    try:
+        return list(FEATURE_SETS[feature_set])
+    except KeyError:
+        raise ValueError(
+            f"unknown feature_set {feature_set!r}; expected one of {sorted(FEATURE_SETS)}"
+        ) from None
+
+
+def _lines(mask: pd.Series[bool]) -> str:
+    """'lines 2, 5, 9 (+3 more)': CSV line numbers (the header is line 1) where mask is true."""
+    idx = np.flatnonzero(mask.to_numpy())
+    shown = ", ".join(str(int(i) + 2) for i in idx[:_MAX_LINES_SHOWN])
+    more = f" (+{len(idx) - _MAX_LINES_SHOWN} more)" if len(idx) > _MAX_LINES_SHOWN else ""
+    word = "line" if len(idx) == 1 else "lines"
+    return f"{word} {shown}{more}"
+
+
+def _decode(data: bytes, max_bytes: int) -> str:
+    if len(data) > max_bytes:
+        raise DatasetTooLargeError(
+            [f"dataset is {len(data)} bytes, above the limit of {max_bytes} bytes"]
+        )
+    if not data.strip():
+        raise DatasetValidationError(["dataset is empty"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetValidationError(
+            [f"dataset is not valid UTF-8: byte 0x{data[exc.start]:02x} at line {line}"]
+        ) from None
+
+
+def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
+    """Bytes to a frame of strings; raises on problems that prevent reading it at all."""
+    text = _decode(data, max_bytes)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False
+        )
+    except pd.errors.EmptyDataError:
+        raise DatasetValidationError(["dataset is empty"]) from None
+    except pd.errors.ParserError as exc:
+        raise DatasetValidationError([f"malformed CSV: {exc}".strip()]) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) > max_rows:
+        raise DatasetTooLargeError(
+            [f"dataset has {len(frame)} rows, above the limit of {max_rows} rows"]
+        )
+    return frame
+
+
+def _column_problems(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
+    problems: list[str] = []
+    missing = [c for c in required if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in COLUMNS]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if missing:
+        problems.append(f"missing columns: {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown columns: {', '.join(unknown)}")
+    if duplicated:
+        problems.append(f"duplicated columns: {', '.join(duplicated)}")
+    return problems
+
+
+def _value_problems(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    problems: list[str] = []
+    for column in columns:
+        raw = frame[column]
+        values = raw.fillna("").astype(str).str.strip()
+        empty = values == ""
+        if empty.any():
+            problems.append(f"column {column!r}: empty cells at {_lines(empty)}")
+        present = ~empty
+        if column == TARGET or column in NUMERIC_FEATURES:
+            numbers = pd.to_numeric(values.where(present), errors="coerce")
+            bad = present & (numbers.isna() | ~np.isfinite(numbers.fillna(0)))
+            if bad.any():
+                problems.append(f"column {column!r}: non-numeric values at {_lines(bad)}")
+            negative = present & ~bad & (numbers < 0)
+            if negative.any():
+                problems.append(f"column {column!r}: negative values at {_lines(negative)}")
+        elif column in YES_NO_COLUMNS:
+            bad = present & ~values.str.lower().isin(("yes", "no"))
+            if bad.any():
+                problems.append(
+                    f"column {column!r}: expected yes or no at {_lines(bad)}"
+                    f" (found {_examples(values[bad])})"
+                )
+        elif column == FURNISHING:
+            bad = present & ~values.str.lower().isin(FURNISHING_VALUES)
+            if bad.any():
+                problems.append(
+                    f"column {column!r}: unknown furnishing status at {_lines(bad)}"
+                    f" (found {_examples(values[bad])}; expected one of"
+                    f" {', '.join(FURNISHING_VALUES)})"
+                )
+    return problems
+
+
+def _examples(values: pd.Series[str]) -> str:
+    uniq = list(dict.fromkeys(values.tolist()))[:3]
+    return ", ".join(repr(v) for v in uniq)
+
+
+def validate_frame(frame: pd.DataFrame, *, require_target: bool = True) -> list[str]:
+    """Every problem of a string frame against the housing schema (empty list: valid)."""
+    required = COLUMNS if require_target else FEATURE_COLUMNS
+    problems = _column_problems(frame, required)
+    if len(frame) == 0:
+        problems.append("dataset has a header but no data rows")
+        return problems
+    if any("duplicated" in p for p in problems):
+        return problems
+    present = [c for c in required if c in frame.columns]
+    problems.extend(_value_problems(frame, present))
+    return problems
+
+
+def load_dataset(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
+    """Parse, validate and clean a housing CSV; raises DatasetValidationError listing problems."""
+    frame = parse_csv(data, max_bytes=max_bytes, max_rows=max_rows)
+    problems = validate_frame(frame)
+    if problems:
+        raise DatasetValidationError(problems)
+    return clean(frame)
+
+
+def clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """The original's step (yes/no to 1/0) plus numbers parsed and furnishing normalised.
+
+    Expects a frame that passed validation; returns a new frame.
+    """
+    out = pd.DataFrame(index=range(len(frame)))
+    for column in (TARGET, *NUMERIC_FEATURES):
+        if column in frame.columns:
+            out[column] = pd.to_numeric(frame[column].astype(str).str.strip()).to_numpy()
+    for column in YES_NO_COLUMNS:
+        out[column] = (
+            (frame[column].astype(str).str.strip().str.lower() == "yes").astype("int64").to_numpy()
+        )
+    out[FURNISHING] = frame[FURNISHING].astype(str).str.strip().str.lower().to_numpy()
+    return out
+
+
+def features(clean_frame: pd.DataFrame, feature_set: str) -> pd.DataFrame:
+    """Model inputs of a cleaned frame: the feature set's columns, furnishing one-hot."""
+    names = feature_names(feature_set)
+    out = clean_frame.copy()
+    status = out[FURNISHING]
+    out["furnishing_semi-furnished"] = (status == "semi-furnished").astype("int64")
+    out["furnishing_unfurnished"] = (status == "unfurnished").astype("int64")
+    return out[names].astype("float64")
+
+
+def target(clean_frame: pd.DataFrame) -> pd.Series[float]:
+    return clean_frame[TARGET].astype("float64")
+
+
+def houses_frame(houses: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Validate and clean houses given as mappings (the /predict body); no price needed."""
+    frame = pd.DataFrame([{k: str(v) for k, v in h.items()} for h in houses], dtype=str)
+    if frame.empty:
+        raise DatasetValidationError(["no houses given"])
+    problems = validate_frame(frame, require_target=False)
+    if problems:
+        raise DatasetValidationError(problems)
+    return clean(frame)

@@ -1,0 +1,107 @@
+"""Settings: environment variables prefixed ``LMF_`` (and a ``.env`` file).
+
+AWS endpoint, region and credentials come from the standard ``AWS_*`` variables,
+which boto3 reads itself; they are never settings of ours.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ModelKind = Literal["linear", "gradient_boosting"]
+FeatureSetName = Literal["all", "seed"]
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class InvokerKind(StrEnum):
+    """How functions are invoked: in-process or through the Lambda API."""
+
+    LOCAL = "local"
+    LAMBDA = "lambda"
+
+
+class Mode(StrEnum):
+    """Where the AWS side runs."""
+
+    EMBEDDED = "embedded"
+    LOCALSTACK = "localstack"
+    AWS = "aws"
+
+
+class Settings(BaseSettings):
+    """All configuration of local-ml-flow; invalid values fail at startup."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LMF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_bucket: str = "local-ml-flow-data"
+    models_bucket: str = "local-ml-flow-models"
+    dataset_key: str = "housing.csv"
+    ingestion_function: str = "local-ml-flow-ingestion"
+    inference_function: str = "local-ml-flow-inference"
+
+    model: ModelKind = "linear"
+    feature_set: FeatureSetName = "all"
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    random_state: int = 42
+
+    max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
+    max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000
+
+    invoker: InvokerKind | None = None
+    mode: Mode | None = None
+    function_timeout_s: Annotated[int, Field(gt=0, le=900)] = 300
+
+    embedded_host: str = "127.0.0.1"
+    embedded_port: Annotated[int, Field(gt=0, lt=65536)] = 4566
+    dataset_path: Path | None = None
+    dataset_url: str = "https://raw.githubusercontent.com/MathieuAudibert/local-ml-flow/main/src/config/housing.csv"
+    dataset_sha256: str = "53c664e09e63570198f4197daa9d6e96b5fea6488d4a1b9259d192df2ce51ccf"
+    cache_dir: Path = Path.home() / ".cache" / "local-ml-flow"
+
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
+    max_predict_houses: Annotated[int, Field(gt=0)] = 1000
+
+    @field_validator("data_bucket", "models_bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not _BUCKET_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid S3 bucket name")
+        return value
+
+    @field_validator("dataset_key", "ingestion_function", "inference_function")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("dataset_sha256")
+    @classmethod
+    def _sha256(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be 64 lowercase hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_buckets(self) -> Settings:
+        if self.data_bucket == self.models_bucket:
+            raise ValueError("data_bucket and models_bucket must differ")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process."""
+    return Settings()
