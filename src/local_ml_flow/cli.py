@@ -8,11 +8,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from local_ml_flow import __version__, bootstrap, datasource
+from local_ml_flow import __version__, bootstrap, datasource, runs
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.settings import Settings
 
@@ -29,22 +28,6 @@ def _load_settings() -> Settings:
             f"LMF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         raise SystemExit(f"error: invalid configuration: {problems}") from None
-
-
-def _run_pipeline(runtime: bootstrap.Runtime, event: dict[str, Any]) -> dict[str, Any]:
-    settings = runtime.settings
-    started = time.perf_counter()
-    _progress(f"ingestion: invoking {settings.ingestion_function} with {json.dumps(event)}")
-    trained = runtime.invoker.invoke(settings.ingestion_function, event)
-    _progress(
-        f"ingestion: run {trained['run_id']} trained on {trained['n_train']} rows,"
-        f" {len(trained['features'])} features, model sha256 {trained['model_sha256'][:12]}"
-    )
-    _progress(f"inference: invoking {settings.inference_function}")
-    scored = runtime.invoker.invoke(settings.inference_function, {"run_id": trained["run_id"]})
-    took = time.perf_counter() - started
-    _progress(f"inference: scored {scored['n_test']} test rows in {took:.2f}s total")
-    return {**trained, **scored}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,7 +47,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             }.items()
             if v is not None
         }
-        result = _run_pipeline(runtime, event)
+        started = time.perf_counter()
+        result = runs.execute(runtime.invoker, runtime.store, settings, event, progress=_progress)
+        _progress(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()
     if args.json:

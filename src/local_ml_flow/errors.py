@@ -59,8 +59,10 @@ class DatasetFetchError(LocalMlFlowError):
 class FunctionFailedError(LocalMlFlowError):
     """A Lambda function raised; same shape whether it ran on AWS or in-process."""
 
-    def __init__(self, function_name: str, error_type: str, message: str) -> None:
-        super().__init__(f"{function_name} failed with {error_type}: {message}")
+    def __init__(
+        self, function_name: str, error_type: str, message: str, details: Any = None
+    ) -> None:
+        super().__init__(f"{function_name} failed with {error_type}: {message}", details)
         self.function_name = function_name
         self.error_type = error_type
         self.error_message = message

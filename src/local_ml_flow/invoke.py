@@ -15,15 +15,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
+from local_ml_flow import aws
 from local_ml_flow.errors import (
     EndpointUnreachableError,
     FunctionFailedError,
@@ -92,12 +86,7 @@ class LambdaInvoker:
             raise StorageError(
                 f"Lambda error invoking {function_name}: {code}: {message}"
             ) from None
-        except (
-            EndpointConnectionError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            ReadTimeoutError,
-        ) as exc:
+        except aws.CONNECTION_ERRORS as exc:
             raise EndpointUnreachableError(
                 f"AWS endpoint unreachable while invoking {function_name}: {exc}"
             ) from None
@@ -143,3 +132,18 @@ class LocalInvoker:
 
     def invoke(self, function_name: str, event: Mapping[str, Any]) -> dict[str, Any]:
         return result_of(function_name, self.invoke_raw(function_name, event))
+
+
+def function_names(client: LambdaClient) -> list[str]:
+    """Names of all functions (ListFunctions, every page)."""
+    names: list[str] = []
+    try:
+        for page in client.get_paginator("list_functions").paginate():
+            names.extend(f["FunctionName"] for f in page.get("Functions", []))
+    except aws.CONNECTION_ERRORS as exc:
+        raise EndpointUnreachableError(
+            f"AWS endpoint unreachable listing functions: {exc}"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"Lambda error listing functions: {exc}") from None
+    return names

@@ -160,11 +160,11 @@ def ingest(request: IngestRequest, store: ArtifactStore, limits: Limits) -> dict
     try:
         return _train(run_id, created_at, request, store, limits)
     except LocalMlFlowError as exc:
-        _record_failure(store, run_id, "ingestion", exc)
+        _record(store, run_id, "ingestion", exc)
         raise
     except ValueError as exc:  # e.g. too few rows for the split
         error = InvalidRequestError(str(exc))
-        _record_failure(store, run_id, "ingestion", error)
+        _record(store, run_id, "ingestion", error)
         raise error from None
 
 
@@ -238,7 +238,15 @@ def _promote(store: ArtifactStore, manifest: Mapping[str, Any]) -> None:
         )
 
 
-def _record_failure(store: ArtifactStore, run_id: str, stage: str, exc: LocalMlFlowError) -> None:
+def record_failure(
+    store: ArtifactStore,
+    run_id: str,
+    stage: str,
+    error_type: str,
+    message: str,
+    details: Any = None,
+) -> None:
+    """Write ``runs/<run_id>/error.json`` once; a failing store is left to the caller."""
     key = run_key(run_id, "error.json")
     try:
         if store.exists(store.data_bucket, key):
@@ -249,14 +257,19 @@ def _record_failure(store: ArtifactStore, run_id: str, stage: str, exc: LocalMlF
             {
                 "run_id": run_id,
                 "stage": stage,
-                "error_type": type(exc).__name__,
-                "message": exc.message,
-                "details": exc.details if isinstance(exc, DatasetValidationError) else None,
+                "error_type": error_type,
+                "message": message,
+                "details": details,
                 "failed_at": utc_now(),
             },
         )
     except LocalMlFlowError:
         pass  # the store itself is failing: the caller raises the original error
+
+
+def _record(store: ArtifactStore, run_id: str, stage: str, exc: LocalMlFlowError) -> None:
+    details = exc.details if isinstance(exc, DatasetValidationError) else None
+    record_failure(store, run_id, stage, type(exc).__name__, exc.message, details)
 
 
 # -- inference --------------------------------------------------------------------------
@@ -283,7 +296,17 @@ def manifest(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     return value
 
 
-def load_model(store: ArtifactStore, run_id: str | None = None) -> tuple[str, model.Regressor]:
+@dataclass(frozen=True)
+class LoadedModel:
+    """A run's model, loaded after its sha256 was checked, with what it expects as input."""
+
+    run_id: str
+    model: model.Regressor
+    feature_set: str
+    manifest: dict[str, Any]
+
+
+def load_model(store: ArtifactStore, run_id: str | None = None) -> LoadedModel:
     """The model of a run (default: the latest), after checking its sha256."""
     if run_id is None:
         pointer = latest(store)
@@ -292,7 +315,7 @@ def load_model(store: ArtifactStore, run_id: str | None = None) -> tuple[str, mo
         run_id = str(pointer["run_id"])
     info = manifest(store, run_id)
     fitted = store.get_joblib(store.models_bucket, run_key(run_id, MODEL_KEY), info["model_sha256"])
-    return run_id, fitted
+    return LoadedModel(run_id, fitted, str(info["parameters"]["feature_set"]), info)
 
 
 def evaluate(request: EvaluateRequest, store: ArtifactStore) -> dict[str, Any]:
@@ -307,14 +330,13 @@ def evaluate(request: EvaluateRequest, store: ArtifactStore) -> dict[str, Any]:
         return _score(run_id, store)
     except LocalMlFlowError as exc:
         if not isinstance(exc, NotFoundError) or isinstance(exc, NoModelError):
-            _record_failure(store, run_id, "inference", exc)
+            _record(store, run_id, "inference", exc)
         raise
 
 
 def _score(run_id: str, store: ArtifactStore) -> dict[str, Any]:
-    info = manifest(store, run_id)
-    data = store.data_bucket
-    _, fitted = load_model(store, run_id)
+    loaded = load_model(store, run_id)
+    info, fitted, data = loaded.manifest, loaded.model, store.data_bucket
     x_test = store.get_joblib(data, run_key(run_id, X_TEST_KEY), info["x_test_sha256"])
     y_test = store.get_joblib(data, run_key(run_id, Y_TEST_KEY), info["y_test_sha256"])
     metrics = model.evaluate(fitted, x_test, y_test)

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
-    max_predict_houses: Annotated[int, Field(gt=0)] = 1000
+    model_refresh_s: Annotated[float, Field(ge=0)] = 1.0
 
     @field_validator("data_bucket", "models_bucket")
     @classmethod

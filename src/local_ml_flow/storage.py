@@ -15,15 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import joblib
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
+from local_ml_flow import aws
 from local_ml_flow.errors import (
     EndpointUnreachableError,
     IntegrityError,
@@ -95,12 +89,7 @@ class ArtifactStore:
                 raise NotFoundError(f"{where} does not exist") from None
             message = exc.response.get("Error", {}).get("Message", str(exc))
             raise StorageError(f"S3 error on {where}: {code}: {message}") from None
-        except (
-            EndpointConnectionError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            ReadTimeoutError,
-        ) as exc:
+        except aws.CONNECTION_ERRORS as exc:
             raise EndpointUnreachableError(
                 f"AWS endpoint unreachable while accessing {where}: {exc}"
             ) from None

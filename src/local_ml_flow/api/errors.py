@@ -1,0 +1,103 @@
+"""One error shape for every failure: ``{"error": {"type", "message", "details"?}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from local_ml_flow.errors import (
+    DatasetTooLargeError,
+    DatasetValidationError,
+    EndpointUnreachableError,
+    FunctionFailedError,
+    IntegrityError,
+    InvalidRequestError,
+    LocalMlFlowError,
+    NoModelError,
+    NotFoundError,
+)
+
+logger = logging.getLogger("local_ml_flow.api")
+
+_STATUS: list[tuple[type[LocalMlFlowError], int]] = [
+    (DatasetTooLargeError, 413),
+    (DatasetValidationError, 422),
+    (InvalidRequestError, 422),
+    (NoModelError, 409),
+    (NotFoundError, 404),
+    (FunctionFailedError, 502),
+    (IntegrityError, 502),
+    (EndpointUnreachableError, 503),
+]
+
+
+class UploadTooLargeError(LocalMlFlowError):
+    """The request body exceeds the upload limit."""
+
+
+def error_response(status: int, error_type: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": error_type, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(status_code=status, content=jsonable_encoder({"error": body}))
+
+
+def status_of(exc: LocalMlFlowError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    if isinstance(exc, UploadTooLargeError):
+        return 413
+    return 502  # a storage or function error on the AWS side
+
+
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LocalMlFlowError)
+    if isinstance(exc, FunctionFailedError):
+        return error_response(
+            502,
+            exc.error_type,
+            exc.message,
+            {"function": exc.function_name, **(exc.details or {})},
+        )
+    return error_response(status_of(exc), type(exc).__name__, exc.message, exc.details)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    where = ", ".join(".".join(str(p) for p in f["loc"]) for f in fields[:5])
+    return error_response(422, "RequestValidationError", f"invalid request: {where}", fields)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    names = {404: "NotFoundError", 405: "MethodNotAllowedError", 413: "PayloadTooLargeError"}
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}"
+    response = error_response(exc.status_code, names.get(exc.status_code, "HTTPError"), message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "InternalError", "internal error; see the server log for details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LocalMlFlowError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,98 @@
+"""Buckets, model artifacts and the dataset."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from local_ml_flow.api.deps import SettingsDep, StoreDep
+from local_ml_flow.api.errors import UploadTooLargeError
+from local_ml_flow.api.schemas import (
+    BucketsResponse,
+    DatasetResponse,
+    DatasetUploadResponse,
+    ErrorResponse,
+    ModelObject,
+    ModelsResponse,
+)
+from local_ml_flow.errors import DatasetValidationError
+from local_ml_flow.ml import dataset
+
+router = APIRouter(prefix="/bucket", tags=["buckets"])
+
+
+@router.get("/get-all-buckets", response_model=BucketsResponse)
+def get_all_buckets(store: StoreDep) -> BucketsResponse:
+    """Every bucket."""
+    return BucketsResponse(buckets=store.list_buckets())
+
+
+@router.get("/get-all-models", response_model=ModelsResponse)
+def get_all_models(store: StoreDep) -> ModelsResponse:
+    """Every model artifact (``*.joblib``) in the models bucket, latest and per run."""
+    objects = store.list_objects(store.models_bucket)
+    return ModelsResponse(
+        models=[
+            ModelObject(bucket=o.bucket, model=o.key, size=o.size, last_modified=o.last_modified)
+            for o in objects
+            if o.key.endswith(".joblib")
+        ]
+    )
+
+
+@router.get("/dataset", response_model=DatasetResponse, responses={404: {"model": ErrorResponse}})
+def get_dataset(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=0, le=1000, description="rows to return")] = 20,
+    offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
+) -> DatasetResponse:
+    """The current dataset: row count and a page of rows."""
+    raw = store.get_dataset()
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
+    return DatasetResponse(
+        dataset_name=store.dataset_key.rsplit("/", 1)[-1],
+        bucket=store.data_bucket,
+        key=store.dataset_key,
+        row_count=len(rows),
+        offset=offset,
+        limit=limit,
+        values=[{str(k): str(v) for k, v in r.items()} for r in rows[offset : offset + limit]],
+    )
+
+
+@router.put(
+    "/dataset",
+    response_model=DatasetUploadResponse,
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+async def put_dataset(
+    store: StoreDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="housing CSV (13 columns, header first)")],
+) -> DatasetUploadResponse:
+    """Validate a CSV, keep the previous dataset under a versioned key, then replace it."""
+    limit = settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise UploadTooLargeError(f"upload is larger than the limit of {limit} bytes")
+    clean = await run_in_threadpool(
+        dataset.load_dataset,
+        data,
+        max_bytes=min(limit, settings.max_dataset_bytes),
+        max_rows=settings.max_dataset_rows,
+    )
+    digest, previous = await run_in_threadpool(store.replace_dataset, data)
+    return DatasetUploadResponse(
+        bucket=store.data_bucket,
+        key=store.dataset_key,
+        row_count=len(clean),
+        sha256=digest,
+        previous_version_key=previous,
+    )

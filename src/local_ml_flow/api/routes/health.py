@@ -1,0 +1,55 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from local_ml_flow.api.deps import RuntimeDep
+from local_ml_flow.api.schemas import Health, Readiness
+from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow.invoke import function_names
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+def health() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+def ready(runtime: RuntimeDep) -> JSONResponse:
+    """S3 reachable, both buckets, the dataset and both functions exist (else 503)."""
+    settings, store = runtime.settings, runtime.store
+    checks: dict[str, bool] = {}
+    try:
+        buckets = set(store.list_buckets())
+        checks["s3"] = True
+    except LocalMlFlowError:
+        buckets = set()
+        checks["s3"] = False
+    checks[f"bucket:{settings.data_bucket}"] = settings.data_bucket in buckets
+    checks[f"bucket:{settings.models_bucket}"] = settings.models_bucket in buckets
+    try:
+        has_dataset = checks["s3"] and store.exists(settings.data_bucket, settings.dataset_key)
+    except LocalMlFlowError:
+        has_dataset = False
+    checks[f"dataset:{settings.dataset_key}"] = has_dataset
+    try:
+        functions = set(function_names(runtime.lambda_client)) if checks["s3"] else set()
+        checks["lambda"] = checks["s3"]
+    except LocalMlFlowError:
+        functions = set()
+        checks["lambda"] = False
+    for name in (settings.ingestion_function, settings.inference_function):
+        checks[f"function:{name}"] = name in functions
+    missing = [name for name, ok in checks.items() if not ok]
+    body = Readiness(
+        status="not ready" if missing else "ready",
+        mode=runtime.mode.value,
+        checks=checks,
+        missing=missing,
+    )
+    return JSONResponse(status_code=503 if missing else 200, content=body.model_dump())

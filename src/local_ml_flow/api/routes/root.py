@@ -1,0 +1,32 @@
+"""GET /: what this service is and where everything is."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from local_ml_flow import __version__
+from local_ml_flow.api.deps import RuntimeDep
+from local_ml_flow.api.schemas import Link, RootResponse
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/", response_model=RootResponse)
+def read_root(request: Request, runtime: RuntimeDep) -> RootResponse:
+    """App name, version, mode and links to every endpoint."""
+    links = [
+        Link(
+            method=method.upper(),
+            path=path,
+            description=operation.get("description") or operation.get("summary", ""),
+        )
+        for path, operations in request.app.openapi().get("paths", {}).items()
+        for method, operation in operations.items()
+    ]
+    return RootResponse(
+        app="Local Machine Learning Flow",
+        version=__version__,
+        mode=runtime.mode.value,
+        docs="/docs",
+        endpoints=links,
+    )

@@ -1,0 +1,191 @@
+"""Typed request and response bodies (they make /docs show real schemas)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _normalise(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+YesNo = Annotated[Literal["yes", "no"], BeforeValidator(_normalise)]
+Furnishing = Annotated[
+    Literal["furnished", "semi-furnished", "unfurnished"], BeforeValidator(_normalise)
+]
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(examples=["NotFoundError"])
+    message: str = Field(examples=["run 'x' does not exist"])
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error response: ``{"error": {"type", "message", "details"?}}``."""
+
+    error: ErrorBody
+
+
+class Link(BaseModel):
+    method: str
+    path: str
+    description: str
+
+
+class RootResponse(BaseModel):
+    app: str
+    version: str
+    mode: Literal["embedded", "localstack", "aws"]
+    docs: str
+    endpoints: list[Link]
+
+
+class BucketsResponse(BaseModel):
+    buckets: list[str] = Field(examples=[["local-ml-flow-data", "local-ml-flow-models"]])
+
+
+class ModelObject(BaseModel):
+    bucket: str
+    model: str
+    size: int
+    last_modified: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelObject]
+
+
+class DatasetResponse(BaseModel):
+    dataset_name: str
+    bucket: str
+    key: str
+    row_count: int = Field(description="rows in the whole dataset")
+    offset: int
+    limit: int
+    values: list[dict[str, str]] = Field(description="rows offset..offset+limit, as strings")
+
+
+class DatasetUploadResponse(BaseModel):
+    bucket: str
+    key: str
+    row_count: int
+    sha256: str
+    previous_version_key: str | None = Field(
+        description="where the replaced dataset was kept (None if there was none)"
+    )
+
+
+class LambdasResponse(BaseModel):
+    lambdas: list[str] = Field(examples=[["local-ml-flow-ingestion", "local-ml-flow-inference"]])
+
+
+class ResultResponse(BaseModel):
+    content: str = Field(examples=["65.29%"])
+
+
+class RunRequest(BaseModel):
+    """Optional parameters of a pipeline run; absent fields take the configured defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["linear", "gradient_boosting"] | None = None
+    feature_set: Literal["all", "seed"] | None = None
+    test_size: Annotated[float, Field(gt=0, lt=1)] | None = None
+    random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+
+
+class RunMetrics(BaseModel):
+    r2: float
+    mae: float
+    rmse: float
+    n_train: int | None
+    n_test: int
+    score: str
+
+
+class RunError(BaseModel):
+    stage: str | None
+    type: str | None
+    message: str | None
+    details: Any | None = None
+
+
+class Run(BaseModel):
+    run_id: str
+    status: Literal["running", "succeeded", "failed"]
+    parameters: dict[str, Any]
+    metrics: RunMetrics | None
+    created_at: str | None
+    finished_at: str | None
+    error: RunError | None
+    model_sha256: str | None = None
+    dataset_sha256: str | None = None
+    features: list[str] | None = None
+
+
+class RunsResponse(BaseModel):
+    runs: list[Run]
+
+
+class House(BaseModel):
+    """One house, as in housing.csv without the price."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "area": 7420,
+                    "bedrooms": 4,
+                    "bathrooms": 2,
+                    "stories": 3,
+                    "mainroad": "yes",
+                    "guestroom": "no",
+                    "basement": "no",
+                    "hotwaterheating": "no",
+                    "airconditioning": "yes",
+                    "parking": 2,
+                    "prefarea": "yes",
+                    "furnishingstatus": "furnished",
+                }
+            ]
+        },
+    )
+
+    area: Annotated[float, Field(ge=0, le=1e9)]
+    bedrooms: Annotated[int, Field(ge=0, le=1000)]
+    bathrooms: Annotated[int, Field(ge=0, le=1000)]
+    stories: Annotated[int, Field(ge=0, le=1000)]
+    mainroad: YesNo
+    guestroom: YesNo
+    basement: YesNo
+    hotwaterheating: YesNo
+    airconditioning: YesNo
+    parking: Annotated[int, Field(ge=0, le=1000)]
+    prefarea: YesNo
+    furnishingstatus: Furnishing
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    houses: Annotated[list[House], Field(min_length=1, max_length=1000)]
+
+
+class PredictResponse(BaseModel):
+    run_id: str
+    predictions: list[float]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    mode: str
+    checks: dict[str, bool]
+    missing: list[str]

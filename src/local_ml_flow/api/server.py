@@ -1,0 +1,42 @@
+"""``local-ml-flow serve``: wire the runtime, optionally run once, serve with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from local_ml_flow import bootstrap, runs
+from local_ml_flow.api.app import create_app
+from local_ml_flow.settings import Settings
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    embedded: bool = False,
+    dataset_path: Path | None = None,
+    run_first: bool = False,
+) -> int:
+    """Serve until interrupted; returns the process exit code."""
+    runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path)
+    try:
+        where = runtime.endpoint_url or "the configured AWS endpoint"
+        _say(f"mode {runtime.mode.value}: AWS at {where}")
+        if run_first:
+            result = runs.execute(runtime.invoker, runtime.store, settings, {}, progress=_say)
+            _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")
+        base = f"http://{'localhost' if host in {'0.0.0.0', '127.0.0.1'} else host}:{port}"
+        _say(f"API on {base}  (Swagger UI: {base}/docs)")
+        _say(f"score: {base}/result/{settings.data_bucket}")
+        app = create_app(runtime)
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        runtime.close()
+    return 0

@@ -1,0 +1,56 @@
+"""A pipeline run as users start it (CLI, API): ingestion then inference, through an invoker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from local_ml_flow import pipeline
+from local_ml_flow.errors import FunctionFailedError
+from local_ml_flow.invoke import Invoker
+from local_ml_flow.settings import Settings
+from local_ml_flow.storage import ArtifactStore
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """Default progress callback: say nothing."""
+
+
+def execute(
+    invoker: Invoker,
+    store: ArtifactStore,
+    settings: Settings,
+    parameters: Mapping[str, Any],
+    *,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Invoke ingestion then inference for a new run; returns both results merged.
+
+    A failing function raises FunctionFailedError carrying the run id; the run is then
+    recorded as failed in its own prefix (the function usually did so itself).
+    """
+    run_id = pipeline.new_run_id()
+    event = {"run_id": run_id, **{k: v for k, v in parameters.items() if v is not None}}
+    stage = "ingestion"
+    try:
+        progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
+        trained = invoker.invoke(settings.ingestion_function, event)
+        progress(
+            f"ingestion: trained on {trained['n_train']} rows, {len(trained['features'])}"
+            f" features, model sha256 {trained['model_sha256'][:12]}"
+        )
+        stage = "inference"
+        progress(f"inference: invoking {settings.inference_function}")
+        scored = invoker.invoke(settings.inference_function, {"run_id": run_id})
+        progress(f"inference: scored {scored['n_test']} test rows: R² {scored['r2']:.4f}")
+    except FunctionFailedError as exc:
+        pipeline.record_failure(store, run_id, stage, exc.error_type, exc.error_message)
+        raise FunctionFailedError(
+            exc.function_name,
+            exc.error_type,
+            exc.error_message,
+            {"run_id": run_id, "stage": stage},
+        ) from None
+    return {**trained, **scored}
