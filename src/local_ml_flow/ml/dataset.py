@@ -97,6 +97,11 @@ def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
         raise DatasetValidationError(["dataset is empty"]) from None
     except pd.errors.ParserError as exc:
         raise DatasetValidationError([f"malformed CSV: {exc}".strip()]) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns surplus fields of the first data line into an index: refuse that.
+        raise DatasetValidationError(
+            [f"malformed CSV: line 2 has more fields than the header's {len(frame.columns)}"]
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) > max_rows:
         raise DatasetTooLargeError(

@@ -1,0 +1,200 @@
+"""Both handlers on the moto server: the event contract, the original keys, the invariants."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import joblib
+import pytest
+
+from local_ml_flow import handlers, pipeline
+from local_ml_flow.errors import (
+    DatasetValidationError,
+    IntegrityError,
+    InvalidRequestError,
+    NoModelError,
+    NotFoundError,
+)
+from local_ml_flow.settings import Settings
+from local_ml_flow.storage import ArtifactStore, sha256
+from tests.component.conftest import snapshot
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def ingest(store: ArtifactStore, settings: Settings, ev: dict, ctx=None) -> dict:
+    return handlers.ingestion(ev, ctx, store=store, settings=settings)
+
+
+def infer(store: ArtifactStore, settings: Settings, ev: dict, ctx=None) -> dict:
+    return handlers.inference(ev, ctx, store=store, settings=settings)
+
+
+def test_empty_events_reproduce_the_original_flow_and_keys(store, settings, lambda_context):
+    trained = ingest(store, settings, event("ingestion_default"), lambda_context)
+    scored = infer(store, settings, event("inference_default"), lambda_context)
+
+    data = {o.key for o in store.list_objects(settings.data_bucket)}
+    models = {o.key for o in store.list_objects(settings.models_bucket)}
+    assert {"housing.csv", "x_test.joblib", "y_test.joblib", "score.txt"} <= data
+    assert "model.joblib" in models
+    assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
+    assert scored["score"] == "65.29%"
+    assert scored["run_id"] == trained["run_id"]
+    assert set(scored) == {"run_id", "r2", "mae", "rmse", "n_test", "score"}
+    assert {"run_id", "n_train", "n_test", "features", "model_sha256", "dataset_sha256"} <= set(
+        trained
+    )
+    assert (trained["n_train"], trained["n_test"]) == (436, 109)
+
+    # the original's consumers can load the root artifacts with plain joblib
+    x_test = joblib.load(io.BytesIO(store.get_bytes(settings.data_bucket, "x_test.joblib")))
+    y_test = joblib.load(io.BytesIO(store.get_bytes(settings.data_bucket, "y_test.joblib")))
+    model = joblib.load(io.BytesIO(store.get_bytes(settings.models_bucket, "model.joblib")))
+    assert len(x_test) == len(y_test) == 109
+    assert model.predict(x_test).shape == (109,)
+
+
+def test_run_artifacts_live_under_their_own_prefix(store, settings):
+    run = ingest(store, settings, {"run_id": "run-a"})
+    infer(store, settings, {"run_id": "run-a"})
+    data = {o.key for o in store.list_objects(settings.data_bucket, "runs/run-a/")}
+    assert data == {
+        f"runs/run-a/{name}"
+        for name in ("request.json", "x_test.joblib", "y_test.joblib", "manifest.json")
+    } | {"runs/run-a/metrics.json"}
+    manifest = store.get_json(settings.data_bucket, "runs/run-a/manifest.json")
+    assert manifest["model_sha256"] == run["model_sha256"]
+    assert manifest["dataset_sha256"] == sha256(store.get_dataset())
+    assert manifest["parameters"] == {
+        "model": "linear",
+        "feature_set": "all",
+        "test_size": 0.2,
+        "random_state": 42,
+    }
+    model_bytes = store.get_bytes(settings.models_bucket, "runs/run-a/model.joblib")
+    assert sha256(model_bytes) == run["model_sha256"]
+    metrics = store.get_json(settings.data_bucket, "runs/run-a/metrics.json")
+    assert metrics["r2"] == pytest.approx(0.6529, abs=1e-4)
+
+
+def test_seed_event_gives_the_original_35_percent(store, settings):
+    ingest(store, settings, event("ingestion_seed"))
+    scored = infer(store, settings, {})
+    assert scored["r2"] == pytest.approx(0.3562, abs=0.0005)
+
+
+def test_runs_are_never_rewritten(store, settings):
+    ingest(store, settings, {"run_id": "once"})
+    before = snapshot(store)
+    with pytest.raises(InvalidRequestError, match="already exists"):
+        ingest(store, settings, {"run_id": "once", "model": "gradient_boosting"})
+    infer(store, settings, {"run_id": "once"})
+    after = snapshot(store)
+    run_keys = [k for k in before if "/runs/once/" in k]
+    assert run_keys
+    assert all(after[k] == before[k] for k in run_keys)
+
+
+def test_invalid_dataset_leaves_model_score_and_dataset_untouched(store, settings):
+    ingest(store, settings, {})
+    infer(store, settings, {})
+    bad = b"price,area\n1,2\n"
+    store.put_bytes(settings.data_bucket, "housing.csv", bad, "text/csv")
+    before = snapshot(store)
+
+    with pytest.raises(DatasetValidationError, match="missing columns"):
+        ingest(store, settings, {"run_id": "bad-run"})
+
+    after = snapshot(store)
+    changed = {k for k in after if after.get(k) != before.get(k)}
+    # only the failed run's own record was written
+    assert changed == {
+        f"{settings.data_bucket}/runs/bad-run/request.json",
+        f"{settings.data_bucket}/runs/bad-run/error.json",
+    }
+    record = pipeline.run_record(store, "bad-run")
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "DatasetValidationError"
+    assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
+
+
+def test_tampered_model_is_refused(store, settings):
+    run = ingest(store, settings, {"run_id": "tamper"})
+    key = "runs/tamper/model.joblib"
+    original = store.get_bytes(settings.models_bucket, key)
+    store.put_bytes(settings.models_bucket, key, original[:-1] + b"\x00", "x")
+    with pytest.raises(IntegrityError, match="refusing to load it"):
+        infer(store, settings, {"run_id": "tamper"})
+    with pytest.raises(IntegrityError):
+        pipeline.load_model(store)
+    assert run["model_sha256"] == sha256(original)
+
+
+def test_inference_before_any_training(empty_store, settings):
+    with pytest.raises(NoModelError, match="no trained model yet"):
+        infer(empty_store, settings, {})
+    with pytest.raises(NotFoundError, match="does not exist"):
+        infer(empty_store, settings, {"run_id": "ghost"})
+
+
+def test_missing_dataset_is_a_clear_error(empty_store, settings):
+    with pytest.raises(NotFoundError, match=r"s3://lmf-data-\w+/housing.csv does not exist"):
+        ingest(empty_store, settings, {})
+
+
+def test_missing_bucket_is_a_clear_error(moto_endpoint):
+    settings = Settings(_env_file=None, data_bucket="lmf-nope-data", models_bucket="lmf-nope-m")
+    store = handlers.make_store(settings, endpoint_url=moto_endpoint)
+    with pytest.raises(NotFoundError, match="bucket 'lmf-nope-data' does not exist"):
+        ingest(store, settings, {})
+
+
+@pytest.mark.parametrize(
+    ("bad_event", "message"),
+    [
+        ({"model": "forest"}, "model 'forest' is unknown"),
+        ({"feature_set": "most"}, "feature_set 'most' is unknown"),
+        ({"test_size": 1}, "test_size must be a number with 0 < x < 1"),
+        ({"test_size": "0.2"}, "test_size must be"),
+        ({"random_state": -1}, "random_state must be a non-negative integer"),
+        ({"run_id": "../escape"}, "run_id '../escape' is invalid"),
+        ({"colour": "red"}, "unknown event fields: colour"),
+        ([1, 2], "event must be a JSON object"),
+    ],
+)
+def test_bad_events_are_refused(store, settings, bad_event, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        ingest(store, settings, bad_event)
+
+
+def test_latest_pointer_follows_the_last_successful_run(store, settings):
+    ingest(store, settings, {"run_id": "first"})
+    ingest(store, settings, {"run_id": "second", "feature_set": "seed"})
+    pointer = pipeline.latest(store)
+    assert pointer is not None
+    assert pointer["run_id"] == "second"
+    infer(store, settings, {"run_id": "first"})  # scoring an older run keeps score.txt
+    assert not store.exists(settings.data_bucket, "score.txt")
+    infer(store, settings, {})
+    assert store.get_text(settings.data_bucket, "score.txt") == "35.62%"
+    root = store.get_bytes(settings.models_bucket, "model.joblib")
+    assert sha256(root) == pointer["model_sha256"]
+
+
+def test_run_records(store, settings):
+    ingest(store, settings, {"run_id": "r1"})
+    assert pipeline.run_record(store, "r1")["status"] == "running"
+    infer(store, settings, {"run_id": "r1"})
+    record = pipeline.run_record(store, "r1")
+    assert record["status"] == "succeeded"
+    assert record["metrics"]["n_train"] == 436
+    assert [r["run_id"] for r in pipeline.list_runs(store)] == ["r1"]
+    with pytest.raises(NotFoundError):
+        pipeline.run_record(store, "r2")

@@ -1,0 +1,167 @@
+"""Dataset validation (one test per problem kind), cleaning and feature sets."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from local_ml_flow.errors import DatasetTooLargeError, DatasetValidationError
+from local_ml_flow.ml import dataset
+
+HEADER = ",".join(dataset.COLUMNS)
+ROW = "13300000,7420,4,2,3,yes,no,no,no,yes,2,yes,furnished"
+ROW2 = "12250000,8960,4,4,4,yes,no,no,no,yes,3,no,semi-furnished"
+BIG = 10**9
+
+
+def csv(*rows: str, header: str = HEADER) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def problems_of(data: bytes, **limits: int) -> list[str]:
+    with pytest.raises(DatasetValidationError) as info:
+        dataset.load_dataset(
+            data,
+            max_bytes=limits.get("max_bytes", BIG),
+            max_rows=limits.get("max_rows", BIG),
+        )
+    return info.value.problems
+
+
+def test_reference_file_is_valid(dataset_bytes):
+    frame = dataset.load_dataset(dataset_bytes, max_bytes=BIG, max_rows=BIG)
+    assert len(frame) == 545
+    values = frame[list(dataset.YES_NO_COLUMNS)].to_numpy()
+    assert set(values.ravel().tolist()) == {0, 1}
+
+
+def test_missing_columns_are_named():
+    header = HEADER.replace(",parking", "").replace("price,", "")
+    row = "7420,4,2,3,yes,no,no,no,yes,yes,furnished"
+    [problem] = problems_of(csv(row, header=header))
+    assert problem == "missing columns: price, parking"
+
+
+def test_unknown_columns_are_named():
+    problems = problems_of(csv(ROW + ",x", header=HEADER + ",colour"))
+    assert problems == ["unknown columns: colour"]
+
+
+def test_empty_file():
+    assert problems_of(b"") == ["dataset is empty"]
+    assert problems_of(b"  \n\n") == ["dataset is empty"]
+
+
+def test_header_only():
+    assert problems_of(csv()) == ["dataset has a header but no data rows"]
+
+
+def test_non_utf8_bytes_give_the_line():
+    data = csv(ROW, ROW2.replace("semi-furnished", "semi-furn\xe9shed")).replace(
+        "é".encode(), b"\xe9"
+    )
+    assert problems_of(data) == ["dataset is not valid UTF-8: byte 0xe9 at line 3"]
+
+
+def test_non_numeric_values_name_column_and_lines():
+    bad = ROW.replace("7420", "big")
+    problems = problems_of(csv(ROW, bad, ROW2, bad))
+    assert problems == ["column 'area': non-numeric values at lines 3, 5"]
+
+
+def test_negative_numbers():
+    problems = problems_of(csv(ROW.replace(",2,yes,furnished", ",-1,yes,furnished")))
+    assert problems == ["column 'parking': negative values at line 2"]
+
+
+def test_empty_cells():
+    problems = problems_of(csv(ROW.replace(",4,2,", ",,2,")))
+    assert problems == ["column 'bedrooms': empty cells at line 2"]
+
+
+def test_yes_no_other_values():
+    problems = problems_of(csv(ROW.replace("yes,no,no,no", "maybe,no,no,no")))
+    assert problems == ["column 'mainroad': expected yes or no at line 2 (found 'maybe')"]
+
+
+def test_yes_no_accepts_any_case_and_spaces():
+    frame = dataset.load_dataset(
+        csv(ROW.replace("yes,no,no,no", " YES ,No,nO , no")), max_bytes=BIG, max_rows=BIG
+    )
+    assert frame.loc[0, "mainroad"] == 1
+    assert frame.loc[0, "guestroom"] == 0
+
+
+def test_unknown_furnishing_status():
+    problems = problems_of(csv(ROW.replace("furnished", "luxurious")))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "column 'furnishingstatus': unknown furnishing status at line 2 (found 'luxurious'"
+    )
+
+
+def test_too_many_bytes():
+    data = csv(ROW, ROW2)
+    with pytest.raises(DatasetTooLargeError, match=f"{len(data)} bytes, above the limit of 10"):
+        dataset.load_dataset(data, max_bytes=10, max_rows=BIG)
+
+
+def test_too_many_rows():
+    with pytest.raises(DatasetTooLargeError, match="3 rows, above the limit of 2 rows"):
+        dataset.load_dataset(csv(ROW, ROW2, ROW), max_bytes=BIG, max_rows=2)
+
+
+def test_every_problem_is_reported_at_once():
+    bad = ROW.replace("13300000", "").replace("furnished", "??").replace(",3,yes", ",x,yes")
+    problems = problems_of(csv(bad))
+    assert len(problems) == 3
+    assert any("'price': empty cells" in p for p in problems)
+    assert any("'stories': non-numeric" in p for p in problems)
+    assert any("'furnishingstatus'" in p for p in problems)
+
+
+def test_many_bad_lines_are_summarised():
+    bad = ROW.replace("7420", "x")
+    [problem] = problems_of(csv(*[bad] * 8))
+    assert problem == "column 'area': non-numeric values at lines 2, 3, 4, 5, 6 (+3 more)"
+
+
+def test_malformed_csv_extra_fields_on_first_line():
+    [problem] = problems_of(csv(ROW + ",extra,fields", ROW2))
+    assert problem == "malformed CSV: line 2 has more fields than the header's 13"
+
+
+def test_malformed_csv_extra_fields_later():
+    [problem] = problems_of(csv(ROW, ROW2 + ",extra"))
+    assert problem.startswith("malformed CSV")
+    assert "line 3" in problem
+
+
+def test_cleaning_turns_yes_no_into_1_0_and_parses_numbers():
+    frame = dataset.load_dataset(csv(ROW, ROW2), max_bytes=BIG, max_rows=BIG)
+    assert frame["mainroad"].tolist() == [1, 1]
+    assert frame["prefarea"].tolist() == [1, 0]
+    assert frame["price"].tolist() == [13300000, 12250000]
+    assert frame["furnishingstatus"].tolist() == ["furnished", "semi-furnished"]
+
+
+def test_feature_sets():
+    frame = dataset.load_dataset(csv(ROW, ROW2), max_bytes=BIG, max_rows=BIG)
+    seed = dataset.features(frame, "seed")
+    assert list(seed.columns) == list(dataset.YES_NO_COLUMNS)
+    full = dataset.features(frame, "all")
+    assert len(full.columns) == 13
+    assert full["furnishing_semi-furnished"].tolist() == [0.0, 1.0]
+    assert full["furnishing_unfurnished"].tolist() == [0.0, 0.0]
+    assert "price" not in full.columns
+    with pytest.raises(ValueError, match="unknown feature_set 'some'"):
+        dataset.features(frame, "some")
+
+
+def test_houses_frame_validates_without_price():
+    house = dict(zip(dataset.COLUMNS[1:], ROW.split(",")[1:], strict=True))
+    frame = dataset.houses_frame([house])
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.loc[0, "area"] == 7420
+    with pytest.raises(DatasetValidationError, match="'bedrooms': negative"):
+        dataset.houses_frame([{**house, "bedrooms": -1}])

@@ -1,0 +1,39 @@
+"""Settings fail fast on bad values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from local_ml_flow.settings import Settings
+
+
+def test_defaults():
+    settings = Settings(_env_file=None)
+    assert settings.data_bucket == "local-ml-flow-data"
+    assert settings.models_bucket == "local-ml-flow-models"
+    assert (settings.model, settings.feature_set, settings.test_size) == ("linear", "all", 0.2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LMF_DATA_BUCKET", "Bad_Bucket", "not a valid S3 bucket name"),
+        ("LMF_TEST_SIZE", "1.5", "less than 1"),
+        ("LMF_MODEL", "forest", "linear"),
+        ("LMF_FEATURE_SET", "most", "seed"),
+        ("LMF_EMBEDDED_PORT", "0", "greater than 0"),
+        ("LMF_MODELS_BUCKET", "local-ml-flow-data", "must differ"),
+        ("LMF_DATASET_SHA256", "abc", "64 lowercase hex"),
+    ],
+)
+def test_bad_values_fail_at_startup(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None)
+
+
+def test_env_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("LMF_FEATURE_SET=seed\n")
+    monkeypatch.chdir(tmp_path)
+    assert Settings().feature_set == "seed"
