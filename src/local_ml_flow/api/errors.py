@@ -60,8 +60,11 @@ def status_of(exc: LocalMlFlowError) -> int:
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LocalMlFlowError)
     if isinstance(exc, FunctionFailedError):
+        # The function refused the request's parameters: the client's fault, not the
+        # function's. Every other function failure is a bad gateway.
+        client_fault = {"InvalidRequestError": 422, "NoModelError": 409}
         return error_response(
-            502,
+            client_fault.get(exc.error_type, 502),
             exc.error_type,
             exc.message,
             {"function": exc.function_name, **(exc.details or {})},

@@ -1,0 +1,81 @@
+"""`local-ml-flow run --embedded` end to end, and the embedded emulator itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from local_ml_flow import aws
+from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
+from local_ml_flow.settings import Settings
+from tests.conftest import free_port
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "local_ml_flow.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), **(env or {})},
+    )
+
+
+def test_run_embedded_prints_progress_and_metrics(dataset_path):
+    done = run_cli("run", "--embedded", "--dataset", str(dataset_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("==> ingestion: invoking local-ml-flow-ingestion") for line in lines)
+    assert any(line.startswith("==> inference: scored 109 test rows") for line in lines)
+    assert "R2:     0.6529 (65.29%)" in lines
+
+
+def test_run_embedded_json_with_options(dataset_path):
+    done = run_cli(
+        "run", "--embedded", "--dataset", str(dataset_path), "--feature-set", "seed", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["score"] == "35.62%"
+    assert result["feature_set"] == "seed"
+
+
+def test_bad_configuration_is_one_clear_line(dataset_path):
+    done = run_cli("run", "--embedded", env={"LMF_TEST_SIZE": "3"})
+    assert done.returncode != 0
+    assert "invalid configuration: LMF_TEST_SIZE" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_dataset_file_is_a_clear_error(tmp_path):
+    done = run_cli("run", "--embedded", "--dataset", str(tmp_path / "none.csv"))
+    assert done.returncode == 1
+    assert f"error: dataset file {tmp_path / 'none.csv'} does not exist" in done.stderr
+
+
+def test_emulator_registers_functions_and_buckets(dataset_bytes):
+    settings = Settings(_env_file=None, data_bucket="lmf-emb-data", models_bucket="lmf-emb-m")
+    emulator = EmbeddedEmulator("127.0.0.1", free_port())
+    emulator.start()
+    try:
+        emulator.provision(settings, dataset_bytes)
+        emulator.provision(settings, b"ignored: the dataset is already there")  # idempotent
+        lam = aws.client("lambda", endpoint_url=emulator.endpoint_url)
+        functions = {f["FunctionName"]: f for f in lam.list_functions()["Functions"]}
+        ingestion = functions[settings.ingestion_function]
+        assert ingestion["Handler"] == "local_ml_flow.handlers.ingestion_handler"
+        assert ingestion["Timeout"] == 300
+        assert "AWS_ENDPOINT_URL" not in ingestion["Environment"]["Variables"]
+        s3 = aws.client("s3", endpoint_url=emulator.endpoint_url)
+        body = s3.get_object(Bucket="lmf-emb-data", Key="housing.csv")["Body"].read()
+        assert body == dataset_bytes
+        with pytest.raises(EmulatorError, match="already in use"):
+            EmbeddedEmulator("127.0.0.1", emulator.port).start()
+    finally:
+        emulator.stop()
+    assert not emulator.running
