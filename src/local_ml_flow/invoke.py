@@ -147,3 +147,16 @@ def function_names(client: LambdaClient) -> list[str]:
     except (ClientError, BotoCoreError) as exc:
         raise StorageError(f"Lambda error listing functions: {exc}") from None
     return names
+
+
+def function_state(client: LambdaClient, name: str) -> str | None:
+    """A function's State (``Active``, ``Pending``, ``Failed``...), or None if it does not exist."""
+    try:
+        config = client.get_function(FunctionName=name)["Configuration"]
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    except aws.CONNECTION_ERRORS as exc:
+        raise EndpointUnreachableError(f"AWS endpoint unreachable reading {name}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"Lambda error reading {name}: {exc}") from None
+    return str(config.get("State", "Active"))

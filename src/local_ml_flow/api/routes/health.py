@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from local_ml_flow.api.deps import RuntimeDep
 from local_ml_flow.api.schemas import Health, Readiness
 from local_ml_flow.errors import LocalMlFlowError
-from local_ml_flow.invoke import function_names
+from local_ml_flow.invoke import function_state
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +21,7 @@ def health() -> Health:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 def ready(runtime: RuntimeDep) -> JSONResponse:
-    """S3 reachable, both buckets, the dataset and both functions exist (else 503)."""
+    """S3 reachable, both buckets and the dataset exist, both functions Active (else 503)."""
     settings, store = runtime.settings, runtime.store
     checks: dict[str, bool] = {}
     try:
@@ -37,14 +37,12 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
     except LocalMlFlowError:
         has_dataset = False
     checks[f"dataset:{settings.dataset_key}"] = has_dataset
-    try:
-        functions = set(function_names(runtime.lambda_client)) if checks["s3"] else set()
-        checks["lambda"] = checks["s3"]
-    except LocalMlFlowError:
-        functions = set()
-        checks["lambda"] = False
     for name in (settings.ingestion_function, settings.inference_function):
-        checks[f"function:{name}"] = name in functions
+        try:
+            state = function_state(runtime.lambda_client, name) if checks["s3"] else None
+        except LocalMlFlowError:
+            state = None
+        checks[f"function:{name}"] = state == "Active"
     missing = [name for name, ok in checks.items() if not ok]
     body = Readiness(
         status="not ready" if missing else "ready",
