@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from local_ml_flow.settings import Settings
+from tests.conftest import ROOT
 
 
 def test_defaults():
@@ -37,3 +38,12 @@ def test_env_file_is_read(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("LMF_FEATURE_SET=seed\n")
     monkeypatch.chdir(tmp_path)
     assert Settings().feature_set == "seed"
+
+
+def test_env_example_documents_every_variable_and_loads(tmp_path, monkeypatch):
+    example = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"LMF_{name.upper()}=" in example, f"LMF_{name.upper()} is not in .env.example"
+    (tmp_path / ".env").write_text(example)
+    monkeypatch.chdir(tmp_path)
+    assert Settings() == Settings(_env_file=None)
