@@ -8,7 +8,8 @@
 # Environment:
 #   PYTHON                Python (>= 3.11) running pip and the packager
 #                         (default: .venv/bin/python if present, else python3)
-#   LMF_LAMBDA_BUILD_DIR  scratch directory, wiped first (default: lambdas/build)
+#   LMF_LAMBDA_BUILD_DIR  scratch directory, wiped before and after (default: lambdas/build)
+#   LMF_KEEP_BUILD=1      keep the unpacked tree in the scratch directory, to inspect it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,3 +49,7 @@ find "$PKG" -maxdepth 1 -name '*.dist-info' -printf '    %f\n' | sed 's/\.dist-i
 
 echo "==> zip"
 "$PYTHON" "$ROOT/lambdas/package_zip.py" "$PKG" "$OUT"
+
+if [[ "${LMF_KEEP_BUILD:-0}" != 1 ]]; then
+    rm -rf "$BUILD_DIR"
+fi

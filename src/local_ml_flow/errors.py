@@ -36,6 +36,10 @@ class NotFoundError(LocalMlFlowError):
     """A bucket, key, run or function does not exist."""
 
 
+class AlreadyExistsError(LocalMlFlowError):
+    """An object written once already exists (a run id reused, for instance)."""
+
+
 class NoModelError(NotFoundError):
     """No successful training run exists yet: train first."""
 

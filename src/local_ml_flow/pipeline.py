@@ -6,6 +6,7 @@ pointer and the seed-compatible root keys move only when a step fully succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from local_ml_flow.errors import (
+    AlreadyExistsError,
     DatasetValidationError,
     InvalidRequestError,
     LocalMlFlowError,
@@ -149,14 +151,18 @@ def parse_evaluate_event(event: Any) -> EvaluateRequest:
 def ingest(request: IngestRequest, store: ArtifactStore, limits: Limits) -> dict[str, Any]:
     """Read the dataset, validate and clean it, split, train, store the run, promote it."""
     run_id = request.run_id or new_run_id()
-    if store.exists(store.data_bucket, run_key(run_id, "request.json")):
-        raise InvalidRequestError(f"run {run_id!r} already exists; runs are never rewritten")
     created_at = utc_now()
-    store.put_json(
-        store.data_bucket,
-        run_key(run_id, "request.json"),
-        {"run_id": run_id, "parameters": request.parameters(), "created_at": created_at},
-    )
+    try:
+        store.put_json(
+            store.data_bucket,
+            run_key(run_id, "request.json"),
+            {"run_id": run_id, "parameters": request.parameters(), "created_at": created_at},
+            once=True,
+        )
+    except AlreadyExistsError:
+        raise InvalidRequestError(
+            f"run {run_id!r} already exists; runs are never rewritten"
+        ) from None
     try:
         return _train(run_id, created_at, request, store, limits)
     except LocalMlFlowError as exc:
@@ -248,9 +254,8 @@ def record_failure(
 ) -> None:
     """Write ``runs/<run_id>/error.json`` once; a failing store is left to the caller."""
     key = run_key(run_id, "error.json")
-    try:
-        if store.exists(store.data_bucket, key):
-            return
+    # a failing store is left to the caller, which raises the original error
+    with contextlib.suppress(LocalMlFlowError):
         store.put_json(
             store.data_bucket,
             key,
@@ -262,9 +267,8 @@ def record_failure(
                 "details": details,
                 "failed_at": utc_now(),
             },
+            once=True,
         )
-    except LocalMlFlowError:
-        pass  # the store itself is failing: the caller raises the original error
 
 
 def _record(store: ArtifactStore, run_id: str, stage: str, exc: LocalMlFlowError) -> None:
@@ -348,9 +352,11 @@ def _score(run_id: str, store: ArtifactStore) -> dict[str, Any]:
         "n_test": metrics.n,
         "score": metrics.score,
     }
-    metrics_key = run_key(run_id, "metrics.json")
-    if not store.exists(data, metrics_key):  # run artifacts are written once
-        store.put_json(data, metrics_key, {**result, "evaluated_at": utc_now()})
+    # run artifacts are written once: scoring a run again keeps its first metrics
+    with contextlib.suppress(AlreadyExistsError):
+        store.put_json(
+            data, run_key(run_id, "metrics.json"), {**result, "evaluated_at": utc_now()}, once=True
+        )
     with _PROMOTION_LOCK:
         pointer = latest(store)
         if pointer is not None and pointer["run_id"] == run_id:

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local_ml_flow import aws
 from local_ml_flow.errors import (
+    AlreadyExistsError,
     EndpointUnreachableError,
     IntegrityError,
     NotFoundError,
@@ -87,6 +88,8 @@ class ArtifactStore:
                 raise NotFoundError(f"bucket {bucket!r} does not exist") from None
             if code in _MISSING_KEY_CODES:
                 raise NotFoundError(f"{where} does not exist") from None
+            if code == "PreconditionFailed":
+                raise AlreadyExistsError(f"{where} already exists") from None
             message = exc.response.get("Error", {}).get("Message", str(exc))
             raise StorageError(f"S3 error on {where}: {code}: {message}") from None
         except aws.CONNECTION_ERRORS as exc:
@@ -101,9 +104,16 @@ class ArtifactStore:
         with self._errors(bucket, key):
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
-        """Store bytes; returns their sha256 (also kept as object metadata)."""
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str, *, once: bool = False
+    ) -> str:
+        """Store bytes; returns their sha256 (also kept as object metadata).
+
+        ``once``: write only if the key does not exist yet (an atomic conditional write),
+        else AlreadyExistsError.
+        """
         digest = sha256(data)
+        extra: dict[str, Any] = {"IfNoneMatch": "*"} if once else {}
         with self._errors(bucket, key):
             self.s3.put_object(
                 Bucket=bucket,
@@ -111,6 +121,7 @@ class ArtifactStore:
                 Body=data,
                 ContentType=content_type,
                 Metadata={"sha256": digest},
+                **extra,
             )
         return digest
 
@@ -176,9 +187,9 @@ class ArtifactStore:
         except ValueError:
             raise StorageError(f"s3://{bucket}/{key} is not valid JSON") from None
 
-    def put_json(self, bucket: str, key: str, value: Any) -> str:
+    def put_json(self, bucket: str, key: str, value: Any, *, once: bool = False) -> str:
         data = json.dumps(value, indent=2, sort_keys=True).encode()
-        return self.put_bytes(bucket, key, data, "application/json")
+        return self.put_bytes(bucket, key, data, "application/json", once=once)
 
     def get_text(self, bucket: str, key: str) -> str:
         return self.get_bytes(bucket, key).decode("utf-8")

@@ -70,7 +70,7 @@ def _lines(mask: pd.Series[bool]) -> str:
     return f"{word} {shown}{more}"
 
 
-def _decode(data: bytes, max_bytes: int) -> str:
+def _check_bytes(data: bytes, max_bytes: int) -> None:
     if len(data) > max_bytes:
         raise DatasetTooLargeError(
             [f"dataset is {len(data)} bytes, above the limit of {max_bytes} bytes"]
@@ -78,7 +78,7 @@ def _decode(data: bytes, max_bytes: int) -> str:
     if not data.strip():
         raise DatasetValidationError(["dataset is empty"])
     try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DatasetValidationError(
@@ -87,11 +87,20 @@ def _decode(data: bytes, max_bytes: int) -> str:
 
 
 def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
-    """Bytes to a frame of strings; raises on problems that prevent reading it at all."""
-    text = _decode(data, max_bytes)
+    """Bytes to a frame; raises on problems that prevent reading it at all.
+
+    Numbers are parsed by pandas where they can be (a column with a bad value stays text
+    and is examined by validation); empty cells are NaN; text columns are categorical, so a
+    million rows stay small.
+    """
+    _check_bytes(data, max_bytes)
     try:
         frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False
+            io.BytesIO(data),
+            encoding="utf-8-sig",
+            dtype={c: "category" for c in (*YES_NO_COLUMNS, FURNISHING)},
+            keep_default_na=False,
+            na_values=[""],
         )
     except pd.errors.EmptyDataError:
         raise DatasetValidationError(["dataset is empty"]) from None
@@ -124,43 +133,63 @@ def _column_problems(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
     return problems
 
 
+def _numbers(column: pd.Series[Any]) -> pd.Series[float]:
+    """A column as floats, NaN where a cell is empty or not a number."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.astype("float64")
+    return pd.to_numeric(column.astype("string").str.strip(), errors="coerce").astype("float64")
+
+
+def _words(column: pd.Series[Any]) -> pd.Series[Any]:
+    """A text column stripped and lower-cased (cheaply: per category when categorical)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        mapping = {c: str(c).strip().lower() for c in column.cat.categories}
+        return column.map(mapping).astype(object)
+    return column.astype(object).map(lambda v: str(v).strip().lower(), na_action="ignore")
+
+
+def _empty(column: pd.Series[Any]) -> pd.Series[bool]:
+    if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object:
+        return column.isna() | (column.astype("string").str.strip() == "").fillna(False)
+    return column.isna()
+
+
 def _value_problems(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     problems: list[str] = []
     for column in columns:
         raw = frame[column]
-        values = raw.fillna("").astype(str).str.strip()
-        empty = values == ""
+        empty = _empty(raw)
         if empty.any():
             problems.append(f"column {column!r}: empty cells at {_lines(empty)}")
         present = ~empty
         if column == TARGET or column in NUMERIC_FEATURES:
-            numbers = pd.to_numeric(values.where(present), errors="coerce")
-            bad = present & (numbers.isna() | ~np.isfinite(numbers.fillna(0)))
+            numbers = _numbers(raw)
+            bad = present & ~np.isfinite(numbers)
             if bad.any():
                 problems.append(f"column {column!r}: non-numeric values at {_lines(bad)}")
             negative = present & ~bad & (numbers < 0)
             if negative.any():
                 problems.append(f"column {column!r}: negative values at {_lines(negative)}")
-        elif column in YES_NO_COLUMNS:
-            bad = present & ~values.str.lower().isin(("yes", "no"))
+        else:
+            allowed = ("yes", "no") if column in YES_NO_COLUMNS else FURNISHING_VALUES
+            words = _words(raw)
+            bad = present & ~words.isin(allowed)
             if bad.any():
-                problems.append(
-                    f"column {column!r}: expected yes or no at {_lines(bad)}"
-                    f" (found {_examples(values[bad])})"
+                what = (
+                    "expected yes or no"
+                    if column in YES_NO_COLUMNS
+                    else "unknown furnishing status"
                 )
-        elif column == FURNISHING:
-            bad = present & ~values.str.lower().isin(FURNISHING_VALUES)
-            if bad.any():
+                hint = "" if column in YES_NO_COLUMNS else f"; expected one of {', '.join(allowed)}"
                 problems.append(
-                    f"column {column!r}: unknown furnishing status at {_lines(bad)}"
-                    f" (found {_examples(values[bad])}; expected one of"
-                    f" {', '.join(FURNISHING_VALUES)})"
+                    f"column {column!r}: {what} at {_lines(bad)}"
+                    f" (found {_examples(raw[bad])}{hint})"
                 )
     return problems
 
 
-def _examples(values: pd.Series[str]) -> str:
-    uniq = list(dict.fromkeys(values.tolist()))[:3]
+def _examples(values: pd.Series[Any]) -> str:
+    uniq = list(dict.fromkeys(str(v).strip() for v in values.head(50).tolist()))[:3]
     return ", ".join(repr(v) for v in uniq)
 
 
@@ -192,15 +221,13 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
 
     Expects a frame that passed validation; returns a new frame.
     """
-    out = pd.DataFrame(index=range(len(frame)))
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     for column in (TARGET, *NUMERIC_FEATURES):
         if column in frame.columns:
-            out[column] = pd.to_numeric(frame[column].astype(str).str.strip()).to_numpy()
+            out[column] = _numbers(frame[column]).to_numpy()
     for column in YES_NO_COLUMNS:
-        out[column] = (
-            (frame[column].astype(str).str.strip().str.lower() == "yes").astype("int64").to_numpy()
-        )
-    out[FURNISHING] = frame[FURNISHING].astype(str).str.strip().str.lower().to_numpy()
+        out[column] = (_words(frame[column]) == "yes").astype("int64").to_numpy()
+    out[FURNISHING] = pd.Categorical(_words(frame[FURNISHING]), categories=FURNISHING_VALUES)
     return out
 
 
@@ -220,7 +247,7 @@ def target(clean_frame: pd.DataFrame) -> pd.Series[float]:
 
 def houses_frame(houses: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Validate and clean houses given as mappings (the /predict body); no price needed."""
-    frame = pd.DataFrame([{k: str(v) for k, v in h.items()} for h in houses], dtype=str)
+    frame = pd.DataFrame(list(houses))
     if frame.empty:
         raise DatasetValidationError(["no houses given"])
     problems = validate_frame(frame, require_target=False)

@@ -1,0 +1,170 @@
+"""Pipeline wall time and memory in embedded mode: cold, warm, and synthetic large datasets.
+
+    .venv/bin/python benchmarks/pipeline.py --dataset ../shared/data/housing.csv
+
+Prints figures; asserts nothing. Targets (issue): warm <= 150 ms, cold <= 3 s,
+1M rows <= 20 s with peak RSS <= 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python benchmarks/pipeline.py` from a checkout
+
+
+def synthetic_csv(rows: int, seed: int = 0) -> bytes:
+    """Housing-like rows with a price that depends on the features (so R² means something)."""
+    rng = np.random.default_rng(seed)
+    area = rng.integers(1500, 16000, rows)
+    bedrooms = rng.integers(1, 7, rows)
+    bathrooms = rng.integers(1, 5, rows)
+    stories = rng.integers(1, 5, rows)
+    parking = rng.integers(0, 4, rows)
+    yes_no = rng.integers(0, 2, (rows, 6))
+    furnishing = rng.integers(0, 3, rows)
+    price = (
+        area * 250
+        + bedrooms * 150_000
+        + bathrooms * 900_000
+        + stories * 400_000
+        + parking * 250_000
+        + yes_no @ np.array([400_000, 300_000, 350_000, 800_000, 850_000, 600_000])
+        - furnishing * 200_000
+        + rng.normal(0, 1_000_000, rows)
+    ).clip(500_000)
+    words = np.array(["no", "yes"])
+    status = np.array(["furnished", "semi-furnished", "unfurnished"])
+    header = (
+        "price,area,bedrooms,bathrooms,stories,mainroad,guestroom,basement,"
+        "hotwaterheating,airconditioning,parking,prefarea,furnishingstatus"
+    )
+    columns = [
+        price.astype(np.int64).astype(str),
+        area.astype(str),
+        bedrooms.astype(str),
+        bathrooms.astype(str),
+        stories.astype(str),
+        *(words[yes_no[:, i]] for i in range(5)),
+        parking.astype(str),
+        words[yes_no[:, 5]],
+        status[furnishing],
+    ]
+    body = columns[0]
+    for column in columns[1:]:
+        body = np.char.add(np.char.add(body, ","), column)
+    return (header + "\n" + "\n".join(body.tolist()) + "\n").encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child(dataset: Path, repeats: int) -> None:
+    """In a fresh process: imports, emulator, first run, then warm runs; JSON on stdout."""
+    t0 = time.perf_counter()
+    from local_ml_flow import bootstrap, runs
+    from local_ml_flow.settings import Settings
+
+    t_import = time.perf_counter()
+    settings = Settings(_env_file=None, embedded_port=free_port(), dataset_path=dataset)
+    runtime = bootstrap.build(settings, embedded=True)
+    t_ready = time.perf_counter()
+    try:
+        first = runs.execute(runtime.invoker, runtime.store, settings, {})
+        t_first = time.perf_counter()
+        warm = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            runs.execute(runtime.invoker, runtime.store, settings, {})
+            warm.append(time.perf_counter() - start)
+    finally:
+        runtime.close()
+    print(
+        json.dumps(
+            {
+                "import_s": t_import - t0,
+                "emulator_s": t_ready - t_import,
+                "first_run_s": t_first - t_ready,
+                "warm_s": warm,
+                "r2": first["r2"],
+                "n_train": first["n_train"],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def measure(dataset: Path, repeats: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", "--dataset", str(dataset), "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process_s"] = time.perf_counter() - started
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/housing.csv")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "bench")
+    args = parser.parse_args()
+    if args.child:
+        child(args.dataset, args.repeats)
+        return
+
+    cold_figures = measure(args.dataset, 0)
+    cold = cold_figures["process_s"]
+    ref = measure(args.dataset, args.repeats)
+    print(f"housing.csv ({ref['n_train']} train rows), embedded mode, ingestion + inference:")
+    print(
+        f"  cold: {cold:.2f} s for a fresh process, start to exit (imports"
+        f" {cold_figures['import_s']:.2f} s, emulator start {cold_figures['emulator_s']:.2f} s,"
+        f" first run {cold_figures['first_run_s']:.3f} s)   target <= 3 s"
+    )
+    warm = ref["warm_s"]
+    print(
+        f"  warm: median {statistics.median(warm) * 1000:.0f} ms over {len(warm)} runs"
+        f" (min {min(warm) * 1000:.0f}, max {max(warm) * 1000:.0f})   target <= 150 ms"
+    )
+    print(f"  R² {ref['r2']:.4f}, peak RSS {ref['peak_rss_mb']:.0f} MB")
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print("synthetic housing-like data (one fresh process each, first run):")
+    for rows in (int(s) for s in args.sizes.split(",") if s):
+        path = args.workdir / f"housing-{rows}.csv"
+        if not path.exists():
+            path.write_bytes(synthetic_csv(rows))
+        figures = measure(path, 0)
+        print(
+            f"  {rows:>9,} rows ({path.stat().st_size / 1e6:6.1f} MB): run"
+            f" {figures['first_run_s']:6.2f} s, peak RSS {figures['peak_rss_mb']:6.0f} MB,"
+            f" R² {figures['r2']:.3f}"
+        )
+    print("targets: 1M rows <= 20 s, peak RSS <= 2048 MB")
+
+
+if __name__ == "__main__":
+    main()

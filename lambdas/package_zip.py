@@ -1,0 +1,143 @@
+"""Trim an installed Lambda package tree and write it as a reproducible zip.
+
+Used by bin/build_lambdas.sh after `pip install --target`. Standard library only.
+
+    python lambdas/package_zip.py BUILD_DIR OUT_ZIP [--max-unzipped-bytes N]
+
+Reproducible: entries are sorted, every timestamp is 1980-01-01 and permissions are
+normalised, so the same files give the same zip, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# AWS Lambda: 250 MB unzipped (function code + layers), as AWS counts it.
+LAMBDA_MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+# Over this a zip cannot be uploaded directly and must go through S3.
+LAMBDA_MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024
+
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+# Directories never needed at run time (test suites, bytecode caches, console scripts
+# whose shebang names the build machine's interpreter).
+TRIM_DIR_NAMES = frozenset({"tests", "__pycache__"})
+TRIM_TOP_LEVEL_DIRS = frozenset({"bin"})
+# Type stubs, Cython sources, C/C++ headers and sources, stale bytecode.
+TRIM_SUFFIXES = frozenset({".pyc", ".pyo", ".pyi", ".pyx", ".pxd", ".pxi", ".c", ".h", ".cpp"})
+
+
+def trim(root: Path) -> int:
+    """Delete what the functions never load; return the number of bytes removed."""
+    removed = 0
+    for top in TRIM_TOP_LEVEL_DIRS:
+        path = root / top
+        if path.is_dir():
+            removed += tree_size(path)
+            shutil.rmtree(path)
+    for dirpath, dirnames, filenames in os.walk(root, topdown=True):
+        for name in list(dirnames):
+            if name in TRIM_DIR_NAMES:
+                path = Path(dirpath, name)
+                removed += tree_size(path)
+                shutil.rmtree(path)
+                dirnames.remove(name)
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.suffix in TRIM_SUFFIXES:
+                removed += path.stat().st_size
+                path.unlink()
+    return removed
+
+
+def tree_size(root: Path) -> int:
+    """Total size in bytes of the regular files under root."""
+    return sum(path.stat().st_size for path in iter_files(root))
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Regular files under root, in a stable (sorted) order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def write_zip(root: Path, out: Path) -> int:
+    """Zip every file under root into out, reproducibly; return the unzipped size."""
+    files = sorted(iter_files(root), key=lambda p: p.relative_to(root).as_posix())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    unzipped = 0
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so external_attr carries the mode bits
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            data = path.read_bytes()
+            unzipped += len(data)
+            zf.writestr(info, data, compresslevel=6)
+    tmp.replace(out)
+    return unzipped
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mb(n: int) -> str:
+    """Bytes as MB (MiB, as AWS counts its limits)."""
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Trim, zip, report sizes; exit 1 if the unzipped size is over the Lambda limit."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("build_dir", type=Path)
+    parser.add_argument("out_zip", type=Path)
+    parser.add_argument("--max-unzipped-bytes", type=int, default=LAMBDA_MAX_UNZIPPED_BYTES)
+    args = parser.parse_args(argv)
+
+    root: Path = args.build_dir
+    if not root.is_dir():
+        parser.error(f"not a directory: {root}")
+    removed = trim(root)
+    unzipped = write_zip(root, args.out_zip)
+    zipped = args.out_zip.stat().st_size
+
+    print(f"trimmed:  {mb(removed)} (tests, caches, stubs, sources)")
+    print(f"unzipped: {mb(unzipped)} ({unzipped} bytes; limit {mb(args.max_unzipped_bytes)})")
+    print(f"zipped:   {mb(zipped)} ({zipped} bytes)")
+    print(f"sha256:   {sha256_of(args.out_zip)}")
+    print(f"zip:      {args.out_zip}")
+    if zipped > LAMBDA_MAX_DIRECT_UPLOAD_BYTES:
+        print("note:     over 50 MB zipped: deploy it through S3 (Terraform does)")
+    if unzipped > args.max_unzipped_bytes:
+        print(
+            f"error: unzipped size {mb(unzipped)} exceeds the Lambda limit "
+            f"{mb(args.max_unzipped_bytes)}",
+            file=sys.stderr,
+        )
+        args.out_zip.unlink()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

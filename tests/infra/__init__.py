@@ -1,0 +1,1 @@
+"""Infrastructure tests: Terraform, Lambda packaging, Dockerfiles, compose, workflows."""

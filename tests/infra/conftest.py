@@ -1,0 +1,164 @@
+"""Fixtures of the infrastructure tests: tools, a private moto server, the built zip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TERRAFORM_DIR = ROOT / "terraform"
+LAMBDAS_DIR = ROOT / "lambdas"
+BUILD_SCRIPT = ROOT / "bin" / "build_lambdas.sh"
+VENV_BIN = Path(sys.executable).parent
+
+TF_PLUGIN_MIRROR = Path(os.environ.get("LMF_TF_PLUGIN_MIRROR", "/opt/tf-plugins"))
+TF_AWS_PROVIDER = TF_PLUGIN_MIRROR / "registry.terraform.io" / "hashicorp" / "aws"
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(reason: str) -> None:
+    """A missing tool: a failure in CI (it must not pass silently), a skip locally."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+def find_tool(name: str) -> str | None:
+    """A tool from the running interpreter's bin directory (.venv/bin) or PATH."""
+    candidate = VENV_BIN / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which(name)
+
+
+def require_tool(name: str, how: str) -> str:
+    """The path of a tool, or fail/skip (see `missing`) saying how to install it."""
+    path = find_tool(name)
+    if path is None:
+        missing(f"{name} not found: {how}")
+        raise AssertionError("unreachable")
+    return path
+
+
+def find_python312() -> str | None:
+    """A CPython 3.12 that really runs (a pyenv shim may exist without the version active)."""
+    candidates: list[str] = []
+    if override := os.environ.get("LMF_PYTHON312"):
+        candidates.append(override)
+    if which := shutil.which("python3.12"):
+        candidates.append(which)
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.12*/bin/python3.12"))
+    candidates += ["/usr/local/bin/python3.12", "/usr/bin/python3.12"]
+    for candidate in candidates:
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+# ---------------------------------------------------------------- moto -----------------
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout_s: float = 30.0) -> None:
+    """Poll url until it answers at all (any HTTP status)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def private_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server in its own process, on a free loopback port, for one test module.
+
+    Moto's state is global to a process, so a server started in this process would share
+    it with every other test; a separate process isolates it completely.
+    """
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+# ---------------------------------------------------------------- the zip --------------
+
+
+@dataclass(frozen=True)
+class LambdaZip:
+    """The zip built by bin/build_lambdas.sh, and what the build printed."""
+
+    path: Path
+    build_log: str
+
+
+@pytest.fixture(scope="session")
+def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
+    """Build the Lambda zip once per session, into a temporary directory."""
+    work = tmp_path_factory.mktemp("lambda-build")
+    out = work / "local-ml-flow-lambda.zip"
+    env = {**os.environ, "PYTHON": sys.executable, "LMF_LAMBDA_BUILD_DIR": str(work / "build")}
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
+    print(f"\n[build_lambdas.sh] {took:.1f} s\n{proc.stdout}")
+    shutil.rmtree(work / "build", ignore_errors=True)
+    return LambdaZip(path=out, build_log=proc.stdout)
