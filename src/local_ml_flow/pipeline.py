@@ -24,6 +24,7 @@ from local_ml_flow.errors import (
     NotFoundError,
 )
 from local_ml_flow.ml import dataset, model
+from local_ml_flow.ml.model import Regressor, array_predictor
 from local_ml_flow.storage import (
     LATEST_KEY,
     MODEL_KEY,
@@ -305,9 +306,13 @@ class LoadedModel:
     """A run's model, loaded after its sha256 was checked, with what it expects as input."""
 
     run_id: str
-    model: model.Regressor
+    model: Regressor
     feature_set: str
     manifest: dict[str, Any]
+
+    def array_predictor(self) -> Regressor:
+        """The model, predicting from arrays in ``dataset.feature_names(feature_set)`` order."""
+        return array_predictor(self.model, dataset.feature_names(self.feature_set))
 
 
 def load_model(store: ArtifactStore, run_id: str | None = None) -> LoadedModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 import pytest
 
@@ -158,10 +160,30 @@ def test_feature_sets():
         dataset.features(frame, "some")
 
 
-def test_houses_frame_validates_without_price():
+def test_encode_houses_matches_the_training_encoding(dataset_bytes):
+    clean = dataset.load_dataset(dataset_bytes, max_bytes=BIG, max_rows=BIG)
+    raw = pd.read_csv(io.BytesIO(dataset_bytes), dtype=str).drop(columns=["price"])
+    houses = [{str(k): v for k, v in r.items()} for r in raw.head(40).to_dict("records")]
+    houses[0] = {**houses[0], "mainroad": " YES ", "furnishingstatus": "Unfurnished"}
+    for feature_set in ("all", "seed"):
+        expected = dataset.features(clean.head(40), feature_set)
+        expected.loc[0, "mainroad"] = 1.0
+        if feature_set == "all":
+            expected.loc[0, ["furnishing_semi-furnished", "furnishing_unfurnished"]] = [0.0, 1.0]
+        encoded = dataset.encode_houses(houses, feature_set)
+        assert encoded.tolist() == expected.to_numpy().tolist()
+
+
+def test_encode_houses_names_bad_values():
     house = dict(zip(dataset.COLUMNS[1:], ROW.split(",")[1:], strict=True))
-    frame = dataset.houses_frame([house])
-    assert isinstance(frame, pd.DataFrame)
-    assert frame.loc[0, "area"] == 7420
-    with pytest.raises(DatasetValidationError, match="'bedrooms': negative"):
-        dataset.houses_frame([{**house, "bedrooms": -1}])
+    with pytest.raises(DatasetValidationError) as info:
+        dataset.encode_houses(
+            [house, {**house, "bedrooms": -1, "prefarea": "maybe", "area": "big"}], "all"
+        )
+    assert info.value.problems == [
+        "house 1: area must be a non-negative number",
+        "house 1: bedrooms must be a non-negative number",
+        "house 1: prefarea must be yes or no",
+    ]
+    with pytest.raises(DatasetValidationError, match="no houses"):
+        dataset.encode_houses([], "all")

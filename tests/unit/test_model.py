@@ -58,3 +58,15 @@ def test_split_refuses_bad_sizes(clean):
 def test_unknown_model_kind(clean):
     with pytest.raises(ValueError, match="unknown model 'forest'"):
         model.train("forest", dataset.features(clean, "all"), dataset.target(clean))
+
+
+@pytest.mark.parametrize(
+    ("feature_set", "kind"), [("all", "linear"), ("seed", "gradient_boosting")]
+)
+def test_array_predictor_predicts_like_the_model(clean, feature_set, kind):
+    parts = model.split(dataset.features(clean, feature_set), dataset.target(clean))
+    fitted = model.train(kind, parts.x_train, parts.y_train)
+    fast = model.array_predictor(fitted, dataset.feature_names(feature_set))
+    assert fast.predict(parts.x_test.to_numpy()) == pytest.approx(fitted.predict(parts.x_test))
+    with pytest.raises(ValueError, match="model was fitted on"):
+        model.array_predictor(fitted, list(reversed(dataset.feature_names(feature_set))))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local_ml_flow import __version__, bootstrap
 from local_ml_flow.api import errors
-from local_ml_flow.api.deps import ModelCache
-from local_ml_flow.api.routes import api_router
+from local_ml_flow.api.caches import Caches
+from local_ml_flow.api.routes import ROUTERS
 from local_ml_flow.settings import Settings
 
 DESCRIPTION = """
@@ -32,7 +34,8 @@ def create_app(
         if runtime is None:
             owned = bootstrap.build(settings or Settings())
             app.state.runtime = owned
-        app.state.model_cache = ModelCache(app.state.runtime.settings.model_refresh_s)
+        runtime_ = app.state.runtime
+        app.state.caches = Caches(runtime_.store, runtime_.settings.model_refresh_s)
         try:
             yield
         finally:
@@ -48,22 +51,31 @@ def create_app(
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
 
-    @app.middleware("http")
-    async def limit_upload(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Refuse an oversized upload (413) before reading it."""
-        length = request.headers.get("content-length")
-        limit = app.state.runtime.settings.max_upload_bytes + 64 * 1024  # multipart framing
-        too_large = length is not None and length.isdigit() and int(length) > limit
-        if request.method in {"PUT", "POST"} and too_large:
-            return errors.error_response(
-                413,
-                "PayloadTooLargeError",
-                f"request body of {length} bytes is above the limit of {limit} bytes",
-            )
-        return await call_next(request)
-
+    app.add_middleware(UploadLimitMiddleware, app_state=app.state)
     return app
+
+
+class UploadLimitMiddleware:
+    """Refuse a PUT/POST whose declared body is over the upload limit (413) before reading
+    it. Plain ASGI: Starlette's BaseHTTPMiddleware costs a task group per request."""
+
+    def __init__(self, app: ASGIApp, app_state: State) -> None:
+        self.app = app
+        self.state = app_state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in {"PUT", "POST"}:
+            limit = self.state.runtime.settings.max_upload_bytes + 64 * 1024  # multipart framing
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > limit:
+                response = errors.error_response(
+                    413,
+                    "PayloadTooLargeError",
+                    f"request body of {int(length)} bytes is above the limit of {limit} bytes",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

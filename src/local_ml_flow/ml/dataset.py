@@ -38,7 +38,6 @@ COLUMNS: tuple[str, ...] = (
     "prefarea",
     FURNISHING,
 )
-FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != TARGET)
 # One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)).
 FURNISHING_DUMMIES: tuple[str, ...] = ("furnishing_semi-furnished", "furnishing_unfurnished")
 
@@ -193,16 +192,15 @@ def _examples(values: pd.Series[Any]) -> str:
     return ", ".join(repr(v) for v in uniq)
 
 
-def validate_frame(frame: pd.DataFrame, *, require_target: bool = True) -> list[str]:
-    """Every problem of a string frame against the housing schema (empty list: valid)."""
-    required = COLUMNS if require_target else FEATURE_COLUMNS
-    problems = _column_problems(frame, required)
+def validate_frame(frame: pd.DataFrame) -> list[str]:
+    """Every problem of a parsed frame against the housing schema (empty list: valid)."""
+    problems = _column_problems(frame, COLUMNS)
     if len(frame) == 0:
         problems.append("dataset has a header but no data rows")
         return problems
     if any("duplicated" in p for p in problems):
         return problems
-    present = [c for c in required if c in frame.columns]
+    present = [c for c in COLUMNS if c in frame.columns]
     problems.extend(_value_problems(frame, present))
     return problems
 
@@ -245,12 +243,49 @@ def target(clean_frame: pd.DataFrame) -> pd.Series[float]:
     return clean_frame[TARGET].astype("float64")
 
 
-def houses_frame(houses: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Validate and clean houses given as mappings (the /predict body); no price needed."""
-    frame = pd.DataFrame(list(houses))
-    if frame.empty:
+def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.ndarray:
+    """Model inputs for houses given as mappings (the /predict body, no price needed).
+
+    The same encoding as ``features(clean(...))`` (columns in ``feature_names(feature_set)``
+    order), row by row in plain Python: a request of
+    a few houses must not pay for a column-wise pandas pipeline. Raises
+    DatasetValidationError naming the house and field of a bad value.
+    """
+    names = feature_names(feature_set)
+    if not houses:
         raise DatasetValidationError(["no houses given"])
-    problems = validate_frame(frame, require_target=False)
+    rows: list[list[float]] = []
+    problems: list[str] = []
+    for index, house in enumerate(houses):
+        encoded: dict[str, float] = {}
+        for column in NUMERIC_FEATURES:
+            value = house.get(column)
+            number = _as_number(value)
+            if number is None or number < 0:
+                problems.append(f"house {index}: {column} must be a non-negative number")
+            else:
+                encoded[column] = number
+        for column in YES_NO_COLUMNS:
+            word = str(house.get(column, "")).strip().lower()
+            if word not in ("yes", "no"):
+                problems.append(f"house {index}: {column} must be yes or no")
+            encoded[column] = 1.0 if word == "yes" else 0.0
+        status = str(house.get(FURNISHING, "")).strip().lower()
+        if status not in FURNISHING_VALUES:
+            problems.append(f"house {index}: {FURNISHING} must be one of {FURNISHING_VALUES}")
+        encoded["furnishing_semi-furnished"] = float(status == "semi-furnished")
+        encoded["furnishing_unfurnished"] = float(status == "unfurnished")
+        rows.append([encoded.get(name, 0.0) for name in names])
     if problems:
         raise DatasetValidationError(problems)
-    return clean(frame)
+    return np.asarray(rows, dtype="float64")
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None

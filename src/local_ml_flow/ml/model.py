@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
@@ -20,7 +21,7 @@ MODEL_KINDS: tuple[str, ...] = ("linear", "gradient_boosting")
 class Regressor(Protocol):
     """What a trained model offers: scikit-learn's predict."""
 
-    def predict(self, x: pd.DataFrame) -> np.ndarray: ...  # pragma: no cover
+    def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray: ...  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,37 @@ def train(kind: str, x: pd.DataFrame, y: pd.Series[float], *, random_state: int 
     model.fit(x, y)
     fitted: Regressor = model
     return fitted
+
+
+def array_predictor(model: Regressor, feature_names: list[str]) -> Regressor:
+    """A shallow copy of a fitted model that predicts from plain arrays whose columns are
+    ``feature_names``, in that order.
+
+    scikit-learn checks a DataFrame's column names on every predict (most of the time of a
+    one-row prediction); here they are checked once, against the names the model was
+    fitted with.
+    """
+    fitted_names = getattr(model, "feature_names_in_", None)
+    if fitted_names is not None and list(fitted_names) != list(feature_names):
+        raise ValueError(f"model was fitted on {list(fitted_names)}, not on {list(feature_names)}")
+    if isinstance(model, LinearRegression):
+        return _LinearArrayPredictor(np.asarray(model.coef_), float(model.intercept_))
+    clone = copy.copy(model)
+    if fitted_names is not None:
+        del clone.feature_names_in_  # type: ignore[attr-defined]
+    return clone
+
+
+@dataclass(frozen=True)
+class _LinearArrayPredictor:
+    """A fitted linear regression reduced to its arithmetic (no per-call input checks)."""
+
+    coef: np.ndarray
+    intercept: float
+
+    def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+        result: np.ndarray = np.asarray(x, dtype="float64") @ self.coef + self.intercept
+        return result
 
 
 def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:

@@ -1,9 +1,12 @@
-"""One router per resource, gathered here."""
+"""One router per resource, gathered here.
+
+Hot endpoints first: the app tries routers in this order, so it also orders match cost.
+"""
 
 from fastapi import APIRouter
 
 from local_ml_flow.api.routes import bucket, health, lambdas, predict, result, root, runs
 
-api_router = APIRouter()
-for module in (root, health, bucket, lambdas, result, runs, predict):
-    api_router.include_router(module.router)
+ROUTERS: tuple[APIRouter, ...] = tuple(
+    module.router for module in (predict, result, health, runs, bucket, lambdas, root)
+)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from local_ml_flow.api.deps import StoreDep
+from local_ml_flow.api.deps import CachesDep
 from local_ml_flow.api.schemas import ErrorResponse, ResultResponse
-from local_ml_flow.errors import NoModelError, NotFoundError
-from local_ml_flow.storage import SCORE_KEY
+from local_ml_flow.errors import NotFoundError
 
 router = APIRouter(prefix="/result", tags=["result"])
 
@@ -17,16 +16,9 @@ router = APIRouter(prefix="/result", tags=["result"])
     response_model=ResultResponse,
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
-def get_result(bucket_name: str, store: StoreDep) -> ResultResponse:
+async def get_result(bucket_name: str, caches: CachesDep) -> ResultResponse:
     """The latest score (``score.txt``) of the data bucket; other buckets are 404."""
-    if bucket_name != store.data_bucket:
-        raise NotFoundError(
-            f"no result in bucket {bucket_name!r}: results live in {store.data_bucket!r}"
-        )
-    try:
-        content = store.get_text(store.data_bucket, SCORE_KEY)
-    except NotFoundError as exc:
-        if "bucket" in exc.message:
-            raise
-        raise NoModelError("no score yet: POST /pipeline/runs first") from None
-    return ResultResponse(content=content)
+    data_bucket = caches.store.data_bucket
+    if bucket_name != data_bucket:
+        raise NotFoundError(f"no result in bucket {bucket_name!r}: results live in {data_bucket!r}")
+    return ResultResponse(content=await caches.score.get())

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 
 from local_ml_flow import pipeline, runs
-from local_ml_flow.api.deps import InvokerDep, ModelCacheDep, SettingsDep, StoreDep
+from local_ml_flow.api.deps import CachesDep, InvokerDep, SettingsDep, StoreDep
 from local_ml_flow.api.schemas import ErrorResponse, Run, RunRequest, RunsResponse
 from local_ml_flow.errors import InvalidRequestError
 
@@ -30,13 +30,15 @@ def start_run(
     store: StoreDep,
     invoker: InvokerDep,
     settings: SettingsDep,
-    cache: ModelCacheDep,
+    caches: CachesDep,
     body: Annotated[RunRequest | None, Body()] = None,
 ) -> Run:
     """Run ingestion then inference; returns the run record."""
     parameters = (body or RunRequest()).model_dump()
-    result = runs.execute(invoker, store, settings, parameters)
-    cache.invalidate()
+    try:
+        result = runs.execute(invoker, store, settings, parameters)
+    finally:
+        caches.invalidate()
     return Run.model_validate(pipeline.run_record(store, result["run_id"]))
 
 

@@ -1,0 +1,118 @@
+"""What the API keeps in memory between requests: the latest model and the latest score.
+
+Both are served from memory and re-read from S3 in the background once older than
+``LMF_MODEL_REFRESH_S`` (stale-while-revalidate), so a hot endpoint never waits on S3;
+after a run finished in this process they are re-read before the next answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from local_ml_flow import pipeline
+from local_ml_flow.errors import NoModelError, NotFoundError
+from local_ml_flow.ml.model import Regressor
+from local_ml_flow.storage import SCORE_KEY, ArtifactStore
+
+T = TypeVar("T")
+logger = logging.getLogger("local_ml_flow.api")
+
+
+class Recent(Generic[T]):
+    """A value from ``load`` (blocking I/O), kept in memory.
+
+    ``get()`` answers from memory; a value older than ``refresh_s`` is re-read in the
+    background while the old one is still served. With no value yet, or after
+    ``invalidate()``, it is read before answering. Failures are never cached.
+    """
+
+    def __init__(self, load: Callable[[T | None], T], refresh_s: float) -> None:
+        self._load = load
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._read_at = float("-inf")
+        self._valid = False
+        self._refreshing = False
+
+    def invalidate(self) -> None:
+        self._valid = False
+
+    def _read(self) -> T:
+        with self._lock:
+            if self._valid and self._value is not None and not self._stale():
+                return self._value  # another request read it while this one waited
+            value = self._load(self._value)
+            self._value, self._read_at, self._valid = value, time.monotonic(), True
+            return value
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._read()
+        except Exception:
+            logger.warning("background refresh failed; serving the previous value", exc_info=True)
+        finally:
+            self._refreshing = False
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._read_at >= self.refresh_s
+
+    async def get(self) -> T:
+        value = self._value
+        if value is None or not self._valid:
+            return await run_in_threadpool(self._read)
+        if self._stale() and not self._refreshing:
+            self._refreshing = True
+            asyncio.get_running_loop().run_in_executor(None, self._refresh_in_background)
+        return value
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model /predict uses: its run, its feature set, an array predictor."""
+
+    run_id: str
+    feature_set: str
+    predictor: Regressor
+
+
+class Caches:
+    """The latest model and score of one store."""
+
+    def __init__(self, store: ArtifactStore, refresh_s: float) -> None:
+        self.store = store
+        self.model: Recent[ServedModel] = Recent(self._load_model, refresh_s)
+        self.score: Recent[str] = Recent(self._load_score, refresh_s)
+        self.model_loads = 0
+
+    def invalidate(self) -> None:
+        self.model.invalidate()
+        self.score.invalidate()
+
+    def _load_model(self, current: ServedModel | None) -> ServedModel:
+        """Read the latest pointer; load the model only when the latest run changed."""
+        pointer = pipeline.latest(self.store)
+        if pointer is None:
+            raise NoModelError("no trained model yet: POST /pipeline/runs first")
+        run_id = str(pointer["run_id"])
+        if current is not None and current.run_id == run_id:
+            return current
+        loaded = pipeline.load_model(self.store, run_id)
+        self.model_loads += 1
+        return ServedModel(run_id, loaded.feature_set, loaded.array_predictor())
+
+    def _load_score(self, current: str | None) -> str:
+        try:
+            return self.store.get_text(self.store.data_bucket, SCORE_KEY)
+        except NotFoundError as exc:
+            if "bucket" in exc.message:
+                raise
+            raise NoModelError("no score yet: POST /pipeline/runs first") from None
