@@ -27,21 +27,10 @@ from typing import Any
 
 import httpx
 
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
+
 ROOT = Path(__file__).resolve().parent.parent
-HOUSE = {
-    "area": 7420,
-    "bedrooms": 4,
-    "bathrooms": 2,
-    "stories": 3,
-    "mainroad": "yes",
-    "guestroom": "no",
-    "basement": "no",
-    "hotwaterheating": "no",
-    "airconditioning": "yes",
-    "parking": 2,
-    "prefarea": "yes",
-    "furnishingstatus": "furnished",
-}
+HOUSE = EXAMPLE_HOUSE
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/health", None),
     ("GET", "/result/local-ml-flow-data", None),

@@ -109,8 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
-    serve.add_argument(
-        "--run-first", action="store_true", help="run the pipeline once before serving"
+    first = serve.add_mutually_exclusive_group()
+    first.add_argument(
+        "--run-first",
+        dest="run_first",
+        action="store_true",
+        default=None,
+        help="run the pipeline once before serving (default: when the embedded stack has"
+        " no model yet)",
+    )
+    first.add_argument(
+        "--no-run", dest="run_first", action="store_false", help="never run before serving"
     )
     serve.set_defaults(func=cmd_serve)
 

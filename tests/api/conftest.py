@@ -74,7 +74,7 @@ def start_server(
     env: dict[str, str] | None = None,
 ) -> ApiServer:
     log = tmp_path_factory.mktemp("api") / "server.log"
-    base_args = ["--embedded", "--dataset", str(dataset_path)]
+    base_args = ["--embedded", "--dataset", str(dataset_path), "--no-run"]
     return ApiServer(log, args if args is not None else base_args, env or {})
 
 

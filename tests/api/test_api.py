@@ -10,22 +10,10 @@ import joblib
 import pandas as pd
 import pytest
 
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from tests.api.conftest import ApiServer, assert_error
 
-HOUSE = {
-    "area": 7420,
-    "bedrooms": 4,
-    "bathrooms": 2,
-    "stories": 3,
-    "mainroad": "yes",
-    "guestroom": "no",
-    "basement": "no",
-    "hotwaterheating": "no",
-    "airconditioning": "yes",
-    "parking": 2,
-    "prefarea": "yes",
-    "furnishingstatus": "furnished",
-}
+HOUSE = EXAMPLE_HOUSE
 DATA = "local-ml-flow-data"
 MODELS = "local-ml-flow-models"
 

@@ -118,9 +118,22 @@ def test_concurrent_runs_are_isolated_and_latest_is_consistent(client, server, t
 def small_upload_server(
     tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
 ) -> Iterator[ApiServer]:
-    api = start_server(tmp_path_factory, dataset_path, env={"LMF_MAX_UPLOAD_BYTES": "1000"})
+    # without --no-run: an embedded server with no model trains once before serving
+    api = start_server(
+        tmp_path_factory,
+        dataset_path,
+        args=["--embedded", "--dataset", str(dataset_path)],
+        env={"LMF_MAX_UPLOAD_BYTES": "1000"},
+    )
     yield api
     api.stop()
+
+
+def test_default_serve_trains_once_when_there_is_no_model(small_upload_server):
+    with httpx.Client(base_url=small_upload_server.url, timeout=30) as http:
+        assert http.get(f"/result/{DATA}").json() == {"content": "65.29%"}
+        assert len(http.get("/pipeline/runs").json()["runs"]) == 1
+    assert "R² 0.6529 (65.29%)" in small_upload_server.log.read_text()
 
 
 def test_too_large_upload_is_413(small_upload_server, dataset_bytes):

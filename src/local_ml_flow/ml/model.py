@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
@@ -72,10 +71,12 @@ def split(
 
 def train(kind: str, x: pd.DataFrame, y: pd.Series[float], *, random_state: int = 42) -> Regressor:
     """Fit a ``linear`` (default) or ``gradient_boosting`` regressor."""
-    model: LinearRegression | GradientBoostingRegressor
+    model: Any
     if kind == "linear":
         model = LinearRegression()
     elif kind == "gradient_boosting":
+        from sklearn.ensemble import GradientBoostingRegressor  # imported when used: slow
+
         model = GradientBoostingRegressor(random_state=random_state)
     else:
         raise ValueError(f"unknown model {kind!r}; expected one of {list(MODEL_KINDS)}")
