@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.settings import Settings
 
 if TYPE_CHECKING:
-    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import BaseWSGIServer
 
 ROLE_NAME = "local-ml-flow-lambda"
 HANDLERS = {
@@ -68,7 +69,8 @@ class EmbeddedEmulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
         self.host = host
         self.port = port
-        self._server: ThreadedMotoServer | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -79,8 +81,17 @@ class EmbeddedEmulator:
         return self._server is not None
 
     def start(self) -> str:
-        """Start the server; returns its endpoint URL."""
-        from moto.server import ThreadedMotoServer
+        """Start the server in a daemon thread; returns its endpoint URL.
+
+        What moto's ThreadedMotoServer does, with a short poll interval so that ``stop()``
+        returns at once instead of after half a second.
+        """
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if not _port_free(self.host, self.port):
@@ -88,15 +99,27 @@ class EmbeddedEmulator:
                 f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"
                 " (another local-ml-flow or LocalStack?). Stop it or set LMF_EMBEDDED_PORT."
             )
-        server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        server.start()
-        self._server = server
+        server = make_server(
+            self.host,
+            self.port,
+            DomainDispatcherApplication(create_backend_app),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        self._server, self._thread = server, thread
         return self.endpoint_url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
-            self._server = None
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._server, self._thread = None, None
 
     def provision(self, settings: Settings, dataset: bytes | None) -> None:
         """Create both buckets, upload the dataset if given and absent, register functions."""

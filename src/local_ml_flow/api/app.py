@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -13,6 +15,7 @@ from local_ml_flow import __version__, bootstrap
 from local_ml_flow.api import errors
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.routes import ROUTERS
+from local_ml_flow.api.schemas import PredictRequest
 from local_ml_flow.settings import Settings
 
 DESCRIPTION = """
@@ -55,7 +58,25 @@ def create_app(
         app.include_router(router)
 
     app.add_middleware(UploadLimitMiddleware, app_state=app.state)
+    _document_models(app, PredictRequest)
     return app
+
+
+def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Put models that routes validate themselves into the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class UploadLimitMiddleware:
