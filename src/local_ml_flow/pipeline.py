@@ -62,6 +62,7 @@ class IngestRequest:
     feature_set: str = "all"
     test_size: float = 0.2
     random_state: int = 42
+    promote: bool = True  # False: the caller promotes once the whole run succeeded
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -113,7 +114,7 @@ def _as_event(event: Any) -> Mapping[str, Any]:
 def parse_ingest_event(event: Any, defaults: IngestRequest) -> IngestRequest:
     """Validate an ingestion event; absent fields take the defaults."""
     ev = _as_event(event)
-    _reject_unknown(ev, {"run_id", "model", "feature_set", "test_size", "random_state"})
+    _reject_unknown(ev, {"run_id", "model", "feature_set", "test_size", "random_state", "promote"})
     run_id = _check_run_id(ev["run_id"]) if ev.get("run_id") is not None else None
     kind = ev.get("model", defaults.model)
     if kind not in model.MODEL_KINDS:
@@ -136,7 +137,10 @@ def parse_ingest_event(event: Any, defaults: IngestRequest) -> IngestRequest:
         raise InvalidRequestError(
             f"random_state must be a non-negative integer, got {random_state!r}"
         )
-    return IngestRequest(run_id, kind, feature_set, float(test_size), random_state)
+    promote = ev.get("promote", True)
+    if not isinstance(promote, bool):
+        raise InvalidRequestError(f"promote must be true or false, got {promote!r}")
+    return IngestRequest(run_id, kind, feature_set, float(test_size), random_state, promote)
 
 
 def parse_evaluate_event(event: Any) -> EvaluateRequest:
@@ -212,7 +216,8 @@ def _train(
     }
     # The manifest is written last: a run without one never finished training.
     store.put_json(data, run_key(run_id, "manifest.json"), manifest)
-    _promote(store, manifest)
+    if request.promote:
+        _promote(store, manifest)
     return {
         "run_id": run_id,
         "n_train": manifest["n_train"],
@@ -222,24 +227,37 @@ def _train(
         "dataset_sha256": dataset_sha,
         **request.parameters(),
         "train_r2": train_metrics.r2,
+        "promoted": request.promote,
     }
 
 
-def _promote(store: ArtifactStore, manifest: Mapping[str, Any]) -> None:
+def promote(store: ArtifactStore, run_id: str) -> None:
+    """Make a trained run the latest: root keys (and score.txt once it is scored), then
+    the latest pointer. A caller running ingestion then inference promotes after both."""
+    _promote(store, manifest(store, run_id))
+
+
+def _promote(store: ArtifactStore, info: Mapping[str, Any]) -> None:
     """Copy the run's artifacts to the root keys, then move the latest pointer."""
-    run_id = manifest["run_id"]
+    run_id = info["run_id"]
     data, models = store.data_bucket, store.models_bucket
     with _PROMOTION_LOCK:
         store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY)
         store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY)
         store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY)
+        try:
+            scored = store.get_json(data, run_key(run_id, "metrics.json"))
+        except NotFoundError:
+            scored = None  # not scored yet: inference writes score.txt for the latest run
+        if scored is not None:
+            store.put_text(data, SCORE_KEY, str(scored["score"]))
         store.put_json(
             data,
             LATEST_KEY,
             {
                 "run_id": run_id,
-                "model_sha256": manifest["model_sha256"],
-                "dataset_sha256": manifest["dataset_sha256"],
+                "model_sha256": info["model_sha256"],
+                "dataset_sha256": info["dataset_sha256"],
                 "promoted_at": utc_now(),
             },
         )

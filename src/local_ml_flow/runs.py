@@ -26,13 +26,17 @@ def execute(
     *,
     progress: Progress = _quiet,
 ) -> dict[str, Any]:
-    """Invoke ingestion then inference for a new run; returns both results merged.
+    """Invoke ingestion then inference for a new run, then make it the latest; returns both
+    results merged.
 
-    A failing function raises FunctionFailedError carrying the run id; the run is then
-    recorded as failed in its own prefix (the function usually did so itself).
+    The run is promoted (latest pointer, root keys, score.txt) only once both functions
+    succeeded. A failing function raises FunctionFailedError carrying the run id; the run
+    is then recorded as failed in its own prefix (the function usually did so itself) and
+    the previous model and score stay.
     """
     run_id = pipeline.new_run_id()
-    event = {"run_id": run_id, **{k: v for k, v in parameters.items() if v is not None}}
+    chosen = {k: v for k, v in parameters.items() if v is not None}
+    event = {"run_id": run_id, **chosen, "promote": False}
     stage = "ingestion"
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
@@ -45,6 +49,7 @@ def execute(
         progress(f"inference: invoking {settings.inference_function}")
         scored = invoker.invoke(settings.inference_function, {"run_id": run_id})
         progress(f"inference: scored {scored['n_test']} test rows: R² {scored['r2']:.4f}")
+        pipeline.promote(store, run_id)
     except FunctionFailedError as exc:
         pipeline.record_failure(store, run_id, stage, exc.error_type, exc.error_message)
         raise FunctionFailedError(
@@ -53,4 +58,4 @@ def execute(
             exc.error_message,
             {"run_id": run_id, "stage": stage},
         ) from None
-    return {**trained, **scored}
+    return {**trained, **scored, "promoted": True}

@@ -166,6 +166,7 @@ def test_missing_bucket_is_a_clear_error(moto_endpoint):
         ({"random_state": -1}, "random_state must be a non-negative integer"),
         ({"run_id": "../escape"}, "run_id '../escape' is invalid"),
         ({"colour": "red"}, "unknown event fields: colour"),
+        ({"promote": "yes"}, "promote must be true or false"),
         ([1, 2], "event must be a JSON object"),
     ],
 )

@@ -1,0 +1,69 @@
+"""A whole run (ingestion, inference, promotion) as the CLI and the API start it."""
+
+from __future__ import annotations
+
+import pytest
+
+from local_ml_flow import bootstrap, pipeline, runs
+from local_ml_flow.errors import FunctionFailedError
+from local_ml_flow.invoke import LocalInvoker
+from local_ml_flow.storage import sha256
+from tests.component.conftest import snapshot
+
+
+def test_a_run_is_promoted_once_both_functions_succeeded(store, settings):
+    invoker = LocalInvoker(bootstrap.local_functions(settings, store))
+    lines: list[str] = []
+    result = runs.execute(invoker, store, settings, {"feature_set": "seed"}, progress=lines.append)
+    assert result["promoted"] is True
+    pointer = pipeline.latest(store)
+    assert pointer is not None
+    assert pointer["run_id"] == result["run_id"]
+    assert store.get_text(settings.data_bucket, "score.txt") == "35.62%"
+    assert (
+        sha256(store.get_bytes(settings.models_bucket, "model.joblib")) == pointer["model_sha256"]
+    )
+    assert lines[0].startswith(f"ingestion: invoking {settings.ingestion_function} for run")
+    assert lines[-1] == "inference: scored 109 test rows: R² 0.3562"
+
+
+def test_a_failing_inference_leaves_the_previous_model_and_score(store, settings):
+    functions = bootstrap.local_functions(settings, store)
+    runs.execute(LocalInvoker(functions), store, settings, {})
+    before = snapshot(store)
+
+    def broken_inference(event, context):
+        raise RuntimeError("out of memory")
+
+    invoker = LocalInvoker({**functions, settings.inference_function: broken_inference})
+    with pytest.raises(FunctionFailedError) as info:
+        runs.execute(invoker, store, settings, {"feature_set": "seed"})
+    assert info.value.error_type == "RuntimeError"
+    run_id = info.value.details["run_id"]
+    assert info.value.details["stage"] == "inference"
+
+    after = snapshot(store)
+    assert {k: after[k] for k in before} == before  # nothing that was there changed
+    assert all(f"/runs/{run_id}/" in key for key in set(after) - set(before))
+    record = pipeline.run_record(store, run_id)
+    assert record["status"] == "failed"
+    assert record["error"] == {
+        "stage": "inference",
+        "type": "RuntimeError",
+        "message": "out of memory",
+        "details": None,
+    }
+
+
+def test_ingestion_without_promotion_then_promote(store, settings):
+    from local_ml_flow import handlers
+
+    trained = handlers.ingestion({"promote": False}, None, store=store, settings=settings)
+    assert trained["promoted"] is False
+    assert pipeline.latest(store) is None
+    assert not store.exists(settings.models_bucket, "model.joblib")
+    handlers.inference({"run_id": trained["run_id"]}, None, store=store, settings=settings)
+    assert not store.exists(settings.data_bucket, "score.txt")
+    pipeline.promote(store, trained["run_id"])
+    assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
+    assert store.exists(settings.models_bucket, "model.joblib")
