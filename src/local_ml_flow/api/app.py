@@ -90,7 +90,7 @@ class UploadLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in {"PUT", "POST"}:
             limit = self.state.runtime.settings.max_upload_bytes + 64 * 1024  # multipart framing
-            length = dict(scope["headers"]).get(b"content-length", b"")
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
             if length.isdigit() and int(length) > limit:
                 response = errors.error_response(
                     413,

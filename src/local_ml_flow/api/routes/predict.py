@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from local_ml_flow.api.deps import CachesDep
+from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.schemas import ErrorResponse, PredictRequest, PredictResponse
 from local_ml_flow.ml import dataset
 
@@ -31,8 +31,9 @@ _BODY_SCHEMA = {
     responses={409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     openapi_extra=_BODY_SCHEMA,
 )
-async def predict(request: Request, caches: CachesDep) -> Response:
+async def predict(request: Request) -> Response:
     """Predict prices of 1-1000 houses with the latest good model."""
+    caches: Caches = request.app.state.caches  # the hot path skips dependency resolution
     try:
         body = PredictRequest.model_validate_json(await request.body())
     except ValidationError as exc:
