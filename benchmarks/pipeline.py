@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import socket
 import statistics
@@ -109,6 +110,18 @@ def child(dataset: Path, repeats: int) -> None:
     )
 
 
+def cli_run_seconds(dataset: Path) -> float:
+    """Wall time of the user's command, a fresh process from start to exit."""
+    started = time.perf_counter()
+    subprocess.run(
+        [Path(sys.executable).parent / "local-ml-flow", "run", "--embedded", "--dataset", dataset],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port())},
+    )
+    return time.perf_counter() - started
+
+
 def measure(dataset: Path, repeats: int) -> dict[str, Any]:
     started = time.perf_counter()
     done = subprocess.run(
@@ -135,14 +148,16 @@ def main() -> None:
         child(args.dataset, args.repeats)
         return
 
+    cold_runs = [cli_run_seconds(args.dataset) for _ in range(3)]
+    cold = statistics.median(cold_runs)
     cold_figures = measure(args.dataset, 0)
-    cold = cold_figures["process_s"]
     ref = measure(args.dataset, args.repeats)
     print(f"housing.csv ({ref['n_train']} train rows), embedded mode, ingestion + inference:")
     print(
-        f"  cold: {cold:.2f} s for a fresh process, start to exit (imports"
-        f" {cold_figures['import_s']:.2f} s, emulator start {cold_figures['emulator_s']:.2f} s,"
-        f" first run {cold_figures['first_run_s']:.3f} s)   target <= 3 s"
+        f"  cold: {cold:.2f} s, median of 3 `local-ml-flow run --embedded` processes, start to"
+        f" exit   target <= 3 s\n"
+        f"        (in a fresh process: imports {cold_figures['import_s']:.2f} s, emulator start"
+        f" {cold_figures['emulator_s']:.2f} s, first run {cold_figures['first_run_s']:.3f} s)"
     )
     warm = ref["warm_s"]
     print(
