@@ -28,6 +28,10 @@ class DatasetTooLargeError(DatasetValidationError):
     """The dataset exceeds the configured byte or row limit."""
 
 
+class UploadTooLargeError(LocalMlFlowError):
+    """An uploaded file exceeds the upload limit."""
+
+
 class InvalidRequestError(LocalMlFlowError):
     """An event or request carries a bad parameter."""
 

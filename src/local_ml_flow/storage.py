@@ -169,16 +169,6 @@ class ArtifactStore:
         with self._errors("*"):
             return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]
 
-    def bucket_exists(self, bucket: str) -> bool:
-        try:
-            with self._errors(bucket):
-                self.s3.head_bucket(Bucket=bucket)
-        except (NotFoundError, StorageError) as exc:
-            if isinstance(exc, EndpointUnreachableError):
-                raise
-            return False
-        return True
-
     # -- typed helpers -----------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> Any:
         data = self.get_bytes(bucket, key)

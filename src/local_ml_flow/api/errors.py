@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from local_ml_flow.errors import (
+    AlreadyExistsError,
     DatasetTooLargeError,
     DatasetValidationError,
     EndpointUnreachableError,
@@ -21,24 +22,23 @@ from local_ml_flow.errors import (
     LocalMlFlowError,
     NoModelError,
     NotFoundError,
+    UploadTooLargeError,
 )
 
 logger = logging.getLogger("local_ml_flow.api")
 
 _STATUS: list[tuple[type[LocalMlFlowError], int]] = [
     (DatasetTooLargeError, 413),
+    (UploadTooLargeError, 413),
     (DatasetValidationError, 422),
     (InvalidRequestError, 422),
     (NoModelError, 409),
+    (AlreadyExistsError, 409),
     (NotFoundError, 404),
     (FunctionFailedError, 502),
     (IntegrityError, 502),
     (EndpointUnreachableError, 503),
 ]
-
-
-class UploadTooLargeError(LocalMlFlowError):
-    """The request body exceeds the upload limit."""
 
 
 def error_response(status: int, error_type: str, message: str, details: Any = None) -> JSONResponse:
@@ -52,8 +52,6 @@ def status_of(exc: LocalMlFlowError) -> int:
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status
-    if isinstance(exc, UploadTooLargeError):
-        return 413
     return 502  # a storage or function error on the AWS side
 
 

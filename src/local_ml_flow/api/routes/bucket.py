@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow.api.deps import SettingsDep, StoreDep
-from local_ml_flow.api.errors import UploadTooLargeError
 from local_ml_flow.api.schemas import (
     BucketsResponse,
     DatasetResponse,
@@ -19,7 +18,7 @@ from local_ml_flow.api.schemas import (
     ModelObject,
     ModelsResponse,
 )
-from local_ml_flow.errors import DatasetValidationError
+from local_ml_flow.errors import DatasetValidationError, UploadTooLargeError
 from local_ml_flow.ml import dataset
 
 router = APIRouter(prefix="/bucket", tags=["buckets"])
