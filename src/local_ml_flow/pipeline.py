@@ -390,8 +390,11 @@ def _score(run_id: str, store: ArtifactStore) -> dict[str, Any]:
 # -- run records --------------------------------------------------------------------------
 
 
-def run_record(store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    """What is known of a run, from its own files: parameters, status, metrics, error."""
+def run_record(store: ArtifactStore, run_id: str, files: set[str] | None = None) -> dict[str, Any]:
+    """What is known of a run, from its own files: parameters, status, metrics, error.
+
+    ``files``: the names under the run's prefix, when the caller listed them already.
+    """
     data = store.data_bucket
     try:
         request = store.get_json(data, run_key(run_id, "request.json"))
@@ -406,7 +409,8 @@ def run_record(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         "finished_at": None,
         "error": None,
     }
-    files = {o.key.rsplit("/", 1)[-1] for o in store.list_objects(data, run_key(run_id, ""))}
+    if files is None:
+        files = {o.key.rsplit("/", 1)[-1] for o in store.list_objects(data, run_key(run_id, ""))}
     info = (
         store.get_json(data, run_key(run_id, "manifest.json")) if "manifest.json" in files else {}
     )
@@ -440,12 +444,24 @@ def run_record(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 
 
 def list_runs(store: ArtifactStore, limit: int = 50) -> list[dict[str, Any]]:
-    """Run records, newest first (by creation time)."""
-    records = []
-    for run_id in store.list_prefixes(store.data_bucket, RUNS_PREFIX):
-        try:
-            records.append(run_record(store, run_id))
-        except NotFoundError:
-            continue  # a prefix without request.json is not a run of ours
+    """Run records, newest first (by creation time).
+
+    One listing of ``runs/`` finds every run, its files and when it was created; only the
+    newest ``limit`` are read.
+    """
+    files: dict[str, set[str]] = {}
+    created: dict[str, str] = {}
+    for obj in store.list_objects(store.data_bucket, RUNS_PREFIX):
+        run_id, _, name = obj.key[len(RUNS_PREFIX) :].partition("/")
+        if not name:
+            continue  # runs/latest.json
+        files.setdefault(run_id, set()).add(name)
+        if name == "request.json":
+            created[run_id] = obj.last_modified
+    newest = sorted(created, key=lambda r: (created[r], r), reverse=True)
+    if len(newest) > limit:  # S3 times are coarse: keep every run as new as the last one kept
+        cutoff = created[newest[limit - 1]]
+        newest = [r for r in newest if created[r] >= cutoff]
+    records = [run_record(store, run_id, files[run_id]) for run_id in newest]
     records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
     return records[:limit]

@@ -155,16 +155,6 @@ class ArtifactStore:
                     )
         return out
 
-    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
-        """The 'folders' directly under prefix (without the prefix and trailing slash)."""
-        out: list[str] = []
-        with self._errors(bucket):
-            paginator = self.s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-                for common in page.get("CommonPrefixes", []):
-                    out.append(common["Prefix"][len(prefix) :].rstrip("/"))
-        return out
-
     def list_buckets(self) -> list[str]:
         with self._errors("*"):
             return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]

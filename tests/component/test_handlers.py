@@ -199,3 +199,15 @@ def test_run_records(store, settings):
     assert [r["run_id"] for r in pipeline.list_runs(store)] == ["r1"]
     with pytest.raises(NotFoundError):
         pipeline.run_record(store, "r2")
+
+
+def test_list_runs_newest_first_and_limited(store, settings):
+    for run_id in ("zeta", "alpha", "mid", "last"):  # names unordered: creation time orders
+        ingest(store, settings, {"run_id": run_id})
+    store.put_bytes(settings.data_bucket, "housing.csv", b"price\n1\n", "text/csv")
+    with pytest.raises(DatasetValidationError):
+        ingest(store, settings, {"run_id": "broken"})
+    runs = pipeline.list_runs(store, limit=3)
+    assert [r["run_id"] for r in runs] == ["broken", "last", "mid"]
+    assert [r["status"] for r in runs] == ["failed", "running", "running"]
+    assert len(pipeline.list_runs(store)) == 5

@@ -47,5 +47,5 @@ def test_listing(store):
     store.put_text(store.models_bucket, "a/b.txt", "x")
     store.put_text(store.models_bucket, "a/c/d.txt", "y")
     assert [o.key for o in store.list_objects(store.models_bucket)] == ["a/b.txt", "a/c/d.txt"]
-    assert store.list_prefixes(store.models_bucket, "a/") == ["c"]
+    assert [o.key for o in store.list_objects(store.models_bucket, "a/c/")] == ["a/c/d.txt"]
     assert store.data_bucket in store.list_buckets()

@@ -51,19 +51,34 @@ def get_dataset(
 ) -> DatasetResponse:
     """The current dataset: row count and a page of rows."""
     raw = store.get_dataset()
-    try:
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
+    header, rows, count = _page(raw, offset, limit)
     return DatasetResponse(
         dataset_name=store.dataset_key.rsplit("/", 1)[-1],
         bucket=store.data_bucket,
         key=store.dataset_key,
-        row_count=len(rows),
+        row_count=count,
         offset=offset,
         limit=limit,
-        values=[{str(k): str(v) for k, v in r.items()} for r in rows[offset : offset + limit]],
+        values=[dict(zip(header, row, strict=False)) for row in rows],
     )
+
+
+def _page(raw: bytes, offset: int, limit: int) -> tuple[list[str], list[list[str]], int]:
+    """Header, rows offset..offset+limit and the number of rows, in one streaming pass."""
+    try:
+        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+        header = next(reader, [])
+        rows: list[list[str]] = []
+        count = 0
+        for row in reader:
+            if not row:
+                continue  # blank line, as csv.DictReader skips it
+            if offset <= count < offset + limit:
+                rows.append(row)
+            count += 1
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
+    return header, rows, count
 
 
 @router.put(
