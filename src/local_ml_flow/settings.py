@@ -7,6 +7,7 @@ which boto3 reads itself; they are never settings of ours.
 from __future__ import annotations
 
 import re
+import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
     dataset_path: Path | None = None
     dataset_url: str = "https://raw.githubusercontent.com/MathieuAudibert/local-ml-flow/main/src/config/housing.csv"
     dataset_sha256: str = "53c664e09e63570198f4197daa9d6e96b5fea6488d4a1b9259d192df2ce51ccf"
-    cache_dir: Path = Path.home() / ".cache" / "local-ml-flow"
+    cache_dir: Path = Field(default_factory=lambda: _default_cache_dir())
 
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -99,6 +100,14 @@ class Settings(BaseSettings):
         if self.data_bucket == self.models_bucket:
             raise ValueError("data_bucket and models_bucket must differ")
         return self
+
+
+def _default_cache_dir() -> Path:
+    """~/.cache/local-ml-flow; a temporary folder where there is no home (AWS Lambda)."""
+    try:
+        return Path.home() / ".cache" / "local-ml-flow"
+    except RuntimeError:
+        return Path(tempfile.gettempdir()) / "local-ml-flow"
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -47,3 +50,14 @@ def test_env_example_documents_every_variable_and_loads(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text(example)
     monkeypatch.chdir(tmp_path)
     assert Settings() == Settings(_env_file=None)
+
+
+def test_no_home_directory_is_not_fatal(monkeypatch):
+    """AWS Lambda may run the functions without a home directory."""
+
+    def no_home() -> object:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr("pathlib.Path.home", no_home)
+    expected = Path(tempfile.gettempdir()) / "local-ml-flow"
+    assert Settings(_env_file=None).cache_dir == expected
