@@ -18,7 +18,7 @@ from .conftest import ROOT, require_tool
 
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "lambdas" / "Dockerfile"]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SHELL_SCRIPTS = [ROOT / "bin" / "build_lambdas.sh"]
+SHELL_SCRIPTS = sorted([*ROOT.glob("bin/*.sh"), *ROOT.glob("bin/lib/*.sh"), ROOT / ".ci" / "run"])
 
 HANDLERS = {
     "local_ml_flow.handlers.ingestion_handler",
