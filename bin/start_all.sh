@@ -27,10 +27,11 @@ logs=.lmf/logs
 mkdir -p "$logs"
 say() { printf '==> %s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
-# step NAME CMD...: run a step, its output in $logs/NAME.log; on failure say so and where.
+# step NAME MESSAGE CMD...: say MESSAGE, run CMD with its output in $logs/NAME.log;
+# on failure say which step failed and where its log is.
 step() {
-  local name="$1"; shift
-  say "$name"
+  local name="$1" message="$2"; shift 2
+  say "$message"
   if ! "$@" >"$logs/$name.log" 2>&1; then
     tail -n 20 "$logs/$name.log" >&2 || true
     fail "step '$name' failed; full log: $logs/$name.log"
@@ -43,7 +44,8 @@ ensure_venv
 if [ -n "$dataset" ]; then
   [ -f "$dataset" ] || fail "dataset file $dataset does not exist"
 else
-  step dataset-fetch .venv/bin/local-ml-flow dataset fetch
+  step dataset-fetch "fetching the reference dataset (sha256-checked, cached)" \
+    .venv/bin/local-ml-flow dataset fetch
   dataset="$(.venv/bin/python -c 'from local_ml_flow.settings import Settings; from local_ml_flow.datasource import cached_path; print(cached_path(Settings().cache_dir))')"
 fi
 
@@ -63,10 +65,11 @@ fi
 
 # --- Docker: LocalStack + Terraform + the API in compose ----------------------------------
 [ "$port" = 8000 ] || say "note: with Docker the API is published on :8000 (docker-compose.yml)"
-step build-lambdas ./bin/build_lambdas.sh
+step build-lambdas "building the Lambda zip" ./bin/build_lambdas.sh
 mkdir -p .cache
 cp "$dataset" .cache/housing.csv
-step compose-up docker compose up --detach --build
+step compose-up "starting LocalStack, Terraform and the API (docker compose)" \
+  docker compose up --detach --build
 trap 'say "stopping"; docker compose down >/dev/null 2>&1 || true; exit 0' INT TERM
 
 say "waiting for LocalStack, Terraform and the API (first start pulls images; up to 10 min)"

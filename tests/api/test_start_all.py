@@ -93,3 +93,26 @@ def test_start_all_refuses_a_missing_dataset(tmp_path):
     )
     assert done.returncode == 1
     assert f"error: dataset file {tmp_path / 'x.csv'} does not exist" in done.stderr
+
+
+def test_a_failing_step_names_itself_and_its_log(tmp_path):
+    env = {
+        **os.environ,
+        "LMF_DATASET_URL": f"http://127.0.0.1:{free_port()}/housing.csv",  # nothing listens
+        "LMF_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    env.pop("LMF_DATASET_PATH", None)
+    done = subprocess.run(
+        [str(ROOT / "bin" / "start_all.sh"), "--embedded"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert (
+        "error: step 'dataset-fetch' failed; full log: .lmf/logs/dataset-fetch.log" in done.stderr
+    )
+    log = (ROOT / ".lmf" / "logs" / "dataset-fetch.log").read_text()
+    assert "cannot download the dataset" in log
