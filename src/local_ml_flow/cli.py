@@ -37,18 +37,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _progress(f"mode {runtime.mode.value}: AWS at {where}")
-        event = {
-            k: v
-            for k, v in {
-                "model": args.model,
-                "feature_set": args.feature_set,
-                "test_size": args.test_size,
-                "random_state": args.random_state,
-            }.items()
-            if v is not None
+        parameters = {  # options not given (None) take the configured defaults
+            "model": args.model,
+            "feature_set": args.feature_set,
+            "test_size": args.test_size,
+            "random_state": args.random_state,
         }
         started = time.perf_counter()
-        result = runs.execute(runtime.invoker, runtime.store, settings, event, progress=_progress)
+        result = runs.execute(
+            runtime.invoker, runtime.store, settings, parameters, progress=_progress
+        )
         _progress(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()

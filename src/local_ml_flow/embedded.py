@@ -12,7 +12,6 @@ import logging
 import socket
 import threading
 import zipfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from local_ml_flow import aws
@@ -177,10 +176,3 @@ class EmbeddedEmulator:
                     }
                 },
             )
-
-
-def read_dataset_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise EmulatorError(f"cannot read the dataset {path}: {exc.strerror}") from None

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from local_ml_flow.errors import (
     AlreadyExistsError,
@@ -39,7 +39,6 @@ from local_ml_flow.storage import (
 )
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-RunStatus = Literal["running", "succeeded", "failed"]
 
 # Serialises promotion (latest pointer + root keys) among runs of this process.
 _PROMOTION_LOCK = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,6 @@ COLUMNS: tuple[str, ...] = (
 # One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)).
 FURNISHING_DUMMIES: tuple[str, ...] = ("furnishing_semi-furnished", "furnishing_unfurnished")
 
-FeatureSet = Literal["all", "seed"]
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "seed": YES_NO_COLUMNS,
     "all": (*NUMERIC_FEATURES, *YES_NO_COLUMNS, *FURNISHING_DUMMIES),

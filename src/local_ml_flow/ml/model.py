@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,6 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
-ModelKind = Literal["linear", "gradient_boosting"]
 MODEL_KINDS: tuple[str, ...] = ("linear", "gradient_boosting")
 
 
