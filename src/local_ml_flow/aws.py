@@ -1,4 +1,4 @@
-"""The one boto3 client factory: region, retries, timeouts.
+"""The one boto3 client factory (region, retries, timeouts) and the one boto -> domain error table.
 
 The endpoint is boto3's own business (``AWS_ENDPOINT_URL``); only the embedded
 emulator passes one explicitly, because it knows the port it started on.
@@ -7,15 +7,32 @@ emulator passes one explicitly, because it knows the port it started on.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
+)
+
+from local_ml_flow.errors import (
+    AlreadyExistsError,
+    AwsError,
+    BucketNotFoundError,
+    EndpointUnreachableError,
+    FunctionNotFoundError,
+    KeyNotFoundError,
+    LambdaServiceError,
+    LocalMlFlowError,
+    StorageError,
 )
 
 if TYPE_CHECKING:
@@ -85,3 +102,72 @@ def client(service: str, *, endpoint_url: str | None = None, function_timeout_s:
         if boto3.Session().get_credentials() is None:
             kwargs.update(EMULATOR_CREDENTIALS)
     return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+# -- errors --------------------------------------------------------------------------------
+Service = Literal["s3", "lambda"]
+
+# AWS error codes -> domain errors: the only place a boto error code is looked at.
+ERROR_CODES: dict[str, type[LocalMlFlowError]] = {
+    "NoSuchBucket": BucketNotFoundError,
+    "NoSuchKey": KeyNotFoundError,
+    "404": KeyNotFoundError,  # HEAD has no body, so no code but the status
+    "NotFound": KeyNotFoundError,
+    "PreconditionFailed": AlreadyExistsError,  # a conditional (write-once) put lost
+    "ResourceNotFoundException": FunctionNotFoundError,
+}
+_SERVICE_ERRORS: dict[Service, type[AwsError]] = {"s3": StorageError, "lambda": LambdaServiceError}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call was about, for the error message."""
+
+    service: Service
+    bucket: str | None = None
+    key: str | None = None
+    function: str | None = None
+    action: str = "accessing"
+
+    def __str__(self) -> str:
+        if self.function is not None:
+            return f"function {self.function!r}"
+        if self.key is not None:
+            return f"s3://{self.bucket}/{self.key}"
+        return f"bucket {self.bucket!r}"
+
+    def missing(self, kind: type[LocalMlFlowError]) -> str:
+        if kind is BucketNotFoundError:
+            return f"bucket {self.bucket!r} does not exist"
+        return f"{self} does not exist"
+
+
+def domain_error(exc: Exception, target: Target) -> LocalMlFlowError:
+    """The typed error for a boto exception raised while working on ``target``."""
+    service_error = _SERVICE_ERRORS[target.service]
+    name = "S3" if target.service == "s3" else "Lambda"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        kind = ERROR_CODES.get(code)
+        if kind is AlreadyExistsError:
+            return AlreadyExistsError(f"{target} already exists")
+        if kind is not None and issubclass(kind, BucketNotFoundError | KeyNotFoundError):
+            return kind(target.missing(kind))
+        if kind is FunctionNotFoundError and target.function is not None:
+            return kind(target.missing(kind))
+        return service_error(f"{name} error on {target}: {code}: {error.get('Message', exc)}")
+    if isinstance(exc, CONNECTION_ERRORS):
+        return EndpointUnreachableError(
+            f"AWS endpoint unreachable while {target.action} {target}: {exc}"
+        )
+    return service_error(f"{name} error on {target}: {exc}")
+
+
+@contextmanager
+def translated(target: Target) -> Iterator[None]:
+    """Turn botocore exceptions raised inside into domain errors."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise domain_error(exc, target) from None

@@ -40,6 +40,22 @@ class NotFoundError(LocalMlFlowError):
     """A bucket, key, run or function does not exist."""
 
 
+class BucketNotFoundError(NotFoundError):
+    """An S3 bucket does not exist (a deployment problem, not a missing artifact)."""
+
+
+class KeyNotFoundError(NotFoundError):
+    """An S3 object does not exist in an existing bucket."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No run has this id."""
+
+
+class FunctionNotFoundError(NotFoundError):
+    """A Lambda function does not exist."""
+
+
 class AlreadyExistsError(LocalMlFlowError):
     """An object written once already exists (a run id reused, for instance)."""
 
@@ -52,11 +68,19 @@ class IntegrityError(LocalMlFlowError):
     """Stored bytes do not match the sha256 recorded for them."""
 
 
-class StorageError(LocalMlFlowError):
+class AwsError(LocalMlFlowError):
+    """An AWS service (S3, Lambda) failed for a reason other than a missing resource."""
+
+
+class StorageError(AwsError):
     """S3 failed for a reason other than a missing bucket or key."""
 
 
-class EndpointUnreachableError(StorageError):
+class LambdaServiceError(AwsError):
+    """The Lambda API failed (not the function: see FunctionFailedError)."""
+
+
+class EndpointUnreachableError(StorageError, LambdaServiceError):
     """The AWS endpoint (emulator, LocalStack or AWS) cannot be reached."""
 
 

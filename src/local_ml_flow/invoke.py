@@ -15,15 +15,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from local_ml_flow import aws
-from local_ml_flow.errors import (
-    EndpointUnreachableError,
-    FunctionFailedError,
-    NotFoundError,
-    StorageError,
-)
+from local_ml_flow.errors import FunctionFailedError, FunctionNotFoundError
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -40,7 +33,19 @@ class Invocation:
     function_error: str | None = None
 
 
-class Invoker(Protocol):
+class FunctionDirectory(Protocol):
+    """Which functions exist, and their state."""
+
+    def names(self) -> list[str]:
+        """Names of all functions."""
+        ...
+
+    def state(self, function_name: str) -> str | None:
+        """``Active``, ``Pending``, ``Failed``..., or None if the function does not exist."""
+        ...
+
+
+class Invoker(FunctionDirectory, Protocol):
     """Runs a function synchronously with a JSON event and returns its JSON result."""
 
     def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation: ...
@@ -65,33 +70,38 @@ def result_of(function_name: str, invocation: Invocation) -> dict[str, Any]:
     return payload
 
 
-class LambdaInvoker:
-    """Synchronous invokes through the Lambda API (no retries: see aws.lambda_config)."""
+class LambdaFunctions:
+    """The functions of a Lambda API (ListFunctions, GetFunction)."""
 
     def __init__(self, client: LambdaClient) -> None:
         self.client = client
 
-    def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
+    def names(self) -> list[str]:
+        names: list[str] = []
+        with aws.translated(aws.Target("lambda", function="*", action="listing")):
+            for page in self.client.get_paginator("list_functions").paginate():
+                names.extend(f["FunctionName"] for f in page.get("Functions", []))
+        return names
+
+    def state(self, function_name: str) -> str | None:
         try:
+            with aws.translated(aws.Target("lambda", function=function_name, action="reading")):
+                config = self.client.get_function(FunctionName=function_name)["Configuration"]
+        except FunctionNotFoundError:
+            return None
+        return str(config.get("State", "Active"))
+
+
+class LambdaInvoker(LambdaFunctions):
+    """Synchronous invokes through the Lambda API (no retries: see aws.lambda_config)."""
+
+    def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
+        with aws.translated(aws.Target("lambda", function=function_name, action="invoking")):
             response = self.client.invoke(
                 FunctionName=function_name,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(dict(event)).encode(),
             )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            message = exc.response.get("Error", {}).get("Message", str(exc))
-            if code == "ResourceNotFoundException":
-                raise NotFoundError(f"function {function_name!r} does not exist") from None
-            raise StorageError(
-                f"Lambda error invoking {function_name}: {code}: {message}"
-            ) from None
-        except aws.CONNECTION_ERRORS as exc:
-            raise EndpointUnreachableError(
-                f"AWS endpoint unreachable while invoking {function_name}: {exc}"
-            ) from None
-        except BotoCoreError as exc:
-            raise StorageError(f"Lambda error invoking {function_name}: {exc}") from None
         raw = response["Payload"].read()
         try:
             payload = json.loads(raw) if raw else None
@@ -108,15 +118,30 @@ class LambdaInvoker:
 
 
 class LocalInvoker:
-    """Runs handler functions in this process, with the Lambda response shape."""
+    """Runs handler functions in this process, with the Lambda response shape.
 
-    def __init__(self, functions: Mapping[str, Handler]) -> None:
+    ``directory``: where the functions are registered (the embedded emulator's Lambda API),
+    for ``names`` and ``state``; without one, the handlers given are the functions.
+    """
+
+    def __init__(
+        self, functions: Mapping[str, Handler], directory: FunctionDirectory | None = None
+    ) -> None:
         self.functions = dict(functions)
+        self.directory = directory
+
+    def names(self) -> list[str]:
+        return self.directory.names() if self.directory else list(self.functions)
+
+    def state(self, function_name: str) -> str | None:
+        if self.directory is not None:
+            return self.directory.state(function_name)
+        return "Active" if function_name in self.functions else None
 
     def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
         handler = self.functions.get(function_name)
         if handler is None:
-            raise NotFoundError(f"function {function_name!r} does not exist")
+            raise FunctionNotFoundError(f"function {function_name!r} does not exist")
         event_json = json.loads(json.dumps(dict(event)))
         context = SimpleNamespace(function_name=function_name, aws_request_id="local")
         try:
@@ -132,31 +157,3 @@ class LocalInvoker:
 
     def invoke(self, function_name: str, event: Mapping[str, Any]) -> dict[str, Any]:
         return result_of(function_name, self.invoke_raw(function_name, event))
-
-
-def function_names(client: LambdaClient) -> list[str]:
-    """Names of all functions (ListFunctions, every page)."""
-    names: list[str] = []
-    try:
-        for page in client.get_paginator("list_functions").paginate():
-            names.extend(f["FunctionName"] for f in page.get("Functions", []))
-    except aws.CONNECTION_ERRORS as exc:
-        raise EndpointUnreachableError(
-            f"AWS endpoint unreachable listing functions: {exc}"
-        ) from None
-    except (ClientError, BotoCoreError) as exc:
-        raise StorageError(f"Lambda error listing functions: {exc}") from None
-    return names
-
-
-def function_state(client: LambdaClient, name: str) -> str | None:
-    """A function's State (``Active``, ``Pending``, ``Failed``...), or None if it does not exist."""
-    try:
-        config = client.get_function(FunctionName=name)["Configuration"]
-    except client.exceptions.ResourceNotFoundException:
-        return None
-    except aws.CONNECTION_ERRORS as exc:
-        raise EndpointUnreachableError(f"AWS endpoint unreachable reading {name}: {exc}") from None
-    except (ClientError, BotoCoreError) as exc:
-        raise StorageError(f"Lambda error reading {name}: {exc}") from None
-    return str(config.get("State", "Active"))
