@@ -11,8 +11,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from local_ml_flow import __version__, bootstrap, datasource, runs
+from local_ml_flow import __version__, bootstrap, datasource
 from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow.events import RunOptions, parse_event
+from local_ml_flow.ml.dataset import FEATURE_SETS
+from local_ml_flow.ml.model import MODEL_KINDS
+from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Settings
 
 
@@ -30,23 +34,27 @@ def _load_settings() -> Settings:
         raise SystemExit(f"error: invalid configuration: {problems}") from None
 
 
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The run parameters given on the command line (the others take the configured defaults)."""
+    given = {
+        "model": args.model,
+        "feature_set": args.feature_set,
+        "test_size": args.test_size,
+        "random_state": args.random_state,
+    }
+    return parse_event(RunOptions, {k: v for k, v in given.items() if v is not None})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings()
+    options = _run_options(args)
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
     runtime = bootstrap.build(settings, embedded=args.embedded, dataset_path=args.dataset)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _progress(f"mode {runtime.mode.value}: AWS at {where}")
-        parameters = {  # options not given (None) take the configured defaults
-            "model": args.model,
-            "feature_set": args.feature_set,
-            "test_size": args.test_size,
-            "random_state": args.random_state,
-        }
         started = time.perf_counter()
-        result = runs.execute(
-            runtime.invoker, runtime.store, settings, parameters, progress=_progress
-        )
+        result = run_pipeline(runtime.invoker, runtime.runs, settings, options, progress=_progress)
         _progress(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()
@@ -94,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run ingestion then inference and print the metrics")
     run.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
-    run.add_argument("--model", choices=["linear", "gradient_boosting"])
-    run.add_argument("--feature-set", choices=["all", "seed"])
+    run.add_argument("--model", choices=MODEL_KINDS)
+    run.add_argument("--feature-set", choices=list(FEATURE_SETS))
     run.add_argument("--test-size", type=float)
     run.add_argument("--random-state", type=int)
     run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")

@@ -11,13 +11,14 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ModelKind = Literal["linear", "gradient_boosting"]
-FeatureSetName = Literal["all", "seed"]
+from local_ml_flow.events import FeatureSetName, ModelKind, RandomState, RunParameters, TestSize
+
+_DEFAULTS = RunParameters()
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -50,10 +51,11 @@ class Settings(BaseSettings):
     ingestion_function: str = "local-ml-flow-ingestion"
     inference_function: str = "local-ml-flow-inference"
 
-    model: ModelKind = "linear"
-    feature_set: FeatureSetName = "all"
-    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    random_state: int = 42
+    # defaults of a run's parameters (each event or request may choose its own)
+    model: ModelKind = _DEFAULTS.model
+    feature_set: FeatureSetName = _DEFAULTS.feature_set
+    test_size: TestSize = _DEFAULTS.test_size
+    random_state: RandomState = _DEFAULTS.random_state
 
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000
@@ -73,6 +75,15 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
     model_refresh_s: Annotated[float, Field(ge=0)] = 1.0
+
+    def run_defaults(self) -> RunParameters:
+        """The configured defaults of a run's parameters."""
+        return RunParameters(
+            model=self.model,
+            feature_set=self.feature_set,
+            test_size=self.test_size,
+            random_state=self.random_state,
+        )
 
     @field_validator("data_bucket", "models_bucket")
     @classmethod

@@ -39,8 +39,12 @@ COLUMNS: tuple[str, ...] = (
     "prefarea",
     FURNISHING,
 )
-# One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)).
-FURNISHING_DUMMIES: tuple[str, ...] = ("furnishing_semi-furnished", "furnishing_unfurnished")
+# One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)):
+# column name -> the status it marks.
+FURNISHING_DUMMY_OF: dict[str, str] = {
+    f"furnishing_{status}": status for status in FURNISHING_VALUES[1:]
+}
+FURNISHING_DUMMIES: tuple[str, ...] = tuple(FURNISHING_DUMMY_OF)
 
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "seed": YES_NO_COLUMNS,
@@ -234,8 +238,8 @@ def features(clean_frame: pd.DataFrame, feature_set: str) -> pd.DataFrame:
     names = feature_names(feature_set)
     out = clean_frame.copy()
     status = out[FURNISHING]
-    out["furnishing_semi-furnished"] = (status == "semi-furnished").astype("int64")
-    out["furnishing_unfurnished"] = (status == "unfurnished").astype("int64")
+    for name, value in FURNISHING_DUMMY_OF.items():
+        out[name] = (status == value).astype("int64")
     return out[names].astype("float64")
 
 
@@ -273,8 +277,8 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
         status = str(house.get(FURNISHING, "")).strip().lower()
         if status not in FURNISHING_VALUES:
             problems.append(f"house {index}: {FURNISHING} must be one of {FURNISHING_VALUES}")
-        encoded["furnishing_semi-furnished"] = float(status == "semi-furnished")
-        encoded["furnishing_unfurnished"] = float(status == "unfurnished")
+        for name, value in FURNISHING_DUMMY_OF.items():
+            encoded[name] = float(status == value)
         rows.append([encoded.get(name, 0.0) for name in names])
     if problems:
         raise DatasetValidationError(problems)

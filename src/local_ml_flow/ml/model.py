@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -13,13 +14,30 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
-MODEL_KINDS: tuple[str, ...] = ("linear", "gradient_boosting")
-
 
 class Regressor(Protocol):
     """What a trained model offers: scikit-learn's predict."""
 
     def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray: ...  # pragma: no cover
+
+
+def _linear(random_state: int) -> Any:
+    return LinearRegression()
+
+
+def _gradient_boosting(random_state: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor  # imported when used: slow
+
+    return GradientBoostingRegressor(random_state=random_state)
+
+
+# The model kinds: name -> factory of an unfitted scikit-learn regressor (given the run's
+# random_state). Every list of model kinds (events, settings, API, CLI) derives from this.
+MODELS: dict[str, Callable[[int], Any]] = {
+    "linear": _linear,
+    "gradient_boosting": _gradient_boosting,
+}
+MODEL_KINDS: tuple[str, ...] = tuple(MODELS)
 
 
 @dataclass(frozen=True)
@@ -69,16 +87,11 @@ def split(
 
 
 def train(kind: str, x: pd.DataFrame, y: pd.Series[float], *, random_state: int = 42) -> Regressor:
-    """Fit a ``linear`` (default) or ``gradient_boosting`` regressor."""
-    model: Any
-    if kind == "linear":
-        model = LinearRegression()
-    elif kind == "gradient_boosting":
-        from sklearn.ensemble import GradientBoostingRegressor  # imported when used: slow
-
-        model = GradientBoostingRegressor(random_state=random_state)
-    else:
+    """Fit a regressor of a kind in ``MODELS``."""
+    factory = MODELS.get(kind)
+    if factory is None:
         raise ValueError(f"unknown model {kind!r}; expected one of {list(MODEL_KINDS)}")
+    model = factory(random_state)
     model.fit(x, y)
     fitted: Regressor = model
     return fitted
