@@ -78,7 +78,9 @@ def free_port() -> int:
 def child(dataset: Path, repeats: int) -> None:
     """In a fresh process: imports, emulator, first run, then warm runs; JSON on stdout."""
     t0 = time.perf_counter()
-    from local_ml_flow import bootstrap, runs
+    from local_ml_flow import bootstrap
+    from local_ml_flow.events import RunOptions
+    from local_ml_flow.runner import run_pipeline
     from local_ml_flow.settings import Settings
 
     t_import = time.perf_counter()
@@ -86,12 +88,12 @@ def child(dataset: Path, repeats: int) -> None:
     runtime = bootstrap.build(settings, embedded=True)
     t_ready = time.perf_counter()
     try:
-        first = runs.execute(runtime.invoker, runtime.store, settings, {})
+        first = run_pipeline(runtime.invoker, runtime.runs, settings, RunOptions())
         t_first = time.perf_counter()
         warm = []
         for _ in range(repeats):
             start = time.perf_counter()
-            runs.execute(runtime.invoker, runtime.store, settings, {})
+            run_pipeline(runtime.invoker, runtime.runs, settings, RunOptions())
             warm.append(time.perf_counter() - start)
     finally:
         runtime.close()

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from local_ml_flow import aws, datasource, handlers
 from local_ml_flow.embedded import EmbeddedEmulator
-from local_ml_flow.invoke import Handler, Invoker, LambdaInvoker, LocalInvoker
+from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow.invoke import Handler, Invoker, LambdaFunctions, LambdaInvoker, LocalInvoker
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import InvokerKind, Mode, Settings
-from local_ml_flow.storage import ArtifactStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_lambda import LambdaClient
+from local_ml_flow.storage import ArtifactStore, make_store
 
 
 def resolve_mode(settings: Settings, *, embedded: bool = False) -> Mode:
@@ -42,14 +41,45 @@ class Runtime:
     mode: Mode
     store: ArtifactStore
     invoker: Invoker
-    lambda_client: LambdaClient
     endpoint_url: str | None
     emulator: EmbeddedEmulator | None = None
-    notes: list[str] = field(default_factory=list)
+    runs: RunLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runs = RunLog(self.store)
 
     def close(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
+
+    def readiness(self) -> dict[str, bool]:
+        """Check -> passed: S3 answers, both buckets and the dataset exist, both functions
+        are Active. Checks that need S3 are not tried when it does not answer."""
+        settings, store = self.settings, self.store
+        try:
+            buckets: set[str] | None = set(store.list_buckets())
+        except LocalMlFlowError:
+            buckets = None
+        checks = {"s3": buckets is not None}
+        for bucket in (settings.data_bucket, settings.models_bucket):
+            checks[f"bucket:{bucket}"] = buckets is not None and bucket in buckets
+        dataset = functools.partial(store.exists, settings.data_bucket, settings.dataset_key)
+        checks[f"dataset:{settings.dataset_key}"] = checks["s3"] and _passes(dataset)
+        for name in (settings.ingestion_function, settings.inference_function):
+            active = functools.partial(self._active, name)
+            checks[f"function:{name}"] = checks["s3"] and _passes(active)
+        return checks
+
+    def _active(self, function_name: str) -> bool:
+        return self.invoker.state(function_name) == "Active"
+
+
+def _passes(check: Callable[[], bool]) -> bool:
+    """A check's answer; False when it raises a domain error."""
+    try:
+        return check()
+    except LocalMlFlowError:
+        return False
 
 
 def local_functions(settings: Settings, store: ArtifactStore) -> dict[str, Handler]:
@@ -88,14 +118,15 @@ def build(
         except Exception:
             emulator.stop()
             raise
-    store = handlers.make_store(settings, endpoint_url=endpoint_url)
+    store = make_store(settings, endpoint_url=endpoint_url)
     lambda_client = aws.client(
         "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
     )
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
     invoker: Invoker
     if kind is InvokerKind.LOCAL:
-        invoker = LocalInvoker(local_functions(settings, store))
+        # functions run here; the Lambda API says which exist (the emulator registers them)
+        invoker = LocalInvoker(local_functions(settings, store), LambdaFunctions(lambda_client))
     else:
         invoker = LambdaInvoker(lambda_client)
-    return Runtime(settings, mode, store, invoker, lambda_client, endpoint_url, emulator)
+    return Runtime(settings, mode, store, invoker, endpoint_url, emulator)

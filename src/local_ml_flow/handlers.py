@@ -10,25 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from local_ml_flow import aws, pipeline
+from local_ml_flow import pipeline
+from local_ml_flow.events import EvaluateEvent, IngestEvent, parse_event
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings, get_settings
-from local_ml_flow.storage import ArtifactStore
+from local_ml_flow.storage import ArtifactStore, make_store
 
 logger = logging.getLogger("local_ml_flow.handlers")
 logger.setLevel(logging.INFO)
-
-
-def make_store(settings: Settings, *, endpoint_url: str | None = None) -> ArtifactStore:
-    """An ArtifactStore over a fresh S3 client, buckets and key from settings."""
-    return ArtifactStore(
-        aws.client("s3", endpoint_url=endpoint_url),
-        data_bucket=settings.data_bucket,
-        models_bucket=settings.models_bucket,
-        dataset_key=settings.dataset_key,
-    )
 
 
 @lru_cache(maxsize=1)
@@ -36,50 +29,57 @@ def _default_store() -> ArtifactStore:
     return make_store(get_settings())
 
 
-def _defaults(settings: Settings) -> pipeline.IngestRequest:
-    return pipeline.IngestRequest(
-        model=settings.model,
-        feature_set=settings.feature_set,
-        test_size=settings.test_size,
-        random_state=settings.random_state,
-    )
+Work = Callable[[Any, RunLog, Settings], dict[str, Any]]
 
 
-def _log(function: str, started: float, result: dict[str, Any]) -> None:
-    took_ms = round((time.perf_counter() - started) * 1000, 1)
-    logger.info(json.dumps({"function": function, "took_ms": took_ms, **result}, default=str))
+class FunctionHandler(Protocol):
+    """A function's handler, with its store and settings injectable (embedded mode, tests)."""
+
+    def __call__(
+        self,
+        event: Any,
+        context: Any = None,
+        *,
+        store: ArtifactStore | None = None,
+        settings: Settings | None = None,
+    ) -> dict[str, Any]: ...
 
 
-def ingestion(
-    event: Any,
-    context: Any = None,
-    *,
-    store: ArtifactStore | None = None,
-    settings: Settings | None = None,
-) -> dict[str, Any]:
+def _handler(function: str, work: Work) -> FunctionHandler:
+    """``work`` as a handler: default store and settings, one JSON log line per call."""
+
+    def handle(
+        event: Any,
+        context: Any = None,
+        *,
+        store: ArtifactStore | None = None,
+        settings: Settings | None = None,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = work(event, RunLog(store or _default_store()), settings or get_settings())
+        took_ms = round((time.perf_counter() - started) * 1000, 1)
+        logger.info(json.dumps({"function": function, "took_ms": took_ms, **result}, default=str))
+        return result
+
+    handle.__doc__ = work.__doc__
+    return handle
+
+
+def _ingest(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     """Train a run: housing.csv -> clean -> split -> train -> artifacts in S3."""
-    started = time.perf_counter()
-    settings = settings or get_settings()
-    request = pipeline.parse_ingest_event(event, _defaults(settings))
+    ev = parse_event(IngestEvent, event)
+    request = pipeline.IngestRequest(ev.over(settings.run_defaults()), ev.run_id, ev.promote)
     limits = pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
-    result = pipeline.ingest(request, store or _default_store(), limits)
-    _log("ingestion", started, result)
-    return result
+    return pipeline.ingest(request, runs, limits)
 
 
-def inference(
-    event: Any,
-    context: Any = None,
-    *,
-    store: ArtifactStore | None = None,
-    settings: Settings | None = None,
-) -> dict[str, Any]:
+def _evaluate(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     """Score a run (default: the latest): predict on its test split, R² and friends."""
-    started = time.perf_counter()
-    request = pipeline.parse_evaluate_event(event)
-    result = pipeline.evaluate(request, store or _default_store())
-    _log("inference", started, result)
-    return result
+    return pipeline.evaluate(parse_event(EvaluateEvent, event), runs)
+
+
+ingestion = _handler("ingestion", _ingest)
+inference = _handler("inference", _evaluate)
 
 
 def ingestion_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from local_ml_flow import pipeline
 from local_ml_flow.errors import FunctionFailedError
+from local_ml_flow.events import RunOptions, new_run_id
 from local_ml_flow.invoke import Invoker
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import ArtifactStore
 
 Progress = Callable[[str], None]
 
@@ -18,11 +18,11 @@ def _quiet(message: str) -> None:
     """Default progress callback: say nothing."""
 
 
-def execute(
+def run_pipeline(
     invoker: Invoker,
-    store: ArtifactStore,
+    runs: RunLog,
     settings: Settings,
-    parameters: Mapping[str, Any],
+    options: RunOptions,
     *,
     progress: Progress = _quiet,
 ) -> dict[str, Any]:
@@ -34,9 +34,8 @@ def execute(
     is then recorded as failed in its own prefix (the function usually did so itself) and
     the previous model and score stay.
     """
-    run_id = pipeline.new_run_id()
-    chosen = {k: v for k, v in parameters.items() if v is not None}
-    event = {"run_id": run_id, **chosen, "promote": False}
+    run_id = new_run_id()
+    event = {"run_id": run_id, **options.model_dump(exclude_none=True), "promote": False}
     stage = "ingestion"
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
@@ -49,9 +48,9 @@ def execute(
         progress(f"inference: invoking {settings.inference_function}")
         scored = invoker.invoke(settings.inference_function, {"run_id": run_id})
         progress(f"inference: scored {scored['n_test']} test rows: R² {scored['r2']:.4f}")
-        pipeline.promote(store, run_id)
+        runs.promote(run_id)
     except FunctionFailedError as exc:
-        pipeline.record_failure(store, run_id, stage, exc.error_type, exc.error_message)
+        runs.record_failure(run_id, stage, exc.error_type, exc.error_message)
         raise FunctionFailedError(
             exc.function_name,
             exc.error_type,

@@ -1,6 +1,6 @@
-"""ArtifactStore: typed get/put over an S3 client, the key layout, sha256 checks.
+"""ArtifactStore: typed get/put over an S3 client, sha256 checks; ``make_store`` builds one.
 
-Only this module talks to S3.
+Only this module talks to S3. Which keys mean what is the run log's business (``runlog.py``).
 """
 
 from __future__ import annotations
@@ -8,37 +8,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import joblib
-from botocore.exceptions import BotoCoreError, ClientError
 
 from local_ml_flow import aws
-from local_ml_flow.errors import (
-    AlreadyExistsError,
-    EndpointUnreachableError,
-    IntegrityError,
-    NotFoundError,
-    StorageError,
-)
+from local_ml_flow.errors import IntegrityError, KeyNotFoundError, StorageError
+from local_ml_flow.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-# Seed-compatible root keys (the original project's users look for them here).
-MODEL_KEY = "model.joblib"
-X_TEST_KEY = "x_test.joblib"
-Y_TEST_KEY = "y_test.joblib"
-SCORE_KEY = "score.txt"
-LATEST_KEY = "runs/latest.json"
-RUNS_PREFIX = "runs/"
-DATASET_VERSIONS_PREFIX = "datasets/"
-
-_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 def sha256(data: bytes) -> str:
@@ -48,11 +29,6 @@ def sha256(data: bytes) -> str:
 def utc_now() -> str:
     """An ISO-8601 UTC timestamp with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def run_key(run_id: str, name: str) -> str:
-    """Key of a run-scoped artifact: ``runs/<run_id>/<name>``."""
-    return f"{RUNS_PREFIX}{run_id}/{name}"
 
 
 @dataclass(frozen=True)
@@ -76,32 +52,12 @@ class ArtifactStore:
         self.models_bucket = models_bucket
         self.dataset_key = dataset_key
 
-    # -- error translation -------------------------------------------------------------
-    @contextmanager
-    def _errors(self, bucket: str, key: str | None = None) -> Iterator[None]:
-        where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
-        try:
-            yield
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code == "NoSuchBucket":
-                raise NotFoundError(f"bucket {bucket!r} does not exist") from None
-            if code in _MISSING_KEY_CODES:
-                raise NotFoundError(f"{where} does not exist") from None
-            if code == "PreconditionFailed":
-                raise AlreadyExistsError(f"{where} already exists") from None
-            message = exc.response.get("Error", {}).get("Message", str(exc))
-            raise StorageError(f"S3 error on {where}: {code}: {message}") from None
-        except aws.CONNECTION_ERRORS as exc:
-            raise EndpointUnreachableError(
-                f"AWS endpoint unreachable while accessing {where}: {exc}"
-            ) from None
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 error on {where}: {exc}") from None
+    def _target(self, bucket: str, key: str | None = None) -> aws.Target:
+        return aws.Target("s3", bucket=bucket, key=key)
 
     # -- raw bytes ---------------------------------------------------------------------
     def get_bytes(self, bucket: str, key: str) -> bytes:
-        with self._errors(bucket, key):
+        with aws.translated(self._target(bucket, key)):
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def put_bytes(
@@ -114,7 +70,7 @@ class ArtifactStore:
         """
         digest = sha256(data)
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if once else {}
-        with self._errors(bucket, key):
+        with aws.translated(self._target(bucket, key)):
             self.s3.put_object(
                 Bucket=bucket,
                 Key=key,
@@ -127,21 +83,21 @@ class ArtifactStore:
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
-            with self._errors(bucket, key):
+            with aws.translated(self._target(bucket, key)):
                 self.s3.head_object(Bucket=bucket, Key=key)
-        except NotFoundError:
+        except KeyNotFoundError:
             return False
         return True
 
     def copy(self, bucket: str, source_key: str, target_key: str) -> None:
-        with self._errors(bucket, source_key):
+        with aws.translated(self._target(bucket, source_key)):
             self.s3.copy_object(
                 Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key}
             )
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         out: list[StoredObject] = []
-        with self._errors(bucket):
+        with aws.translated(self._target(bucket)):
             paginator = self.s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
@@ -156,7 +112,7 @@ class ArtifactStore:
         return out
 
     def list_buckets(self) -> list[str]:
-        with self._errors("*"):
+        with aws.translated(self._target("*")):
             return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]
 
     # -- typed helpers -----------------------------------------------------------------
@@ -201,20 +157,12 @@ class ArtifactStore:
     def get_dataset(self) -> bytes:
         return self.get_bytes(self.data_bucket, self.dataset_key)
 
-    def replace_dataset(self, data: bytes) -> tuple[str, str | None]:
-        """Keep the current dataset under a versioned key, then replace it.
 
-        Returns (sha256 of the new dataset, versioned key of the previous one or None).
-        """
-        previous: str | None = None
-        try:
-            old = self.get_dataset()
-        except NotFoundError:
-            old = None
-        if old is not None:
-            stamp = utc_now().replace(":", "").replace("-", "")
-            stem = self.dataset_key.rsplit(".", 1)[0]
-            previous = f"{DATASET_VERSIONS_PREFIX}{stem}-{stamp}-{sha256(old)[:12]}.csv"
-            self.put_bytes(self.data_bucket, previous, old, "text/csv")
-        digest = self.put_bytes(self.data_bucket, self.dataset_key, data, "text/csv")
-        return digest, previous
+def make_store(settings: Settings, *, endpoint_url: str | None = None) -> ArtifactStore:
+    """An ArtifactStore over a fresh S3 client, buckets and dataset key from settings."""
+    return ArtifactStore(
+        aws.client("s3", endpoint_url=endpoint_url),
+        data_bucket=settings.data_bucket,
+        models_bucket=settings.models_bucket,
+        dataset_key=settings.dataset_key,
+    )

@@ -7,9 +7,8 @@ import uuid
 import pytest
 
 from local_ml_flow import aws
-from local_ml_flow.handlers import make_store
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import ArtifactStore
+from local_ml_flow.storage import ArtifactStore, make_store
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import pytest
 from local_ml_flow import handlers
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.errors import NoModelError
+from local_ml_flow.runlog import RunLog
 
 
 def test_model_is_reloaded_only_when_the_latest_run_changes(store, settings):
-    caches = Caches(store, refresh_s=0.05)
+    caches = Caches(RunLog(store), refresh_s=0.05)
 
     async def scenario() -> list[tuple[str, int]]:
         seen = []
@@ -37,7 +38,7 @@ def test_model_is_reloaded_only_when_the_latest_run_changes(store, settings):
 
 
 def test_invalidate_reads_before_answering(store, settings):
-    caches = Caches(store, refresh_s=3600)
+    caches = Caches(RunLog(store), refresh_s=3600)
 
     async def scenario() -> tuple[str, str]:
         handlers.ingestion({"run_id": "a"}, None, store=store, settings=settings)

@@ -17,8 +17,9 @@ from local_ml_flow.errors import (
     NoModelError,
     NotFoundError,
 )
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import ArtifactStore, sha256
+from local_ml_flow.storage import ArtifactStore, make_store, sha256
 from tests.component.conftest import snapshot
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -119,7 +120,7 @@ def test_invalid_dataset_leaves_model_score_and_dataset_untouched(store, setting
         f"{settings.data_bucket}/runs/bad-run/request.json",
         f"{settings.data_bucket}/runs/bad-run/error.json",
     }
-    record = pipeline.run_record(store, "bad-run")
+    record = RunLog(store).record("bad-run")
     assert record["status"] == "failed"
     assert record["error"]["type"] == "DatasetValidationError"
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
@@ -133,7 +134,7 @@ def test_tampered_model_is_refused(store, settings):
     with pytest.raises(IntegrityError, match="refusing to load it"):
         infer(store, settings, {"run_id": "tamper"})
     with pytest.raises(IntegrityError):
-        pipeline.load_model(store)
+        pipeline.load_model(RunLog(store))
     assert run["model_sha256"] == sha256(original)
 
 
@@ -151,7 +152,7 @@ def test_missing_dataset_is_a_clear_error(empty_store, settings):
 
 def test_missing_bucket_is_a_clear_error(moto_endpoint):
     settings = Settings(_env_file=None, data_bucket="lmf-nope-data", models_bucket="lmf-nope-m")
-    store = handlers.make_store(settings, endpoint_url=moto_endpoint)
+    store = make_store(settings, endpoint_url=moto_endpoint)
     with pytest.raises(NotFoundError, match="bucket 'lmf-nope-data' does not exist"):
         ingest(store, settings, {})
 
@@ -178,7 +179,7 @@ def test_bad_events_are_refused(store, settings, bad_event, message):
 def test_latest_pointer_follows_the_last_successful_run(store, settings):
     ingest(store, settings, {"run_id": "first"})
     ingest(store, settings, {"run_id": "second", "feature_set": "seed"})
-    pointer = pipeline.latest(store)
+    pointer = RunLog(store).latest()
     assert pointer is not None
     assert pointer["run_id"] == "second"
     infer(store, settings, {"run_id": "first"})  # scoring an older run keeps score.txt
@@ -191,14 +192,14 @@ def test_latest_pointer_follows_the_last_successful_run(store, settings):
 
 def test_run_records(store, settings):
     ingest(store, settings, {"run_id": "r1"})
-    assert pipeline.run_record(store, "r1")["status"] == "running"
+    assert RunLog(store).record("r1")["status"] == "running"
     infer(store, settings, {"run_id": "r1"})
-    record = pipeline.run_record(store, "r1")
+    record = RunLog(store).record("r1")
     assert record["status"] == "succeeded"
     assert record["metrics"]["n_train"] == 436
-    assert [r["run_id"] for r in pipeline.list_runs(store)] == ["r1"]
+    assert [r["run_id"] for r in RunLog(store).list()] == ["r1"]
     with pytest.raises(NotFoundError):
-        pipeline.run_record(store, "r2")
+        RunLog(store).record("r2")
 
 
 def test_list_runs_newest_first_and_limited(store, settings):
@@ -207,7 +208,7 @@ def test_list_runs_newest_first_and_limited(store, settings):
     store.put_bytes(settings.data_bucket, "housing.csv", b"price\n1\n", "text/csv")
     with pytest.raises(DatasetValidationError):
         ingest(store, settings, {"run_id": "broken"})
-    runs = pipeline.list_runs(store, limit=3)
+    runs = RunLog(store).list(limit=3)
     assert [r["run_id"] for r in runs] == ["broken", "last", "mid"]
     assert [r["status"] for r in runs] == ["failed", "running", "running"]
-    assert len(pipeline.list_runs(store)) == 5
+    assert len(RunLog(store).list()) == 5

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from local_ml_flow import bootstrap, pipeline, runs
+from local_ml_flow import bootstrap
 from local_ml_flow.errors import FunctionFailedError
+from local_ml_flow.events import RunOptions
 from local_ml_flow.invoke import LocalInvoker
+from local_ml_flow.runlog import RunLog
+from local_ml_flow.runner import run_pipeline
 from local_ml_flow.storage import sha256
 from tests.component.conftest import snapshot
 
@@ -14,9 +17,11 @@ from tests.component.conftest import snapshot
 def test_a_run_is_promoted_once_both_functions_succeeded(store, settings):
     invoker = LocalInvoker(bootstrap.local_functions(settings, store))
     lines: list[str] = []
-    result = runs.execute(invoker, store, settings, {"feature_set": "seed"}, progress=lines.append)
+    result = run_pipeline(
+        invoker, RunLog(store), settings, RunOptions(feature_set="seed"), progress=lines.append
+    )
     assert result["promoted"] is True
-    pointer = pipeline.latest(store)
+    pointer = RunLog(store).latest()
     assert pointer is not None
     assert pointer["run_id"] == result["run_id"]
     assert store.get_text(settings.data_bucket, "score.txt") == "35.62%"
@@ -29,7 +34,7 @@ def test_a_run_is_promoted_once_both_functions_succeeded(store, settings):
 
 def test_a_failing_inference_leaves_the_previous_model_and_score(store, settings):
     functions = bootstrap.local_functions(settings, store)
-    runs.execute(LocalInvoker(functions), store, settings, {})
+    run_pipeline(LocalInvoker(functions), RunLog(store), settings, RunOptions())
     before = snapshot(store)
 
     def broken_inference(event, context):
@@ -37,7 +42,7 @@ def test_a_failing_inference_leaves_the_previous_model_and_score(store, settings
 
     invoker = LocalInvoker({**functions, settings.inference_function: broken_inference})
     with pytest.raises(FunctionFailedError) as info:
-        runs.execute(invoker, store, settings, {"feature_set": "seed"})
+        run_pipeline(invoker, RunLog(store), settings, RunOptions(feature_set="seed"))
     assert info.value.error_type == "RuntimeError"
     run_id = info.value.details["run_id"]
     assert info.value.details["stage"] == "inference"
@@ -45,7 +50,7 @@ def test_a_failing_inference_leaves_the_previous_model_and_score(store, settings
     after = snapshot(store)
     assert {k: after[k] for k in before} == before  # nothing that was there changed
     assert all(f"/runs/{run_id}/" in key for key in set(after) - set(before))
-    record = pipeline.run_record(store, run_id)
+    record = RunLog(store).record(run_id)
     assert record["status"] == "failed"
     assert record["error"] == {
         "stage": "inference",
@@ -60,10 +65,10 @@ def test_ingestion_without_promotion_then_promote(store, settings):
 
     trained = handlers.ingestion({"promote": False}, None, store=store, settings=settings)
     assert trained["promoted"] is False
-    assert pipeline.latest(store) is None
+    assert RunLog(store).latest() is None
     assert not store.exists(settings.models_bucket, "model.joblib")
     handlers.inference({"run_id": trained["run_id"]}, None, store=store, settings=settings)
     assert not store.exists(settings.data_bucket, "score.txt")
-    pipeline.promote(store, trained["run_id"])
+    RunLog(store).promote(trained["run_id"])
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
     assert store.exists(settings.models_bucket, "model.joblib")

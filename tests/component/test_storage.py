@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local_ml_flow import aws
+from local_ml_flow import aws, datasets
 from local_ml_flow.errors import EndpointUnreachableError, IntegrityError, NotFoundError
 from local_ml_flow.storage import ArtifactStore, sha256
 from tests.conftest import free_port
@@ -33,9 +33,11 @@ def test_unreachable_endpoint(settings):
         store.get_dataset()
 
 
-def test_replace_dataset_keeps_the_previous_version(store, dataset_bytes):
+def test_accepted_dataset_keeps_the_previous_version(store, dataset_bytes):
     new = dataset_bytes.replace(b"13300000", b"13300001")
-    digest, previous = store.replace_dataset(new)
+    accepted = datasets.accept(store, new, max_bytes=len(new), max_rows=1000)
+    digest, previous = accepted.sha256, accepted.previous_version_key
+    assert accepted.row_count == 545
     assert digest == sha256(new)
     assert previous is not None
     assert previous.startswith("datasets/housing-")

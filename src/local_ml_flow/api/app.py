@@ -38,7 +38,7 @@ def create_app(
             owned = bootstrap.build(settings or Settings())
             app.state.runtime = owned
         runtime_ = app.state.runtime
-        app.state.caches = Caches(runtime_.store, runtime_.settings.model_refresh_s)
+        app.state.caches = Caches(runtime_.runs, runtime_.settings.model_refresh_s)
         try:
             yield
         finally:

@@ -18,9 +18,9 @@ from typing import Generic, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import pipeline
-from local_ml_flow.errors import NoModelError, NotFoundError
+from local_ml_flow.errors import KeyNotFoundError, NoModelError
 from local_ml_flow.ml.model import Regressor
-from local_ml_flow.storage import SCORE_KEY, ArtifactStore
+from local_ml_flow.runlog import SCORE_KEY, RunLog
 
 T = TypeVar("T")
 logger = logging.getLogger("local_ml_flow.api")
@@ -32,26 +32,44 @@ class Recent(Generic[T]):
     ``get()`` answers from memory; a value older than ``refresh_s`` is re-read in the
     background while the old one is still served. With no value yet, or after
     ``invalidate()``, it is read before answering. Failures are never cached.
+
+    Each ``invalidate()`` starts a new generation; a value is valid only if its read
+    started in the current generation, so a read that was under way when ``invalidate()``
+    was called cannot make its (possibly older) value valid again.
     """
 
-    def __init__(self, load: Callable[[T | None], T], refresh_s: float) -> None:
+    def __init__(
+        self,
+        load: Callable[[T | None], T],
+        refresh_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
         self.refresh_s = refresh_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._value: T | None = None
         self._read_at = float("-inf")
-        self._valid = False
+        self._generation = 0
+        self._value_generation = -1
         self._refreshing = False
 
     def invalidate(self) -> None:
-        self._valid = False
+        self._generation += 1
+
+    @property
+    def valid(self) -> bool:
+        return self._value is not None and self._value_generation == self._generation
 
     def _read(self) -> T:
         with self._lock:
-            if self._valid and self._value is not None and not self._stale():
+            if self.valid and self._value is not None and not self._stale():
                 return self._value  # another request read it while this one waited
+            generation = self._generation
             value = self._load(self._value)
-            self._value, self._read_at, self._valid = value, time.monotonic(), True
+            self._value, self._read_at = value, self._clock()
+            self._value_generation = generation
             return value
 
     def _refresh_in_background(self) -> None:
@@ -63,11 +81,11 @@ class Recent(Generic[T]):
             self._refreshing = False
 
     def _stale(self) -> bool:
-        return time.monotonic() - self._read_at >= self.refresh_s
+        return self._clock() - self._read_at >= self.refresh_s
 
     async def get(self) -> T:
         value = self._value
-        if value is None or not self._valid:
+        if value is None or not self.valid:
             return await run_in_threadpool(self._read)
         if self._stale() and not self._refreshing:
             self._refreshing = True
@@ -85,10 +103,10 @@ class ServedModel:
 
 
 class Caches:
-    """The latest model and score of one store."""
+    """The latest model and score of one run log."""
 
-    def __init__(self, store: ArtifactStore, refresh_s: float) -> None:
-        self.store = store
+    def __init__(self, runs: RunLog, refresh_s: float) -> None:
+        self.runs = runs
         self.model: Recent[ServedModel] = Recent(self._load_model, refresh_s)
         self.score: Recent[str] = Recent(self._load_score, refresh_s)
         self.model_loads = 0
@@ -99,20 +117,16 @@ class Caches:
 
     def _load_model(self, current: ServedModel | None) -> ServedModel:
         """Read the latest pointer; load the model only when the latest run changed."""
-        pointer = pipeline.latest(self.store)
-        if pointer is None:
-            raise NoModelError("no trained model yet: POST /pipeline/runs first")
-        run_id = str(pointer["run_id"])
+        run_id = self.runs.latest_run_id("no trained model yet: POST /pipeline/runs first")
         if current is not None and current.run_id == run_id:
             return current
-        loaded = pipeline.load_model(self.store, run_id)
+        loaded = pipeline.load_model(self.runs, run_id)
         self.model_loads += 1
         return ServedModel(run_id, loaded.feature_set, loaded.array_predictor())
 
     def _load_score(self, current: str | None) -> str:
+        store = self.runs.store
         try:
-            return self.store.get_text(self.store.data_bucket, SCORE_KEY)
-        except NotFoundError as exc:
-            if "bucket" in exc.message:
-                raise
+            return store.get_text(store.data_bucket, SCORE_KEY)
+        except KeyNotFoundError:
             raise NoModelError("no score yet: POST /pipeline/runs first") from None

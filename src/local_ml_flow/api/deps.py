@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the runtime wired at startup and the in-memory caches."""
+"""FastAPI dependencies: the runtime wired at startup, its parts, and the in-memory caches."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.bootstrap import Runtime
 from local_ml_flow.invoke import Invoker
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore
 
@@ -27,6 +28,10 @@ async def get_invoker(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Invo
     return runtime.invoker
 
 
+async def get_runs(runtime: Annotated[Runtime, Depends(get_runtime)]) -> RunLog:
+    return runtime.runs
+
+
 async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return runtime.settings
 
@@ -39,5 +44,6 @@ async def get_caches(request: Request) -> Caches:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 InvokerDep = Annotated[Invoker, Depends(get_invoker)]
+RunsDep = Annotated[RunLog, Depends(get_runs)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CachesDep = Annotated[Caches, Depends(get_caches)]

@@ -19,26 +19,38 @@ from local_ml_flow.errors import (
     FunctionFailedError,
     IntegrityError,
     InvalidRequestError,
+    LambdaServiceError,
     LocalMlFlowError,
     NoModelError,
     NotFoundError,
+    StorageError,
     UploadTooLargeError,
 )
 
 logger = logging.getLogger("local_ml_flow.api")
 
-_STATUS: list[tuple[type[LocalMlFlowError], int]] = [
-    (DatasetTooLargeError, 413),
-    (UploadTooLargeError, 413),
-    (DatasetValidationError, 422),
-    (InvalidRequestError, 422),
-    (NoModelError, 409),
-    (AlreadyExistsError, 409),
-    (NotFoundError, 404),
-    (FunctionFailedError, 502),
-    (IntegrityError, 502),
-    (EndpointUnreachableError, 503),
-]
+# The error types clients see, and their status. A finer type raised inside (e.g.
+# RunNotFoundError) is reported as the nearest of these it derives from.
+_STATUS: dict[type[LocalMlFlowError], int] = {
+    DatasetTooLargeError: 413,
+    UploadTooLargeError: 413,
+    DatasetValidationError: 422,
+    InvalidRequestError: 422,
+    NoModelError: 409,
+    AlreadyExistsError: 409,
+    NotFoundError: 404,
+    FunctionFailedError: 502,
+    IntegrityError: 502,
+    EndpointUnreachableError: 503,
+    StorageError: 502,
+    LambdaServiceError: 502,
+    LocalMlFlowError: 502,  # a failure on the AWS side
+}
+
+
+def public_type(exc: LocalMlFlowError) -> type[LocalMlFlowError]:
+    """The nearest documented error type of ``exc``."""
+    return next(kind for kind in type(exc).__mro__ if kind in _STATUS)
 
 
 def error_response(status: int, error_type: str, message: str, details: Any = None) -> JSONResponse:
@@ -46,13 +58,6 @@ def error_response(status: int, error_type: str, message: str, details: Any = No
     if details is not None:
         body["details"] = details
     return JSONResponse(status_code=status, content=jsonable_encoder({"error": body}))
-
-
-def status_of(exc: LocalMlFlowError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 502  # a storage or function error on the AWS side
 
 
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
@@ -67,7 +72,8 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
             exc.message,
             {"function": exc.function_name, **(exc.details or {})},
         )
-    return error_response(status_of(exc), type(exc).__name__, exc.message, exc.details)
+    kind = public_type(exc)
+    return error_response(_STATUS[kind], kind.__name__, exc.message, exc.details)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

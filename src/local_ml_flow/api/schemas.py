@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from local_ml_flow.events import RunOptions
+
 
 def _normalise(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
@@ -86,15 +88,8 @@ class ResultResponse(BaseModel):
     content: str = Field(examples=["65.29%"])
 
 
-class RunRequest(BaseModel):
+class RunRequest(RunOptions):
     """Optional parameters of a pipeline run; absent fields take the configured defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: Literal["linear", "gradient_boosting"] | None = None
-    feature_set: Literal["all", "seed"] | None = None
-    test_size: Annotated[float, Field(gt=0, lt=1)] | None = None
-    random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
 
 
 class RunMetrics(BaseModel):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import uvicorn
 
-from local_ml_flow import bootstrap, pipeline, runs
+from local_ml_flow import bootstrap
 from local_ml_flow.api.app import create_app
+from local_ml_flow.events import RunOptions
+from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Mode, Settings
 
 
@@ -34,9 +36,11 @@ def serve(
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _say(f"mode {runtime.mode.value}: AWS at {where}")
         if run_first is None:
-            run_first = runtime.mode is Mode.EMBEDDED and pipeline.latest(runtime.store) is None
+            run_first = runtime.mode is Mode.EMBEDDED and runtime.runs.latest() is None
         if run_first:
-            result = runs.execute(runtime.invoker, runtime.store, settings, {}, progress=_say)
+            result = run_pipeline(
+                runtime.invoker, runtime.runs, settings, RunOptions(), progress=_say
+            )
             _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")
         base = f"http://{'localhost' if host in {'0.0.0.0', '127.0.0.1'} else host}:{port}"
         _say(f"API on {base}  (Swagger UI: {base}/docs)")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from local_ml_flow import datasets
 from local_ml_flow.api.deps import SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
     BucketsResponse,
@@ -18,8 +17,7 @@ from local_ml_flow.api.schemas import (
     ModelObject,
     ModelsResponse,
 )
-from local_ml_flow.errors import DatasetValidationError, UploadTooLargeError
-from local_ml_flow.ml import dataset
+from local_ml_flow.errors import UploadTooLargeError
 
 router = APIRouter(prefix="/bucket", tags=["buckets"])
 
@@ -50,35 +48,16 @@ def get_dataset(
     offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
 ) -> DatasetResponse:
     """The current dataset: row count and a page of rows."""
-    raw = store.get_dataset()
-    header, rows, count = _page(raw, offset, limit)
+    found = datasets.page(store.get_dataset(), offset, limit)
     return DatasetResponse(
         dataset_name=store.dataset_key.rsplit("/", 1)[-1],
         bucket=store.data_bucket,
         key=store.dataset_key,
-        row_count=count,
+        row_count=found.row_count,
         offset=offset,
         limit=limit,
-        values=[dict(zip(header, row, strict=False)) for row in rows],
+        values=[dict(zip(found.header, row, strict=False)) for row in found.rows],
     )
-
-
-def _page(raw: bytes, offset: int, limit: int) -> tuple[list[str], list[list[str]], int]:
-    """Header, rows offset..offset+limit and the number of rows, in one streaming pass."""
-    try:
-        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
-        header = next(reader, [])
-        rows: list[list[str]] = []
-        count = 0
-        for row in reader:
-            if not row:
-                continue  # blank line, as csv.DictReader skips it
-            if offset <= count < offset + limit:
-                rows.append(row)
-            count += 1
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
-    return header, rows, count
 
 
 @router.put(
@@ -96,17 +75,17 @@ async def put_dataset(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise UploadTooLargeError(f"upload is larger than the limit of {limit} bytes")
-    clean = await run_in_threadpool(
-        dataset.load_dataset,
+    accepted = await run_in_threadpool(
+        datasets.accept,
+        store,
         data,
         max_bytes=min(limit, settings.max_dataset_bytes),
         max_rows=settings.max_dataset_rows,
     )
-    digest, previous = await run_in_threadpool(store.replace_dataset, data)
     return DatasetUploadResponse(
         bucket=store.data_bucket,
         key=store.dataset_key,
-        row_count=len(clean),
-        sha256=digest,
-        previous_version_key=previous,
+        row_count=accepted.row_count,
+        sha256=accepted.sha256,
+        previous_version_key=accepted.previous_version_key,
     )

@@ -7,8 +7,6 @@ from fastapi.responses import JSONResponse
 
 from local_ml_flow.api.deps import RuntimeDep
 from local_ml_flow.api.schemas import Health, Readiness
-from local_ml_flow.errors import LocalMlFlowError
-from local_ml_flow.invoke import function_state
 
 router = APIRouter(tags=["health"])
 
@@ -22,27 +20,7 @@ async def health() -> Health:
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 def ready(runtime: RuntimeDep) -> JSONResponse:
     """S3 reachable, both buckets and the dataset exist, both functions Active (else 503)."""
-    settings, store = runtime.settings, runtime.store
-    checks: dict[str, bool] = {}
-    try:
-        buckets = set(store.list_buckets())
-        checks["s3"] = True
-    except LocalMlFlowError:
-        buckets = set()
-        checks["s3"] = False
-    checks[f"bucket:{settings.data_bucket}"] = settings.data_bucket in buckets
-    checks[f"bucket:{settings.models_bucket}"] = settings.models_bucket in buckets
-    try:
-        has_dataset = checks["s3"] and store.exists(settings.data_bucket, settings.dataset_key)
-    except LocalMlFlowError:
-        has_dataset = False
-    checks[f"dataset:{settings.dataset_key}"] = has_dataset
-    for name in (settings.ingestion_function, settings.inference_function):
-        try:
-            state = function_state(runtime.lambda_client, name) if checks["s3"] else None
-        except LocalMlFlowError:
-            state = None
-        checks[f"function:{name}"] = state == "Active"
+    checks = runtime.readiness()
     missing = [name for name, ok in checks.items() if not ok]
     body = Readiness(
         status="not ready" if missing else "ready",

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
-from local_ml_flow import pipeline, runs
-from local_ml_flow.api.deps import CachesDep, InvokerDep, SettingsDep, StoreDep
+from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
 from local_ml_flow.api.schemas import ErrorResponse, Run, RunRequest, RunsResponse
-from local_ml_flow.errors import InvalidRequestError
+from local_ml_flow.events import RunId
+from local_ml_flow.runner import run_pipeline
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
-RunId = Annotated[str, Path(pattern=pipeline.RUN_ID_RE.pattern, max_length=100)]
+RunIdPath = Annotated[RunId, Path(description="a run id")]
 
 
 @router.post(
@@ -27,33 +27,30 @@ RunId = Annotated[str, Path(pattern=pipeline.RUN_ID_RE.pattern, max_length=100)]
     },
 )
 def start_run(
-    store: StoreDep,
+    runs: RunsDep,
     invoker: InvokerDep,
     settings: SettingsDep,
     caches: CachesDep,
     body: Annotated[RunRequest | None, Body()] = None,
 ) -> Run:
     """Run ingestion then inference; returns the run record."""
-    parameters = (body or RunRequest()).model_dump()
     try:
-        result = runs.execute(invoker, store, settings, parameters)
+        result = run_pipeline(invoker, runs, settings, body or RunRequest())
     finally:
         caches.invalidate()
-    return Run.model_validate(pipeline.run_record(store, result["run_id"]))
+    return Run.model_validate(runs.record(result["run_id"]))
 
 
 @router.get("/runs", response_model=RunsResponse)
 def list_runs(
-    store: StoreDep,
+    runs: RunsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunsResponse:
     """Runs, newest first."""
-    return RunsResponse(runs=[Run.model_validate(r) for r in pipeline.list_runs(store, limit)])
+    return RunsResponse(runs=[Run.model_validate(r) for r in runs.list(limit)])
 
 
 @router.get("/runs/{run_id}", response_model=Run, responses={404: {"model": ErrorResponse}})
-def get_run(run_id: RunId, store: StoreDep) -> Run:
+def get_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     """One run (404 if unknown)."""
-    if ".." in run_id:
-        raise InvalidRequestError(f"run_id {run_id!r} is invalid")
-    return Run.model_validate(pipeline.run_record(store, run_id))
+    return Run.model_validate(runs.record(run_id))
