@@ -8,14 +8,25 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import joblib
+import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from local_ml_flow import aws
-from local_ml_flow.errors import IntegrityError, KeyNotFoundError, StorageError
+from local_ml_flow.errors import (
+    AlreadyExistsError,
+    ConcurrentUpdateError,
+    CorruptStateError,
+    IntegrityError,
+    KeyNotFoundError,
+    NonFiniteMetricsError,
+)
 from local_ml_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +40,27 @@ def sha256(data: bytes) -> str:
 def utc_now() -> str:
     """An ISO-8601 UTC timestamp with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+Doc = TypeVar("Doc", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """An object's bytes, ETag and user metadata."""
+
+    data: bytes
+    etag: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Head:
+    """An object's ETag, size and user metadata."""
+
+    etag: str
+    size: int
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -57,43 +89,91 @@ class ArtifactStore:
 
     # -- raw bytes ---------------------------------------------------------------------
     def get_bytes(self, bucket: str, key: str) -> bytes:
+        return self.read(bucket, key).data
+
+    def read(self, bucket: str, key: str) -> Blob:
+        """An object's bytes with its ETag and user metadata."""
         with aws.translated(self._target(bucket, key)):
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            data = response["Body"].read()
+        return Blob(data, str(response.get("ETag", "")), dict(response.get("Metadata", {})))
+
+    def head(self, bucket: str, key: str) -> Head | None:
+        """An object's ETag, size and user metadata; None if it does not exist."""
+        try:
+            with aws.translated(self._target(bucket, key)):
+                response = self.s3.head_object(Bucket=bucket, Key=key)
+        except KeyNotFoundError:
+            return None
+        return Head(
+            str(response.get("ETag", "")),
+            int(response.get("ContentLength", 0)),
+            dict(response.get("Metadata", {})),
+        )
 
     def put_bytes(
-        self, bucket: str, key: str, data: bytes, content_type: str, *, once: bool = False
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str,
+        *,
+        once: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Store bytes; returns their sha256 (also kept as object metadata).
 
         ``once``: write only if the key does not exist yet (an atomic conditional write),
-        else AlreadyExistsError.
+        else AlreadyExistsError. ``if_match``: write only if the object still has this ETag
+        (compare-and-swap), else ConcurrentUpdateError.
         """
         digest = sha256(data)
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if once else {}
-        with aws.translated(self._target(bucket, key)):
-            self.s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentType=content_type,
-                Metadata={"sha256": digest},
-                **extra,
-            )
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        try:
+            with aws.translated(self._target(bucket, key)):
+                self.s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentType=content_type,
+                    Metadata={**(metadata or {}), "sha256": digest},
+                    **extra,
+                )
+        except (AlreadyExistsError, KeyNotFoundError) as exc:
+            if if_match is None:
+                raise
+            raise ConcurrentUpdateError(f"s3://{bucket}/{key} changed meanwhile") from exc
         return digest
 
     def exists(self, bucket: str, key: str) -> bool:
-        try:
-            with aws.translated(self._target(bucket, key)):
-                self.s3.head_object(Bucket=bucket, Key=key)
-        except KeyNotFoundError:
-            return False
-        return True
+        return self.head(bucket, key) is not None
 
-    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+    def copy(
+        self,
+        bucket: str,
+        source_key: str,
+        target_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Server-side copy; ``metadata`` replaces the source's user metadata."""
+        extra: dict[str, Any] = {}
+        if metadata is not None:
+            extra = {"Metadata": dict(metadata), "MetadataDirective": "REPLACE"}
         with aws.translated(self._target(bucket, source_key)):
             self.s3.copy_object(
-                Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key}
+                Bucket=bucket,
+                Key=target_key,
+                CopySource={"Bucket": bucket, "Key": source_key},
+                **extra,
             )
+
+    def delete(self, bucket: str, key: str) -> None:
+        with aws.translated(self._target(bucket, key)):
+            self.s3.delete_object(Bucket=bucket, Key=key)
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         out: list[StoredObject] = []
@@ -115,35 +195,59 @@ class ArtifactStore:
         with aws.translated(self._target("*")):
             return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]
 
-    # -- typed helpers -----------------------------------------------------------------
+    # -- documents ---------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> Any:
         data = self.get_bytes(bucket, key)
         try:
             return json.loads(data)
         except ValueError:
-            raise StorageError(f"s3://{bucket}/{key} is not valid JSON") from None
+            raise CorruptStateError(f"s3://{bucket}/{key} is not valid JSON") from None
 
-    def put_json(self, bucket: str, key: str, value: Any, *, once: bool = False) -> str:
-        data = json.dumps(value, indent=2, sort_keys=True).encode()
-        return self.put_bytes(bucket, key, data, "application/json", once=once)
+    def get_document(self, bucket: str, key: str, kind: type[Doc]) -> Doc:
+        """A JSON document parsed into ``kind``; CorruptStateError if it is not one."""
+        return parse_document(self.get_bytes(bucket, key), kind, f"s3://{bucket}/{key}")
+
+    def put_json(
+        self,
+        bucket: str,
+        key: str,
+        value: Any,
+        *,
+        once: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Write a JSON document; NaN and Infinity are refused (they are not JSON)."""
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        try:
+            data = json.dumps(value, indent=2, sort_keys=True, allow_nan=False).encode()
+        except ValueError:
+            raise NonFiniteMetricsError(
+                f"refusing to write s3://{bucket}/{key}: it holds NaN or Infinity"
+            ) from None
+        return self.put_bytes(
+            bucket,
+            key,
+            data,
+            "application/json",
+            once=once,
+            if_match=if_match,
+            metadata=metadata,
+        )
 
     def get_text(self, bucket: str, key: str) -> str:
-        return self.get_bytes(bucket, key).decode("utf-8")
+        data = self.get_bytes(bucket, key)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptStateError(f"s3://{bucket}/{key} is not UTF-8 text") from None
 
-    def put_text(self, bucket: str, key: str, text: str) -> str:
-        return self.put_bytes(bucket, key, text.encode(), "text/plain; charset=utf-8")
+    def put_text(self, bucket: str, key: str, text: str, **kwargs: Any) -> str:
+        return self.put_bytes(bucket, key, text.encode(), "text/plain; charset=utf-8", **kwargs)
 
-    def put_joblib(self, bucket: str, key: str, value: Any) -> str:
-        """Serialise with joblib; returns the sha256 of the bytes stored."""
-        buffer = io.BytesIO()
-        joblib.dump(value, buffer)
-        return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
-
-    def get_joblib(self, bucket: str, key: str, expected_sha256: str) -> Any:
-        """Load a joblib artifact only if its bytes match the sha256 we recorded.
-
-        joblib is pickle: bytes we did not write are never unpickled.
-        """
+    # -- artifacts: written in safe formats, loaded only from those --------------------
+    def _verified(self, bucket: str, key: str, expected_sha256: str) -> bytes:
         data = self.get_bytes(bucket, key)
         actual = sha256(data)
         if actual != expected_sha256:
@@ -151,11 +255,103 @@ class ArtifactStore:
                 f"s3://{bucket}/{key} has sha256 {actual}, expected {expected_sha256}:"
                 " refusing to load it"
             )
-        return joblib.load(io.BytesIO(data))
+        return data
+
+    def put_model(self, bucket: str, key: str, model: Any) -> str:
+        """A fitted model in skops' format (no pickle); returns the sha256 stored."""
+        import skops.io
+
+        data = _canonical_skops(skops.io.dumps(model))
+        return self.put_bytes(bucket, key, data, "application/zip")
+
+    def get_model(self, bucket: str, key: str, expected_sha256: str, trusted: Sequence[str]) -> Any:
+        """Load a skops model whose bytes match ``expected_sha256``, creating no type outside
+        skops' defaults and ``trusted`` (which the caller fixes in code)."""
+        import skops.io
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        data = self._verified(bucket, key, expected_sha256)
+        try:
+            return skops.io.loads(data, trusted=list(trusted))
+        except UntrustedTypesFoundException as exc:
+            raise IntegrityError(f"s3://{bucket}/{key} holds types we never load: {exc}") from None
+        except Exception as exc:  # a zip or schema skops cannot read
+            raise CorruptStateError(f"s3://{bucket}/{key} is not a readable model: {exc}") from None
+
+    def put_array(self, bucket: str, key: str, array: np.ndarray) -> str:
+        """A numeric array in NumPy's .npy format (no pickle); returns the sha256 stored."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array, dtype="float64"), allow_pickle=False)
+        return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
+
+    def get_array(self, bucket: str, key: str, expected_sha256: str) -> np.ndarray:
+        """Load a .npy array whose bytes match ``expected_sha256``; object arrays refused."""
+        data = self._verified(bucket, key, expected_sha256)
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise IntegrityError(f"s3://{bucket}/{key} is not a plain array: {exc}") from None
+        except Exception as exc:
+            raise CorruptStateError(f"s3://{bucket}/{key} is not a .npy array: {exc}") from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+            raise IntegrityError(f"s3://{bucket}/{key} is not a numeric array")
+        return array
+
+    def put_joblib(self, bucket: str, key: str, value: Any) -> str:
+        """A joblib (pickle) copy for the original project's users; this project never loads
+        one back."""
+        buffer = io.BytesIO()
+        joblib.dump(value, buffer)
+        return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
 
     # -- dataset -----------------------------------------------------------------------
     def get_dataset(self) -> bytes:
         return self.get_bytes(self.data_bucket, self.dataset_key)
+
+
+def _canonical_skops(data: bytes) -> bytes:
+    """skops' archive with the same bytes for the same model: object ids and array file names
+    numbered in document order, entries sorted, fixed timestamps (so a model's sha256 is
+    reproducible, as joblib's is)."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    schema = json.loads(source.read("schema.json"))
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("__id__"), int):
+                node["__id__"] = ids.setdefault(node["__id__"], len(ids))
+            if isinstance(node.get("file"), str) and node["file"] in source.namelist():
+                node["file"] = files.setdefault(node["file"], f"{len(files)}.npy")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    entries = {new: source.read(old) for old, new in files.items()}
+    entries["schema.json"] = json.dumps(schema, indent=2).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, entries[name])
+    return out.getvalue()
+
+
+def parse_document(data: bytes, kind: type[Doc], where: str) -> Doc:
+    """``data`` as a ``kind`` document; CorruptStateError naming ``where`` otherwise."""
+    try:
+        return kind.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        raise CorruptStateError(f"{where} is not a valid {kind.__name__}: {problems}") from None
 
 
 def make_store(settings: Settings, *, endpoint_url: str | None = None) -> ArtifactStore:

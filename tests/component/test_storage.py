@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+import io
+import pickle
+
+import numpy as np
 import pytest
 
 from local_ml_flow import aws, datasets
-from local_ml_flow.errors import EndpointUnreachableError, IntegrityError, NotFoundError
+from local_ml_flow.errors import (
+    CorruptStateError,
+    EndpointUnreachableError,
+    IntegrityError,
+    NotFoundError,
+)
 from local_ml_flow.storage import ArtifactStore, sha256
-from tests.conftest import free_port
+from tests.conftest import Exploit, free_port
 
 
-def test_joblib_round_trip_checks_sha(empty_store):
+def test_array_round_trip_checks_sha(empty_store):
     bucket = empty_store.data_bucket
-    digest = empty_store.put_joblib(bucket, "obj.joblib", {"a": [1, 2]})
-    assert empty_store.get_joblib(bucket, "obj.joblib", digest) == {"a": [1, 2]}
+    digest = empty_store.put_array(bucket, "obj.npy", np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert empty_store.get_array(bucket, "obj.npy", digest).tolist() == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(IntegrityError, match="refusing to load"):
-        empty_store.get_joblib(bucket, "obj.joblib", "0" * 64)
+        empty_store.get_array(bucket, "obj.npy", "0" * 64)
+
+
+def test_arrays_never_unpickle(empty_store, tmp_path):
+    """A .npy of Python objects is a pickle: refused even with a matching sha256."""
+    marker = tmp_path / "ran"
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([Exploit(str(marker))], dtype=object), allow_pickle=True)
+    bucket = empty_store.data_bucket
+    digest = empty_store.put_bytes(bucket, "evil.npy", buffer.getvalue(), "x")
+    with pytest.raises(IntegrityError, match="not a plain array"):
+        empty_store.get_array(bucket, "evil.npy", digest)
+    assert not marker.exists()
+
+
+def test_models_load_only_trusted_types(empty_store, tmp_path):
+    """A skops file naming a type outside the trusted list is refused, hash or not."""
+    import skops.io
+
+    marker = tmp_path / "ran"
+    bucket = empty_store.models_bucket
+    digest = empty_store.put_bytes(bucket, "m.skops", skops.io.dumps(Exploit(str(marker))), "x")
+    with pytest.raises(IntegrityError, match="types we never load"):
+        empty_store.get_model(bucket, "m.skops", digest, trusted=[])
+    pickled = pickle.dumps(Exploit(str(marker)))
+    digest = empty_store.put_bytes(bucket, "p.skops", pickled, "x")
+    with pytest.raises(CorruptStateError, match="not a readable model"):
+        empty_store.get_model(bucket, "p.skops", digest, trusted=[])
+    assert not marker.exists()
 
 
 def test_missing_key_and_bucket(empty_store):

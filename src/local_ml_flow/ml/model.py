@@ -31,11 +31,23 @@ def _gradient_boosting(random_state: int) -> Any:
     return GradientBoostingRegressor(random_state=random_state)
 
 
-# The model kinds: name -> factory of an unfitted scikit-learn regressor (given the run's
-# random_state). Every list of model kinds (events, settings, API, CLI) derives from this.
-MODELS: dict[str, Callable[[int], Any]] = {
-    "linear": _linear,
-    "gradient_boosting": _gradient_boosting,
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to make a model kind, and which types its stored form may contain.
+
+    ``trusted``: the types, beyond those skops trusts by default, that loading a stored model
+    of this kind may create. Fixed here, in code: never read from the artifact.
+    """
+
+    factory: Callable[[int], Any]  # random_state -> an unfitted scikit-learn regressor
+    trusted: tuple[str, ...] = ()
+
+
+# The model kinds by name. Every list of model kinds (events, settings, API, CLI) derives
+# from this; adding one is one entry here.
+MODELS: dict[str, ModelSpec] = {
+    "linear": ModelSpec(_linear),
+    "gradient_boosting": ModelSpec(_gradient_boosting, ("sklearn.tree._tree.Tree",)),
 }
 MODEL_KINDS: tuple[str, ...] = tuple(MODELS)
 
@@ -64,6 +76,10 @@ class Metrics:
         """R² as the original project's text, e.g. ``65.29%``."""
         return f"{self.r2 * 100:.2f}%"
 
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.r2, self.mae, self.rmse))
+
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
@@ -88,10 +104,10 @@ def split(
 
 def train(kind: str, x: pd.DataFrame, y: pd.Series[float], *, random_state: int = 42) -> Regressor:
     """Fit a regressor of a kind in ``MODELS``."""
-    factory = MODELS.get(kind)
-    if factory is None:
+    spec = MODELS.get(kind)
+    if spec is None:
         raise ValueError(f"unknown model {kind!r}; expected one of {list(MODEL_KINDS)}")
-    model = factory(random_state)
+    model = spec.factory(random_state)
     model.fit(x, y)
     fitted: Regressor = model
     return fitted
@@ -129,11 +145,13 @@ class _LinearArrayPredictor:
 
 
 def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
-    """R², MAE, RMSE and the number of rows scored."""
-    predicted = model.predict(x)
-    return Metrics(
-        r2=float(r2_score(y, predicted)),
-        mae=float(mean_absolute_error(y, predicted)),
-        rmse=float(math.sqrt(mean_squared_error(y, predicted))),
-        n=len(y),
-    )
+    """R², MAE, RMSE and the number of rows scored (NaN or infinite when the numbers are
+    too large for the arithmetic: see ``Metrics.finite``)."""
+    with np.errstate(all="ignore"):
+        predicted = model.predict(x)
+        return Metrics(
+            r2=float(r2_score(y, predicted)),
+            mae=float(mean_absolute_error(y, predicted)),
+            rmse=float(np.sqrt(mean_squared_error(y, predicted))),
+            n=len(y),
+        )
