@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    NoCredentialsError,
     ReadTimeoutError,
 )
 
@@ -32,6 +33,7 @@ from local_ml_flow.errors import (
     KeyNotFoundError,
     LambdaServiceError,
     LocalMlFlowError,
+    MissingCredentialsError,
     StorageError,
 )
 
@@ -157,6 +159,11 @@ def domain_error(exc: Exception, target: Target) -> LocalMlFlowError:
         if kind is FunctionNotFoundError and target.function is not None:
             return kind(target.missing(kind))
         return service_error(f"{name} error on {target}: {code}: {error.get('Message', exc)}")
+    if isinstance(exc, NoCredentialsError):
+        return MissingCredentialsError(
+            f"no AWS credentials for {target}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            " (any values for an emulator) or AWS_PROFILE"
+        )
     if isinstance(exc, CONNECTION_ERRORS):
         return EndpointUnreachableError(
             f"AWS endpoint unreachable while {target.action} {target}: {exc}"

@@ -36,6 +36,14 @@ class InvalidRequestError(LocalMlFlowError):
     """An event or request carries a bad parameter."""
 
 
+class ConfigurationError(LocalMlFlowError):
+    """The server is not set up to do this (a function not deployed, no AWS credentials)."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """No AWS credentials are configured for the AWS side."""
+
+
 class NotFoundError(LocalMlFlowError):
     """A bucket, key, run or function does not exist."""
 
@@ -52,8 +60,8 @@ class RunNotFoundError(NotFoundError):
     """No run has this id."""
 
 
-class FunctionNotFoundError(NotFoundError):
-    """A Lambda function does not exist."""
+class FunctionNotFoundError(NotFoundError, ConfigurationError):
+    """A Lambda function does not exist: deploy it, or name the right one in the settings."""
 
 
 class AlreadyExistsError(LocalMlFlowError):
@@ -65,7 +73,29 @@ class NoModelError(NotFoundError):
 
 
 class IntegrityError(LocalMlFlowError):
-    """Stored bytes do not match the sha256 recorded for them."""
+    """Stored bytes do not match the sha256 recorded for them, or hold what we never load
+    (a type outside the trusted list, a pickle)."""
+
+
+class CorruptStateError(LocalMlFlowError):
+    """A stored document is not what this project writes (invalid JSON, wrong shape)."""
+
+
+class ModelVersionError(LocalMlFlowError):
+    """A stored model was made by another scikit-learn minor version: retrain it."""
+
+
+class NonFiniteMetricsError(LocalMlFlowError):
+    """A model's metrics are NaN or infinite (for instance, numbers too large for the
+    arithmetic): the run fails and is never promoted."""
+
+
+class PromotionRefusedError(LocalMlFlowError):
+    """A run may not become current (failed, not finite, or below LMF_MIN_R2)."""
+
+
+class ConcurrentUpdateError(LocalMlFlowError):
+    """A compare-and-swap lost against other writers too many times."""
 
 
 class AwsError(LocalMlFlowError):

@@ -13,16 +13,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from local_ml_flow.errors import (
     AlreadyExistsError,
+    ConcurrentUpdateError,
+    ConfigurationError,
+    CorruptStateError,
     DatasetTooLargeError,
     DatasetValidationError,
     EndpointUnreachableError,
     FunctionFailedError,
+    FunctionNotFoundError,
     IntegrityError,
     InvalidRequestError,
     LambdaServiceError,
     LocalMlFlowError,
+    MissingCredentialsError,
+    ModelVersionError,
     NoModelError,
+    NonFiniteMetricsError,
     NotFoundError,
+    PromotionRefusedError,
     StorageError,
     UploadTooLargeError,
 )
@@ -38,13 +46,37 @@ _STATUS: dict[type[LocalMlFlowError], int] = {
     InvalidRequestError: 422,
     NoModelError: 409,
     AlreadyExistsError: 409,
+    ModelVersionError: 409,
+    PromotionRefusedError: 409,
+    ConcurrentUpdateError: 409,
+    NonFiniteMetricsError: 422,
+    FunctionNotFoundError: 503,  # the server's set-up, not the client's request
+    MissingCredentialsError: 503,
+    ConfigurationError: 503,
     NotFoundError: 404,
     FunctionFailedError: 502,
     IntegrityError: 502,
+    CorruptStateError: 502,
     EndpointUnreachableError: 503,
     StorageError: 502,
     LambdaServiceError: 502,
     LocalMlFlowError: 502,  # a failure on the AWS side
+}
+
+
+# A function failure is a bad gateway (the stored data or the function is at fault), except
+# where the function refused the request's parameters or state (the client's side) or could
+# not reach AWS (unavailable, as everywhere else).
+_FUNCTION_ERROR_STATUS = {
+    kind.__name__: _STATUS[kind]
+    for kind in (
+        InvalidRequestError,
+        NoModelError,
+        PromotionRefusedError,
+        ConcurrentUpdateError,
+        EndpointUnreachableError,
+        MissingCredentialsError,
+    )
 }
 
 
@@ -65,9 +97,8 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, FunctionFailedError):
         # The function refused the request's parameters: the client's fault, not the
         # function's. Every other function failure is a bad gateway.
-        client_fault = {"InvalidRequestError": 422, "NoModelError": 409}
         return error_response(
-            client_fault.get(exc.error_type, 502),
+            _FUNCTION_ERROR_STATUS.get(exc.error_type, 502),
             exc.error_type,
             exc.message,
             {"function": exc.function_name, **(exc.details or {})},
