@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -46,7 +47,7 @@ class Runtime:
     runs: RunLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.runs = RunLog(self.store)
+        self.runs = RunLog.from_settings(self.store, self.settings)
 
     def close(self) -> None:
         if self.emulator is not None:
@@ -129,4 +130,7 @@ def build(
         invoker = LocalInvoker(local_functions(settings, store), LambdaFunctions(lambda_client))
     else:
         invoker = LambdaInvoker(lambda_client)
-    return Runtime(settings, mode, store, invoker, endpoint_url, emulator)
+    runtime = Runtime(settings, mode, store, invoker, endpoint_url, emulator)
+    with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
+        runtime.runs.repair()  # root copies name the current run again after a failed write
+    return runtime

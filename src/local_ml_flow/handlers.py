@@ -56,7 +56,9 @@ def _handler(function: str, work: Work) -> FunctionHandler:
         settings: Settings | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        result = work(event, RunLog(store or _default_store()), settings or get_settings())
+        settings = settings or get_settings()
+        runs = RunLog.from_settings(store or _default_store(), settings)
+        result = work(event, runs, settings)
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         logger.info(json.dumps({"function": function, "took_ms": took_ms, **result}, default=str))
         return result

@@ -6,20 +6,39 @@ its store; the maths is in ``ml/``.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
+from local_ml_flow import __version__, datasets
 from local_ml_flow.errors import (
     DatasetValidationError,
+    IntegrityError,
     InvalidRequestError,
     LocalMlFlowError,
+    ModelVersionError,
     NoModelError,
+    NonFiniteMetricsError,
     NotFoundError,
 )
 from local_ml_flow.events import EvaluateEvent, RunParameters, new_run_id
 from local_ml_flow.ml import dataset, model
 from local_ml_flow.ml.model import Regressor, array_predictor
-from local_ml_flow.runlog import MODEL_KEY, X_TEST_KEY, Y_TEST_KEY, RunLog, run_key
+from local_ml_flow.runlog import (
+    MODEL_FILE,
+    MODEL_KEY,
+    X_TEST_FILE,
+    X_TEST_KEY,
+    Y_TEST_FILE,
+    Y_TEST_KEY,
+    Manifest,
+    Metrics,
+    RunLog,
+    Scores,
+    run_key,
+)
 from local_ml_flow.storage import sha256, utc_now
 
 
@@ -54,8 +73,6 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
     created_at = runs.create(run_id, request.parameters)
     try:
         manifest = _train(run_id, created_at, request.parameters, runs, limits)
-        if request.promote:
-            runs.promote(run_id, manifest)
     except LocalMlFlowError as exc:
         _record(runs, run_id, "ingestion", exc)
         raise
@@ -63,22 +80,24 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         error = InvalidRequestError(str(exc))
         _record(runs, run_id, "ingestion", error)
         raise error from None
+    if request.promote:
+        runs.promote(run_id, manifest)
     return {
         "run_id": run_id,
-        "n_train": manifest["n_train"],
-        "n_test": manifest["n_test"],
-        "features": manifest["features"],
-        "model_sha256": manifest["model_sha256"],
-        "dataset_sha256": manifest["dataset_sha256"],
+        "n_train": manifest.n_train,
+        "n_test": manifest.n_test,
+        "features": manifest.features,
+        "model_sha256": manifest.model_sha256,
+        "dataset_sha256": manifest.dataset_sha256,
         **request.parameters.model_dump(),
-        "train_r2": manifest["train_metrics"]["r2"],
+        "train_r2": manifest.train_metrics.r2,
         "promoted": request.promote,
     }
 
 
 def _train(
     run_id: str, created_at: str, parameters: RunParameters, runs: RunLog, limits: Limits
-) -> dict[str, Any]:
+) -> Manifest:
     """Train and store a run's artifacts; returns its manifest (written last)."""
     store = runs.store
     raw = store.get_dataset()
@@ -94,27 +113,58 @@ def _train(
     fitted = model.train(
         parameters.model, parts.x_train, parts.y_train, random_state=parameters.random_state
     )
-    train_metrics = model.evaluate(fitted, parts.x_train, parts.y_train)
-
+    train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
+    test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
     data, models = store.data_bucket, store.models_bucket
-    manifest = {
-        "run_id": run_id,
-        "status": "trained",
-        "parameters": parameters.model_dump(),
-        "features": list(x.columns),
-        "dataset": {"bucket": data, "key": store.dataset_key, "sha256": dataset_sha},
-        "dataset_sha256": dataset_sha,
-        "x_test_sha256": store.put_joblib(data, run_key(run_id, X_TEST_KEY), parts.x_test),
-        "y_test_sha256": store.put_joblib(data, run_key(run_id, Y_TEST_KEY), parts.y_test),
-        "model_sha256": store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted),
-        "n_train": len(parts.x_train),
-        "n_test": len(parts.x_test),
-        "train_metrics": train_metrics.as_dict(),
-        "created_at": created_at,
-        "trained_at": utc_now(),
-    }
+    x_sha = store.put_array(data, run_key(run_id, X_TEST_FILE), parts.x_test.to_numpy())
+    y_sha = store.put_array(data, run_key(run_id, Y_TEST_FILE), parts.y_test.to_numpy())
+    model_sha = store.put_model(models, run_key(run_id, MODEL_FILE), fitted)
+    # the original project's pickles, for users' scripts (never loaded here)
+    store.put_joblib(data, run_key(run_id, X_TEST_KEY), parts.x_test)
+    store.put_joblib(data, run_key(run_id, Y_TEST_KEY), parts.y_test)
+    store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted)
+    manifest = Manifest(
+        run_id=run_id,
+        parameters=parameters,
+        features=list(x.columns),
+        dataset_sha256=dataset_sha,
+        model_sha256=model_sha,
+        x_test_sha256=x_sha,
+        y_test_sha256=y_sha,
+        n_train=len(parts.x_train),
+        n_test=len(parts.x_test),
+        train_metrics=Scores(**train_metrics.as_dict()),
+        test_metrics=Scores(**test_metrics.as_dict()),
+        environment=environment(),
+        created_at=created_at,
+        trained_at=utc_now(),
+    )
+    datasets.archive(store, raw, dataset_sha)  # every dataset a run used is kept
     runs.write_manifest(manifest)
     return manifest
+
+
+def _finite(metrics: model.Metrics, what: str) -> model.Metrics:
+    if not metrics.finite:
+        raise NonFiniteMetricsError(
+            f"the model's {what} metrics are not finite (R² {metrics.r2}, MAE {metrics.mae}):"
+            " some values are too large for the arithmetic; check the dataset"
+        )
+    return metrics
+
+
+def environment() -> dict[str, str]:
+    """Versions that decide whether a stored model can be read back and gives the same
+    predictions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "local-ml-flow": __version__}
+    for package in ("numpy", "pandas", "scikit-learn", "skops"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
 
 
 # -- models -------------------------------------------------------------------------------
@@ -127,21 +177,39 @@ class LoadedModel:
     run_id: str
     model: Regressor
     feature_set: str
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def array_predictor(self) -> Regressor:
         """The model, predicting from arrays in ``dataset.feature_names(feature_set)`` order."""
         return array_predictor(self.model, dataset.feature_names(self.feature_set))
 
 
+def _check_version(info: Manifest) -> None:
+    """A model made by another scikit-learn minor version may predict differently."""
+    import sklearn
+
+    made = info.environment.get("scikit-learn", "unknown")
+    if made.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ModelVersionError(
+            f"run {info.run_id!r} was trained with scikit-learn {made}; this is"
+            f" {sklearn.__version__}: train a new run (or install scikit-learn {made})"
+        )
+
+
 def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
-    """The model of a run (default: the latest), after checking its sha256."""
+    """The model of a run (default: the latest), after checking its sha256; only the types
+    its kind trusts are created."""
     if run_id is None:
         run_id = runs.latest_run_id("no trained model yet: run the pipeline (ingestion) first")
     info = runs.manifest(run_id)
+    _check_version(info)
     store = runs.store
-    fitted = store.get_joblib(store.models_bucket, run_key(run_id, MODEL_KEY), info["model_sha256"])
-    return LoadedModel(run_id, fitted, str(info["parameters"]["feature_set"]), info)
+    trusted = model.MODELS[info.parameters.model].trusted
+    key = run_key(run_id, MODEL_FILE)
+    fitted = store.get_model(store.models_bucket, key, info.model_sha256, trusted)
+    if not callable(getattr(fitted, "predict", None)):
+        raise IntegrityError(f"s3://{store.models_bucket}/{key} is not a model")
+    return LoadedModel(run_id, fitted, info.parameters.feature_set, info)
 
 
 # -- inference --------------------------------------------------------------------------
@@ -164,17 +232,21 @@ def _score(run_id: str, runs: RunLog) -> dict[str, Any]:
     loaded = load_model(runs, run_id)
     info, store = loaded.manifest, runs.store
     data = store.data_bucket
-    x_test = store.get_joblib(data, run_key(run_id, X_TEST_KEY), info["x_test_sha256"])
-    y_test = store.get_joblib(data, run_key(run_id, Y_TEST_KEY), info["y_test_sha256"])
-    metrics = model.evaluate(loaded.model, x_test, y_test)
-    result: dict[str, Any] = {
-        "run_id": run_id,
-        "r2": metrics.r2,
-        "mae": metrics.mae,
-        "rmse": metrics.rmse,
-        "n_test": metrics.n,
-        "score": metrics.score,
-    }
-    runs.write_metrics(run_id, result)
+    x_test = store.get_array(data, run_key(run_id, X_TEST_FILE), info.x_test_sha256)
+    y_test = store.get_array(data, run_key(run_id, Y_TEST_FILE), info.y_test_sha256)
+    if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
+        raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
+    frame = pd.DataFrame(x_test, columns=info.features)
+    metrics = _finite(model.evaluate(loaded.model, frame, pd.Series(y_test)), "test")
+    scored = Metrics(
+        run_id=run_id,
+        r2=metrics.r2,
+        mae=metrics.mae,
+        rmse=metrics.rmse,
+        n_test=metrics.n,
+        score=metrics.score,
+        evaluated_at=utc_now(),
+    )
+    runs.write_metrics(scored)
     runs.write_score_if_latest(run_id, metrics.score)
-    return result
+    return scored.model_dump(exclude={"evaluated_at"})

@@ -1,45 +1,63 @@
 """The run log: the ``runs/`` key layout, the latest pointer (the commit point), run records.
 
-A run writes its own files once under ``runs/<run_id>/`` (request, manifest, metrics or
-error); it becomes current when the latest pointer names it. The seed-compatible root keys
-(``model.joblib``, ``x_test.joblib``, ``y_test.joblib``, ``score.txt``) are copies written
-before the pointer moves.
+A run writes its own files once under ``runs/<run_id>/``: ``queued.json`` (by a caller that
+starts it), ``request.json`` (ingestion started), ``manifest.json`` (trained), ``metrics.json``
+(scored), ``error.json`` (failed). It becomes current by one single-object write, the latest
+pointer, compare-and-swapped on its ETag so concurrent promoters cannot interleave. The
+seed-compatible root keys (``model.joblib``, ``x_test.joblib``, ``y_test.joblib``,
+``score.txt``) are copies, each tagged with the run it came from, written before the pointer
+moves and repaired from it (``repair``). Every document read is parsed through a typed model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import math
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from local_ml_flow.errors import (
     AlreadyExistsError,
+    ConcurrentUpdateError,
+    CorruptStateError,
     InvalidRequestError,
     KeyNotFoundError,
     LocalMlFlowError,
     NoModelError,
+    PromotionRefusedError,
     RunNotFoundError,
 )
-from local_ml_flow.events import RunParameters
-from local_ml_flow.storage import ArtifactStore, StoredObject, utc_now
+from local_ml_flow.events import RunId, RunParameters
+from local_ml_flow.settings import Settings
+from local_ml_flow.storage import ArtifactStore, StoredObject, parse_document, utc_now
 
 # Seed-compatible root keys (the original project's users look for them here), which are
-# also the names of a run's own artifacts under its prefix.
+# also the names of a run's own copies under its prefix.
 MODEL_KEY = "model.joblib"
 X_TEST_KEY = "x_test.joblib"
 Y_TEST_KEY = "y_test.joblib"
 SCORE_KEY = "score.txt"
+# A run's artifacts in the formats this project loads (never a pickle).
+MODEL_FILE = "model.skops"
+X_TEST_FILE = "x_test.npy"
+Y_TEST_FILE = "y_test.npy"
 RUNS_PREFIX = "runs/"
 LATEST_KEY = f"{RUNS_PREFIX}latest.json"
 # A run's own documents.
+QUEUED = "queued.json"
 REQUEST = "request.json"
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 ERROR = "error.json"
+# The user metadata naming the run a root copy came from.
+RUN_TAG = "run-id"
+_REPAIR_ROUNDS = 8
 
-# Serialises promotion (latest pointer + root keys) among runs of this process.
-_PROMOTION_LOCK = threading.Lock()
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
 
 
 def run_key(run_id: str, name: str) -> str:
@@ -47,25 +65,143 @@ def run_key(run_id: str, name: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/{name}"
 
 
-class RunLog:
-    """The runs of one store: what each run wrote, and which run is current."""
+# -- the documents ------------------------------------------------------------------------
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
-    def __init__(self, store: ArtifactStore) -> None:
+
+class Queued(_Document):
+    """A run a caller asked for, before any function ran."""
+
+    run_id: RunId
+    options: dict[str, Any]
+    created_at: str
+
+
+class Request(_Document):
+    """A run ingestion started (written once: a run id is never reused)."""
+
+    run_id: RunId
+    parameters: RunParameters
+    created_at: str
+
+
+class Scores(_Document):
+    """Regression quality on a set of rows."""
+
+    r2: Finite
+    mae: Finite
+    rmse: Finite
+    n: int = Field(ge=0)
+
+
+class Manifest(_Document):
+    """A trained run: parameters, features, artifacts and their hashes, environment."""
+
+    run_id: RunId
+    parameters: RunParameters
+    features: list[str]
+    dataset_sha256: str
+    model_sha256: str
+    x_test_sha256: str
+    y_test_sha256: str
+    n_train: int
+    n_test: int
+    train_metrics: Scores
+    test_metrics: Scores | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    created_at: str
+    trained_at: str
+
+
+class Metrics(_Document):
+    """A scored run."""
+
+    run_id: RunId
+    r2: Finite
+    mae: Finite
+    rmse: Finite
+    n_test: int
+    score: str
+    evaluated_at: str
+
+
+class Failure(_Document):
+    """A failed run: the stage, the error, where it came from."""
+
+    run_id: RunId
+    stage: str
+    error_type: str
+    message: str
+    details: Any = None
+    failed_at: str
+
+
+class Pointer(_Document):
+    """The latest pointer: the current run and the hashes it was promoted with."""
+
+    run_id: RunId
+    model_sha256: str
+    x_test_sha256: str | None = None
+    y_test_sha256: str | None = None
+    dataset_sha256: str
+    score: str | None = None
+    promoted_at: str
+    previous_run_id: str | None = None
+
+
+def _age_s(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    now = datetime.fromisoformat(utc_now().replace("Z", "+00:00"))
+    return (now - then).total_seconds()
+
+
+class RunLog:
+    """The runs of one store: what each run wrote, and which run is current.
+
+    ``stale_after_s``: a run still queued or running after this long is reported failed
+    (abandoned); ``min_r2``: an optional promotion gate.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        *,
+        stale_after_s: float = 360.0,
+        min_r2: float | None = None,
+    ) -> None:
         self.store = store
+        self.stale_after_s = stale_after_s
+        self.min_r2 = min_r2
+
+    @classmethod
+    def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
+        """A run log with the configured gate; runs are abandoned after the function timeout
+        plus a minute."""
+        return cls(store, stale_after_s=settings.function_timeout_s + 60, min_r2=settings.min_r2)
 
     @property
     def _data(self) -> str:
         return self.store.data_bucket
 
+    def _get(self, run_id: str, name: str, kind: type[Any]) -> Any:
+        return self.store.get_document(self._data, run_key(run_id, name), kind)
+
     # -- a run's own documents ----------------------------------------------------------
+    def queue(self, run_id: str, options: Mapping[str, Any]) -> None:
+        """Record a run a caller is about to start (once), before any function runs."""
+        document = Queued(run_id=run_id, options=dict(options), created_at=utc_now())
+        self.store.put_json(self._data, run_key(run_id, QUEUED), document, once=True)
+
     def create(self, run_id: str, parameters: RunParameters) -> str:
-        """Record a requested run (once); returns its creation time."""
+        """Record that ingestion started a run (once); returns its creation time."""
         created_at = utc_now()
-        request = {
-            "run_id": run_id,
-            "parameters": parameters.model_dump(),
-            "created_at": created_at,
-        }
+        request = Request(run_id=run_id, parameters=parameters, created_at=created_at)
         try:
             self.store.put_json(self._data, run_key(run_id, REQUEST), request, once=True)
         except AlreadyExistsError:
@@ -74,147 +210,269 @@ class RunLog:
             ) from None
         return created_at
 
-    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> None:
         """The manifest is a run's last training write: a run without one never finished."""
-        self.store.put_json(self._data, run_key(str(manifest["run_id"]), MANIFEST), manifest)
+        self.store.put_json(self._data, run_key(manifest.run_id, MANIFEST), manifest, once=True)
 
-    def manifest(self, run_id: str) -> dict[str, Any]:
+    def manifest(self, run_id: str) -> Manifest:
         try:
-            value: dict[str, Any] = self.store.get_json(self._data, run_key(run_id, MANIFEST))
+            value: Manifest = self._get(run_id, MANIFEST, Manifest)
         except KeyNotFoundError:
             if self.store.exists(self._data, run_key(run_id, REQUEST)):
                 raise NoModelError(f"run {run_id!r} has no trained model") from None
             raise RunNotFoundError(f"run {run_id!r} does not exist") from None
         return value
 
-    def write_metrics(self, run_id: str, metrics: Mapping[str, Any]) -> None:
+    def metrics(self, run_id: str) -> Metrics | None:
+        try:
+            value: Metrics = self._get(run_id, METRICS, Metrics)
+        except KeyNotFoundError:
+            return None
+        return value
+
+    def write_metrics(self, metrics: Metrics) -> None:
         """Keep a run's first metrics: scoring it again does not rewrite them."""
         with contextlib.suppress(AlreadyExistsError):
-            document = {**metrics, "evaluated_at": utc_now()}
-            self.store.put_json(self._data, run_key(run_id, METRICS), document, once=True)
+            key = run_key(metrics.run_id, METRICS)
+            self.store.put_json(self._data, key, metrics, once=True)
 
     def record_failure(
         self, run_id: str, stage: str, error_type: str, message: str, details: Any = None
     ) -> None:
         """Write ``error.json`` once; a failing store is left to the caller, which raises the
         original error."""
-        document = {
-            "run_id": run_id,
-            "stage": stage,
-            "error_type": error_type,
-            "message": message,
-            "details": details,
-            "failed_at": utc_now(),
-        }
+        document = Failure(
+            run_id=run_id,
+            stage=stage,
+            error_type=error_type,
+            message=message,
+            details=details,
+            failed_at=utc_now(),
+        )
         with contextlib.suppress(LocalMlFlowError):
             self.store.put_json(self._data, run_key(run_id, ERROR), document, once=True)
 
     # -- the current run ----------------------------------------------------------------
-    def latest(self) -> dict[str, Any] | None:
-        """The latest pointer, or None before the first promoted run."""
+    def _pointer(self) -> tuple[Pointer | None, str | None]:
+        """The latest pointer and its ETag; (None, None) before the first promoted run."""
         try:
-            value: dict[str, Any] = self.store.get_json(self._data, LATEST_KEY)
+            blob = self.store.read(self._data, LATEST_KEY)
         except KeyNotFoundError:
-            return None
-        return value
+            return None, None
+        where = f"s3://{self._data}/{LATEST_KEY}"
+        return parse_document(blob.data, Pointer, where), blob.etag
+
+    def latest(self) -> Pointer | None:
+        """The latest pointer, or None before the first promoted run."""
+        return self._pointer()[0]
 
     def latest_run_id(self, missing: str) -> str:
         """The current run's id; NoModelError with ``missing`` when there is none."""
         pointer = self.latest()
         if pointer is None:
             raise NoModelError(missing)
-        return str(pointer["run_id"])
+        return pointer.run_id
 
-    def promote(self, run_id: str, manifest: Mapping[str, Any] | None = None) -> None:
-        """Make a trained run current: root keys (and score.txt once it is scored), then the
-        latest pointer."""
-        info = manifest if manifest is not None else self.manifest(run_id)
-        store, data, models = self.store, self._data, self.store.models_bucket
-        with _PROMOTION_LOCK:
-            store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY)
-            store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY)
-            store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY)
-            try:
-                scored = store.get_json(data, run_key(run_id, METRICS))
-            except KeyNotFoundError:
-                scored = None  # not scored yet: inference writes score.txt for the latest run
-            if scored is not None:
-                store.put_text(data, SCORE_KEY, str(scored["score"]))
-            pointer = {
-                "run_id": run_id,
-                "model_sha256": info["model_sha256"],
-                "dataset_sha256": info["dataset_sha256"],
-                "promoted_at": utc_now(),
-            }
-            store.put_json(data, LATEST_KEY, pointer)
+    def current_score(self) -> tuple[str, str]:
+        """(run id, score) of the current run, read through the pointer."""
+        pointer = self.latest()
+        if pointer is None:
+            raise NoModelError("no score yet: POST /pipeline/runs first")
+        score = pointer.score
+        if score is None:
+            scored = self.metrics(pointer.run_id)
+            if scored is None:
+                raise NoModelError(f"the current run {pointer.run_id!r} is not scored yet")
+            score = scored.score
+        return pointer.run_id, score
 
-    def write_score_if_latest(self, run_id: str, score: str) -> None:
-        """``score.txt`` follows the latest run only."""
-        with _PROMOTION_LOCK:
-            pointer = self.latest()
-            if pointer is not None and pointer["run_id"] == run_id:
-                self.store.put_text(self._data, SCORE_KEY, score)
+    def check_promotable(self, run_id: str, manifest: Manifest, scored: Metrics | None) -> None:
+        """PromotionRefusedError unless the run succeeded with finite metrics over the gate."""
+        if self.store.exists(self._data, run_key(run_id, ERROR)):
+            raise PromotionRefusedError(f"run {run_id!r} failed: it cannot become current")
+        test = manifest.test_metrics
+        r2 = scored.r2 if scored is not None else (test.r2 if test is not None else None)
+        if r2 is None or not math.isfinite(r2):
+            raise PromotionRefusedError(f"run {run_id!r} has no finite test R²")
+        if self.min_r2 is not None and r2 < self.min_r2:
+            raise PromotionRefusedError(
+                f"run {run_id!r} has test R² {r2:.4f}, below LMF_MIN_R2 = {self.min_r2}"
+            )
 
-    # -- records ------------------------------------------------------------------------
-    def record(self, run_id: str, files: set[str] | None = None) -> dict[str, Any]:
-        """What is known of a run, from its own files: parameters, status, metrics, error.
+    def promote(self, run_id: str, manifest: Manifest | None = None) -> Pointer:
+        """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
+        on its ETag. If another run was promoted meanwhile, that one stays current (this run
+        counts as promoted, then superseded) and the root copies are made to follow it.
 
-        ``files``: the names under the run's prefix, when the caller listed them already.
+        If it fails, the run is recorded as failed (stage promotion) unless the pointer did
+        move to it, and the root copies are repaired to name the current run again.
         """
         try:
-            request = self.store.get_json(self._data, run_key(run_id, REQUEST))
-        except KeyNotFoundError:
-            raise RunNotFoundError(f"run {run_id!r} does not exist") from None
-        if files is None:
-            listed = self.store.list_objects(self._data, run_key(run_id, ""))
-            files = {o.key.rsplit("/", 1)[-1] for o in listed}
-        record: dict[str, Any] = {
-            "run_id": run_id,
-            "status": "running",
-            "parameters": request.get("parameters", {}),
-            "metrics": None,
-            "created_at": request.get("created_at"),
-            "finished_at": None,
-            "error": None,
-        }
-        info = self._optional(run_id, MANIFEST, files)
-        if METRICS in files:
-            record.update(self._succeeded(run_id, info))
-        elif ERROR in files:
-            record.update(self._failed(run_id))
-        if info:
-            record["model_sha256"] = info.get("model_sha256")
-            record["dataset_sha256"] = info.get("dataset_sha256")
-            record["features"] = info.get("features")
+            return self._promote(run_id, manifest)
+        except LocalMlFlowError as exc:
+            with contextlib.suppress(LocalMlFlowError):
+                pointer = self.latest()
+                if pointer is not None and pointer.run_id == run_id:
+                    return pointer  # the pointer write landed; only its answer was lost
+            self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
+            with contextlib.suppress(LocalMlFlowError):
+                self.repair()
+            raise
+
+    def _promote(self, run_id: str, manifest: Manifest | None) -> Pointer:
+        info = manifest if manifest is not None else self.manifest(run_id)
+        scored = self.metrics(run_id)
+        self.check_promotable(run_id, info, scored)
+        current, etag = self._pointer()
+        pointer = Pointer(
+            run_id=run_id,
+            model_sha256=info.model_sha256,
+            x_test_sha256=info.x_test_sha256,
+            y_test_sha256=info.y_test_sha256,
+            dataset_sha256=info.dataset_sha256,
+            score=scored.score if scored is not None else None,
+            promoted_at=utc_now(),
+            previous_run_id=current.run_id if current is not None else None,
+        )
+        self._write_roots(run_id, pointer.score)
+        try:
+            self.store.put_json(self._data, LATEST_KEY, pointer, once=etag is None, if_match=etag)
+        except (ConcurrentUpdateError, AlreadyExistsError):
+            # Another run was promoted while this one was: it came last and stays current,
+            # as if this run had been promoted first and then superseded.
+            self.repair()
+            winner = self.latest()
+            if winner is None:
+                raise ConcurrentUpdateError(f"the pointer vanished promoting {run_id!r}") from None
+            return winner
+        self.repair()  # a concurrent loser may have written its root copies after ours
+        return pointer
+
+    def _write_roots(self, run_id: str, score: str | None) -> None:
+        """The seed-compatible root copies of a run, each tagged with the run id."""
+        store, data, models = self.store, self._data, self.store.models_bucket
+        tag = {RUN_TAG: run_id}
+        store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY, metadata=tag)
+        store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY, metadata=tag)
+        store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY, metadata=tag)
+        if score is not None:
+            store.put_text(data, SCORE_KEY, score, metadata=tag)
+        else:  # not scored yet: no score.txt rather than another run's
+            store.delete(data, SCORE_KEY)
+
+    def write_score_if_latest(self, run_id: str, score: str) -> None:
+        """``score.txt`` follows the current run only (inference of a run promoted before it
+        was scored, as ``aws lambda invoke`` of ingestion then inference does)."""
+        pointer = self.latest()
+        if pointer is None or pointer.run_id != run_id:
+            return
+        self.store.put_text(self._data, SCORE_KEY, score, metadata={RUN_TAG: run_id})
+        moved = self.latest()
+        if moved is not None and moved.run_id != run_id:
+            self.repair()  # another run was promoted meanwhile: score.txt must follow it
+
+    def root_runs(self) -> dict[str, str | None]:
+        """Root key -> the run its copy came from (None: absent or untagged)."""
+        data, models = self._data, self.store.models_bucket
+        out: dict[str, str | None] = {}
+        for bucket, key in ((models, MODEL_KEY), (data, X_TEST_KEY), (data, Y_TEST_KEY)):
+            head = self.store.head(bucket, key)
+            out[key] = head.metadata.get(RUN_TAG) if head is not None else None
+        head = self.store.head(data, SCORE_KEY)
+        out[SCORE_KEY] = head.metadata.get(RUN_TAG) if head is not None else None
+        return out
+
+    def repair(self) -> bool:
+        """Make the root copies name the current run again (after a promotion that failed or
+        lost half-way); returns whether anything was rewritten. Repeats while the pointer
+        moves under it, so the last promoter to finish leaves the copies consistent."""
+        repaired = False
+        for _ in range(_REPAIR_ROUNDS):
+            pointer = self.latest()
+            if pointer is None:
+                return repaired
+            roots = self.root_runs()
+            scored = self.metrics(pointer.run_id)
+            expected = pointer.run_id if scored is not None else None
+            tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
+            if tagged == (pointer.run_id,) * 3 and roots[SCORE_KEY] == expected:
+                return repaired
+            self._write_roots(pointer.run_id, scored.score if scored is not None else None)
+            repaired = True
+        raise ConcurrentUpdateError(
+            f"root copies still moving after {_REPAIR_ROUNDS} repairs: promotions keep coming"
+        )
+
+    # -- records ------------------------------------------------------------------------
+    def _current(self) -> str | None:
+        """The current run's id; None when there is none or the pointer is corrupt."""
+        try:
+            pointer = self.latest()
+        except CorruptStateError:
+            return None
+        return pointer.run_id if pointer is not None else None
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        """What is known of a run, from its own files: status, parameters, metrics, error."""
+        listed = self.store.list_objects(self._data, run_key(run_id, ""))
+        files = {o.key.rsplit("/", 1)[-1] for o in listed}
+        if REQUEST not in files and QUEUED not in files:
+            raise RunNotFoundError(f"run {run_id!r} does not exist")
+        return self._full_record(run_id, files, self._current())
+
+    def _full_record(self, run_id: str, files: set[str], current: str | None) -> dict[str, Any]:
+        """A run's record from the names of its files; a corrupt document makes it 'corrupt'."""
+        try:
+            record = self._record(run_id, files)
+        except CorruptStateError as exc:
+            record = _blank(run_id)
+            record["status"] = "corrupt"
+            record["error"] = {"stage": None, "type": "CorruptStateError", "message": exc.message}
+        record["current"] = run_id == current
         return record
 
-    def _optional(self, run_id: str, name: str, files: set[str]) -> dict[str, Any]:
-        if name not in files:
-            return {}
-        value: dict[str, Any] = self.store.get_json(self._data, run_key(run_id, name))
-        return value
-
-    def _succeeded(self, run_id: str, info: Mapping[str, Any]) -> dict[str, Any]:
-        scored = self.store.get_json(self._data, run_key(run_id, METRICS))
-        metrics = {name: scored[name] for name in ("r2", "mae", "rmse", "n_test", "score")}
-        return {
-            "status": "succeeded",
-            "metrics": {**metrics, "n_train": info.get("n_train")},
-            "finished_at": scored.get("evaluated_at"),
-        }
-
-    def _failed(self, run_id: str) -> dict[str, Any]:
-        failure = self.store.get_json(self._data, run_key(run_id, ERROR))
-        return {
-            "status": "failed",
-            "error": {
-                "stage": failure.get("stage"),
-                "type": failure.get("error_type"),
-                "message": failure.get("message"),
-                "details": failure.get("details"),
-            },
-            "finished_at": failure.get("failed_at"),
-        }
+    def _record(self, run_id: str, files: set[str]) -> dict[str, Any]:
+        record = _blank(run_id)
+        if REQUEST in files:
+            request: Request = self._get(run_id, REQUEST, Request)
+            record.update(
+                status="running",
+                parameters=request.parameters.model_dump(),
+                created_at=request.created_at,
+            )
+        else:
+            queued: Queued = self._get(run_id, QUEUED, Queued)
+            record.update(status="queued", parameters=queued.options, created_at=queued.created_at)
+        info: Manifest | None = self._get(run_id, MANIFEST, Manifest) if MANIFEST in files else None
+        if ERROR in files:
+            failure: Failure = self._get(run_id, ERROR, Failure)
+            record.update(status="failed", finished_at=failure.failed_at, error=_error(failure))
+        elif METRICS in files:
+            scored: Metrics = self._get(run_id, METRICS, Metrics)
+            record.update(status="succeeded", finished_at=scored.evaluated_at)
+            record["metrics"] = {
+                "r2": scored.r2,
+                "mae": scored.mae,
+                "rmse": scored.rmse,
+                "n_test": scored.n_test,
+                "score": scored.score,
+                "n_train": info.n_train if info is not None else None,
+            }
+        elif _age_s(record["created_at"]) > self.stale_after_s:
+            stage = "inference" if info is not None else "ingestion"
+            message = (
+                f"no result {self.stale_after_s:.0f}s after the run was requested:"
+                f" the {stage} function died or timed out"
+            )
+            record.update(
+                status="failed",
+                error={"stage": stage, "type": "AbandonedRunError", "message": message},
+            )
+        if info is not None:
+            record["model_sha256"] = info.model_sha256
+            record["dataset_sha256"] = info.dataset_sha256
+            record["features"] = info.features
+        return record
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         """Run records, newest first (by creation time).
@@ -227,13 +485,36 @@ class RunLog:
         if len(newest) > limit:  # S3 times are coarse: keep every run as new as the last one kept
             cutoff = created[newest[limit - 1]]
             newest = [r for r in newest if created[r] >= cutoff]
-        records = [self.record(run_id, files[run_id]) for run_id in newest]
+        current = self._current()
+        records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
         records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
         return records[:limit]
 
 
+def _blank(run_id: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "status": "running",
+        "parameters": {},
+        "metrics": None,
+        "created_at": None,
+        "finished_at": None,
+        "error": None,
+    }
+
+
+def _error(failure: Failure) -> dict[str, Any]:
+    return {
+        "stage": failure.stage,
+        "type": failure.error_type,
+        "message": failure.message,
+        "details": failure.details,
+    }
+
+
 def _index(objects: list[StoredObject]) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """From a listing of ``runs/``: each run's file names, and when each run was requested."""
+    """From a listing of ``runs/``: each run's file names, and when each run was first
+    recorded (queued by a caller, or requested by ingestion)."""
     files: dict[str, set[str]] = {}
     created: dict[str, str] = {}
     for obj in objects:
@@ -241,6 +522,6 @@ def _index(objects: list[StoredObject]) -> tuple[dict[str, set[str]], dict[str, 
         if not name:
             continue  # runs/latest.json
         files.setdefault(run_id, set()).add(name)
-        if name == REQUEST:
-            created[run_id] = obj.last_modified
+        if name in (QUEUED, REQUEST):
+            created[run_id] = min(created.get(run_id, obj.last_modified), obj.last_modified)
     return files, created

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from local_ml_flow.errors import FunctionFailedError
+from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
 from local_ml_flow.events import RunOptions, new_run_id
 from local_ml_flow.invoke import Invoker
 from local_ml_flow.runlog import RunLog
@@ -35,10 +35,12 @@ def run_pipeline(
     the previous model and score stay.
     """
     run_id = new_run_id()
-    event = {"run_id": run_id, **options.model_dump(exclude_none=True), "promote": False}
+    chosen = options.model_dump(exclude_none=True)
+    runs.queue(run_id, chosen)  # the run exists (queued) before anything is invoked
     stage = "ingestion"
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
+        event = {"run_id": run_id, **chosen, "promote": False}
         trained = invoker.invoke(settings.ingestion_function, event)
         progress(
             f"ingestion: trained on {trained['n_train']} rows, {len(trained['features'])}"
@@ -48,7 +50,6 @@ def run_pipeline(
         progress(f"inference: invoking {settings.inference_function}")
         scored = invoker.invoke(settings.inference_function, {"run_id": run_id})
         progress(f"inference: scored {scored['n_test']} test rows: R² {scored['r2']:.4f}")
-        runs.promote(run_id)
     except FunctionFailedError as exc:
         runs.record_failure(run_id, stage, exc.error_type, exc.error_message)
         raise FunctionFailedError(
@@ -57,4 +58,19 @@ def run_pipeline(
             exc.error_message,
             {"run_id": run_id, "stage": stage},
         ) from None
+    except LocalMlFlowError as exc:  # the function could not be invoked at all
+        runs.record_failure(run_id, stage, type(exc).__name__, exc.message)
+        _name_the_run(exc, run_id, stage)
+        raise
+    try:
+        runs.promote(run_id)  # records the failure itself
+    except LocalMlFlowError as exc:
+        _name_the_run(exc, run_id, "promotion")
+        raise
     return {**trained, **scored, "promoted": True}
+
+
+def _name_the_run(exc: LocalMlFlowError, run_id: str, stage: str) -> None:
+    """Put the run id and stage into ``exc``'s details (when they are a mapping or empty)."""
+    if exc.details is None or isinstance(exc.details, dict):
+        exc.details = {**(exc.details or {}), "run_id": run_id, "stage": stage}

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     test_size: TestSize = _DEFAULTS.test_size
     random_state: RandomState = _DEFAULTS.random_state
 
+    # promotion gate: a run whose test R² is below this never becomes current (unset: none)
+    min_r2: float | None = None
+
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000
 

@@ -105,7 +105,7 @@ def test_concurrent_runs_are_isolated_and_latest_is_consistent(client, server, t
     assert pointer["run_id"] in ids
     # root keys all belong to the latest run
     latest = pointer["run_id"]
-    assert sha256(after[f"{MODELS}/model.joblib"]) == pointer["model_sha256"]
+    assert sha256(after[f"{MODELS}/runs/{latest}/model.skops"]) == pointer["model_sha256"]
     assert after[f"{MODELS}/model.joblib"] == after[f"{MODELS}/runs/{latest}/model.joblib"]
     assert after[f"{DATA}/x_test.joblib"] == after[f"{DATA}/runs/{latest}/x_test.joblib"]
     by_id = {r["run_id"]: r for r in runs}

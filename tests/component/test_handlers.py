@@ -68,8 +68,18 @@ def test_run_artifacts_live_under_their_own_prefix(store, settings):
     data = {o.key for o in store.list_objects(settings.data_bucket, "runs/run-a/")}
     assert data == {
         f"runs/run-a/{name}"
-        for name in ("request.json", "x_test.joblib", "y_test.joblib", "manifest.json")
-    } | {"runs/run-a/metrics.json"}
+        for name in (
+            "request.json",
+            "x_test.npy",  # what this project loads (no pickle)
+            "y_test.npy",
+            "x_test.joblib",  # the original's format, for users' scripts
+            "y_test.joblib",
+            "manifest.json",
+            "metrics.json",
+        )
+    }
+    models = {o.key for o in store.list_objects(settings.models_bucket, "runs/run-a/")}
+    assert models == {"runs/run-a/model.skops", "runs/run-a/model.joblib"}
     manifest = store.get_json(settings.data_bucket, "runs/run-a/manifest.json")
     assert manifest["model_sha256"] == run["model_sha256"]
     assert manifest["dataset_sha256"] == sha256(store.get_dataset())
@@ -79,10 +89,16 @@ def test_run_artifacts_live_under_their_own_prefix(store, settings):
         "test_size": 0.2,
         "random_state": 42,
     }
-    model_bytes = store.get_bytes(settings.models_bucket, "runs/run-a/model.joblib")
+    assert {"python", "numpy", "pandas", "scikit-learn", "skops", "local-ml-flow"} <= set(
+        manifest["environment"]
+    )
+    model_bytes = store.get_bytes(settings.models_bucket, "runs/run-a/model.skops")
     assert sha256(model_bytes) == run["model_sha256"]
     metrics = store.get_json(settings.data_bucket, "runs/run-a/metrics.json")
     assert metrics["r2"] == pytest.approx(0.6529, abs=1e-4)
+    # the dataset the run trained on is archived under its sha256
+    archive = f"datasets/housing-{run['dataset_sha256']}.csv"
+    assert store.get_bytes(settings.data_bucket, archive) == store.get_dataset()
 
 
 def test_seed_event_gives_the_original_35_percent(store, settings):
@@ -128,9 +144,10 @@ def test_invalid_dataset_leaves_model_score_and_dataset_untouched(store, setting
 
 def test_tampered_model_is_refused(store, settings):
     run = ingest(store, settings, {"run_id": "tamper"})
-    key = "runs/tamper/model.joblib"
+    key = "runs/tamper/model.skops"  # the model this project loads (model.joblib never is)
     original = store.get_bytes(settings.models_bucket, key)
-    store.put_bytes(settings.models_bucket, key, original[:-1] + b"\x00", "x")
+    flipped = original[:100] + bytes([original[100] ^ 1]) + original[101:]
+    store.put_bytes(settings.models_bucket, key, flipped, "x")
     with pytest.raises(IntegrityError, match="refusing to load it"):
         infer(store, settings, {"run_id": "tamper"})
     with pytest.raises(IntegrityError):
@@ -181,13 +198,17 @@ def test_latest_pointer_follows_the_last_successful_run(store, settings):
     ingest(store, settings, {"run_id": "second", "feature_set": "seed"})
     pointer = RunLog(store).latest()
     assert pointer is not None
-    assert pointer["run_id"] == "second"
+    assert pointer.run_id == "second"
     infer(store, settings, {"run_id": "first"})  # scoring an older run keeps score.txt
     assert not store.exists(settings.data_bucket, "score.txt")
     infer(store, settings, {})
     assert store.get_text(settings.data_bucket, "score.txt") == "35.62%"
-    root = store.get_bytes(settings.models_bucket, "model.joblib")
-    assert sha256(root) == pointer["model_sha256"]
+    root = store.read(settings.models_bucket, "model.joblib")
+    assert root.data == store.get_bytes(settings.models_bucket, "runs/second/model.joblib")
+    assert root.metadata["run-id"] == "second"
+    assert pointer.model_sha256 == sha256(
+        store.get_bytes(settings.models_bucket, "runs/second/model.skops")
+    )
 
 
 def test_run_records(store, settings):

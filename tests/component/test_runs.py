@@ -10,7 +10,6 @@ from local_ml_flow.events import RunOptions
 from local_ml_flow.invoke import LocalInvoker
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.runner import run_pipeline
-from local_ml_flow.storage import sha256
 from tests.component.conftest import snapshot
 
 
@@ -23,11 +22,12 @@ def test_a_run_is_promoted_once_both_functions_succeeded(store, settings):
     assert result["promoted"] is True
     pointer = RunLog(store).latest()
     assert pointer is not None
-    assert pointer["run_id"] == result["run_id"]
+    assert pointer.run_id == result["run_id"]
+    assert pointer.score == "35.62%"
     assert store.get_text(settings.data_bucket, "score.txt") == "35.62%"
-    assert (
-        sha256(store.get_bytes(settings.models_bucket, "model.joblib")) == pointer["model_sha256"]
-    )
+    assert pointer.model_sha256 == result["model_sha256"]
+    # every root copy names the promoted run
+    assert set(RunLog(store).root_runs().values()) == {result["run_id"]}
     assert lines[0].startswith(f"ingestion: invoking {settings.ingestion_function} for run")
     assert lines[-1] == "inference: scored 109 test rows: R² 0.3562"
 

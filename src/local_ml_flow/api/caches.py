@@ -18,9 +18,8 @@ from typing import Generic, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import pipeline
-from local_ml_flow.errors import KeyNotFoundError, NoModelError
 from local_ml_flow.ml.model import Regressor
-from local_ml_flow.runlog import SCORE_KEY, RunLog
+from local_ml_flow.runlog import RunLog
 
 T = TypeVar("T")
 logger = logging.getLogger("local_ml_flow.api")
@@ -125,8 +124,5 @@ class Caches:
         return ServedModel(run_id, loaded.feature_set, loaded.array_predictor())
 
     def _load_score(self, current: str | None) -> str:
-        store = self.runs.store
-        try:
-            return store.get_text(store.data_bucket, SCORE_KEY)
-        except KeyNotFoundError:
-            raise NoModelError("no score yet: POST /pipeline/runs first") from None
+        """The current run's score, read through the latest pointer (not score.txt, a copy)."""
+        return self.runs.current_score()[1]

@@ -80,6 +80,22 @@ class DatasetUploadResponse(BaseModel):
     )
 
 
+class DatasetVersion(BaseModel):
+    key: str = Field(
+        examples=[
+            "datasets/housing-53c664e09e63570198f4197daa9d6e96b5fea6488d4a1b9259d192df2ce51ccf.csv"
+        ]
+    )
+    sha256: str | None
+    size: int
+    archived_at: str
+    current: bool = Field(description="this is the dataset in use (housing.csv)")
+
+
+class DatasetsResponse(BaseModel):
+    datasets: list[DatasetVersion] = Field(description="every accepted dataset, newest first")
+
+
 class LambdasResponse(BaseModel):
     lambdas: list[str] = Field(examples=[["local-ml-flow-ingestion", "local-ml-flow-inference"]])
 
@@ -110,7 +126,12 @@ class RunError(BaseModel):
 
 class Run(BaseModel):
     run_id: str
-    status: Literal["running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "corrupt"] = Field(
+        description="queued: recorded, no function ran yet; running: ingestion or inference"
+        " under way; failed: an error (or no result after the function timeout: abandoned);"
+        " corrupt: its stored documents are not what this project writes"
+    )
+    current: bool = Field(False, description="this run is the one served (the latest pointer)")
     parameters: dict[str, Any]
     metrics: RunMetrics | None
     created_at: str | None

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/result", tags=["result"])
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
 async def get_result(bucket_name: str, caches: CachesDep) -> ResultResponse:
-    """The latest score (``score.txt``) of the data bucket; other buckets are 404."""
+    """The current run's score (as in ``score.txt``) of the data bucket; other buckets are 404."""
     data_bucket = caches.runs.store.data_bucket
     if bucket_name != data_bucket:
         raise NotFoundError(f"no result in bucket {bucket_name!r}: results live in {data_bucket!r}")

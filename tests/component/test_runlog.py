@@ -1,0 +1,134 @@
+"""The run log on moto: lifecycle, compare-and-swap promotion, repair, typed documents."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from local_ml_flow import handlers
+from local_ml_flow.errors import (
+    ConcurrentUpdateError,
+    CorruptStateError,
+    NonFiniteMetricsError,
+    PromotionRefusedError,
+)
+from local_ml_flow.events import RunParameters
+from local_ml_flow.runlog import RunLog
+from local_ml_flow.storage import ArtifactStore, make_store
+
+
+def train(store: ArtifactStore, settings, run_id: str, **event) -> dict:
+    return handlers.ingestion({"run_id": run_id, "promote": False, **event}, None, store=store)
+
+
+def score(store: ArtifactStore, run_id: str) -> dict:
+    return handlers.inference({"run_id": run_id}, None, store=store)
+
+
+def test_a_queued_run_is_listed_before_any_function_ran(store):
+    runs = RunLog(store)
+    runs.queue("asked", {"feature_set": "seed"})
+    record = runs.record("asked")
+    assert (record["status"], record["parameters"], record["current"]) == (
+        "queued",
+        {"feature_set": "seed"},
+        False,
+    )
+    assert [r["run_id"] for r in runs.list()] == ["asked"]
+
+
+def test_a_run_left_without_result_is_reported_abandoned(store):
+    runs = RunLog(store, stale_after_s=-1)  # every unfinished run is already too old
+    runs.queue("ghost", {})
+    record = runs.record("ghost")
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "AbandonedRunError"
+    assert record["error"]["stage"] == "ingestion"
+
+
+def test_promotion_is_a_compare_and_swap(store, settings, moto_endpoint):
+    for run_id in ("a", "b", "c", "d"):
+        train(store, settings, run_id)
+        score(store, run_id)
+
+    def promote(run_id: str) -> str:
+        # each promoter with a client of its own, as separate processes would have
+        own = make_store(settings, endpoint_url=moto_endpoint)
+        return RunLog(own).promote(run_id).run_id
+
+    with ThreadPoolExecutor(4) as pool:
+        promoted = set(pool.map(promote, ["a", "b", "c", "d"] * 2))
+    assert promoted == {"a", "b", "c", "d"}
+    runs = RunLog(store)
+    winner = runs.latest()
+    assert winner is not None
+    assert set(runs.root_runs().values()) == {winner.run_id}
+
+
+def test_a_stale_pointer_write_is_refused(store, settings):
+    train(store, settings, "x")
+    score(store, "x")
+    runs = RunLog(store)
+    runs.promote("x")
+    etag = store.read(store.data_bucket, "runs/latest.json").etag
+    runs.promote("x")  # the pointer moved on
+    with pytest.raises(ConcurrentUpdateError):
+        store.put_json(store.data_bucket, "runs/latest.json", {"run_id": "x"}, if_match=etag)
+
+
+def test_repair_makes_the_root_copies_follow_the_pointer(store, settings):
+    for run_id in ("old", "new"):
+        train(store, settings, run_id)
+        score(store, run_id)
+    runs = RunLog(store)
+    runs.promote("old")
+    # a promotion of "new" that died after its first root copy
+    store.copy(
+        store.models_bucket, "runs/new/model.joblib", "model.joblib", metadata={"run-id": "new"}
+    )
+    assert runs.root_runs()["model.joblib"] == "new"
+    assert runs.repair() is True
+    assert set(runs.root_runs().values()) == {"old"}
+    assert runs.repair() is False  # nothing left to do
+
+
+def test_failed_runs_and_non_finite_runs_are_never_promoted(store, settings, dataset_bytes):
+    huge = dataset_bytes.replace(b"13300000,7420", b"13300000,1e300", 1)
+    store.put_bytes(store.data_bucket, "housing.csv", huge, "text/csv")
+    with pytest.raises(NonFiniteMetricsError, match="not finite"):
+        handlers.ingestion({"run_id": "huge"}, None, store=store)
+    runs = RunLog(store)
+    assert runs.latest() is None
+    assert runs.record("huge")["error"]["type"] == "NonFiniteMetricsError"
+    with pytest.raises(NonFiniteMetricsError, match="NaN or Infinity"):
+        store.put_json(store.data_bucket, "x.json", {"r2": float("nan")})
+
+
+def test_the_gate_refuses_a_run_below_min_r2(store, settings):
+    train(store, settings, "seed", feature_set="seed")
+    score(store, "seed")
+    runs = RunLog(store, min_r2=0.5)
+    with pytest.raises(PromotionRefusedError, match=r"R² 0\.3562, below LMF_MIN_R2 = 0\.5"):
+        runs.promote("seed")
+    record = runs.record("seed")
+    assert (record["status"], record["error"]["stage"]) == ("failed", "promotion")
+    assert runs.latest() is None
+
+
+def test_documents_are_typed(store, settings):
+    train(store, settings, "doc")
+    key = "runs/doc/manifest.json"
+    manifest = store.get_json(store.data_bucket, key)
+    store.put_bytes(
+        store.data_bucket,
+        key,
+        json.dumps({**manifest, "parameters": {"model": "forest"}}).encode(),
+        "application/json",
+    )
+    runs = RunLog(store)
+    with pytest.raises(CorruptStateError, match=f"s3://{store.data_bucket}/{key}"):
+        runs.manifest("doc")
+    assert runs.record("doc")["status"] == "corrupt"
+    assert RunParameters().model == "linear"
