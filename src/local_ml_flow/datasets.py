@@ -1,16 +1,20 @@
-"""The current dataset as users see it: a page of its rows, and replacing it by an upload."""
+"""The current dataset as users see it: a page of its rows, uploads, and the archive of every
+accepted dataset (write-once, keyed by sha256)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import re
 from dataclasses import dataclass
 
-from local_ml_flow.errors import DatasetValidationError, KeyNotFoundError
+from local_ml_flow.errors import AlreadyExistsError, DatasetValidationError
 from local_ml_flow.ml import dataset
-from local_ml_flow.storage import ArtifactStore, sha256, utc_now
+from local_ml_flow.storage import ArtifactStore, sha256
 
 VERSIONS_PREFIX = "datasets/"
+_ARCHIVED = re.compile(r"-([0-9a-f]{64})\.csv$")
 
 
 @dataclass(frozen=True)
@@ -49,18 +53,74 @@ def page(raw: bytes, offset: int, limit: int) -> Page:
     return Page(header, rows, count)
 
 
+def archive_key(store: ArtifactStore, digest: str) -> str:
+    """Where a dataset with this sha256 is kept: ``datasets/housing-<sha256>.csv``."""
+    stem = store.dataset_key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{VERSIONS_PREFIX}{stem}-{digest}.csv"
+
+
+def archive(store: ArtifactStore, data: bytes, digest: str) -> str:
+    """Keep ``data`` under its sha256 (written once; the same bytes are never uploaded twice)."""
+    key = archive_key(store, digest)
+    if store.head(store.data_bucket, key) is None:
+        with contextlib.suppress(AlreadyExistsError):  # a concurrent upload of the same bytes
+            store.put_bytes(store.data_bucket, key, data, "text/csv", once=True)
+    return key
+
+
+def _archive_current(store: ArtifactStore) -> str | None:
+    """Make sure the current dataset is archived; returns its archive key (None: no dataset)."""
+    head = store.head(store.data_bucket, store.dataset_key)
+    if head is None:
+        return None
+    digest = head.metadata.get("sha256")
+    if digest is not None and store.exists(store.data_bucket, archive_key(store, digest)):
+        return archive_key(store, digest)
+    data = store.get_dataset()  # put there by another tool, or never archived
+    return archive(store, data, sha256(data))
+
+
 def accept(store: ArtifactStore, data: bytes, *, max_bytes: int, max_rows: int) -> Accepted:
-    """Validate an uploaded CSV, keep the current dataset under a versioned key, replace it."""
+    """Validate an uploaded CSV, archive it (and the dataset it replaces), then make it current.
+
+    Every accepted upload is archived before ``housing.csv`` moves, so concurrent uploads are
+    all kept (the last one written is current).
+    """
     clean = dataset.load_dataset(data, max_bytes=max_bytes, max_rows=max_rows)
-    previous: str | None = None
-    try:
-        old: bytes | None = store.get_dataset()
-    except KeyNotFoundError:
-        old = None
-    if old is not None:
-        stamp = utc_now().replace(":", "").replace("-", "")
-        stem = store.dataset_key.rsplit(".", 1)[0]
-        previous = f"{VERSIONS_PREFIX}{stem}-{stamp}-{sha256(old)[:12]}.csv"
-        store.put_bytes(store.data_bucket, previous, old, "text/csv")
-    digest = store.put_bytes(store.data_bucket, store.dataset_key, data, "text/csv")
+    digest = sha256(data)
+    archive(store, data, digest)
+    previous = _archive_current(store)
+    store.put_bytes(store.data_bucket, store.dataset_key, data, "text/csv")
     return Accepted(len(clean), digest, previous)
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A dataset kept in the archive."""
+
+    key: str
+    sha256: str | None
+    size: int
+    archived_at: str
+    current: bool
+
+
+def history(store: ArtifactStore) -> list[Archived]:
+    """Every archived dataset, newest first; ``current`` marks the one in use."""
+    head = store.head(store.data_bucket, store.dataset_key)
+    current = head.metadata.get("sha256") if head is not None else None
+    found = []
+    for obj in store.list_objects(store.data_bucket, VERSIONS_PREFIX):
+        match = _ARCHIVED.search(obj.key)
+        digest = match.group(1) if match else None
+        found.append(
+            Archived(
+                obj.key,
+                digest,
+                obj.size,
+                obj.last_modified,
+                digest is not None and digest == current,
+            )
+        )
+    found.sort(key=lambda a: (a.archived_at, a.key), reverse=True)
+    return found

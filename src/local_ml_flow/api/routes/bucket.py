@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -12,7 +13,9 @@ from local_ml_flow.api.deps import SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
     BucketsResponse,
     DatasetResponse,
+    DatasetsResponse,
     DatasetUploadResponse,
+    DatasetVersion,
     ErrorResponse,
     ModelObject,
     ModelsResponse,
@@ -60,6 +63,12 @@ def get_dataset(
     )
 
 
+@router.get("/datasets", response_model=DatasetsResponse)
+def get_datasets(store: StoreDep) -> DatasetsResponse:
+    """Every accepted dataset (the archive, keyed by sha256), newest first."""
+    return DatasetsResponse(datasets=[DatasetVersion(**asdict(a)) for a in datasets.history(store)])
+
+
 @router.put(
     "/dataset",
     response_model=DatasetUploadResponse,
@@ -70,7 +79,7 @@ async def put_dataset(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="housing CSV (13 columns, header first)")],
 ) -> DatasetUploadResponse:
-    """Validate a CSV, keep the previous dataset under a versioned key, then replace it."""
+    """Validate a CSV, archive it and the dataset it replaces, then make it current."""
     limit = settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
