@@ -1,4 +1,4 @@
-"""The API's stale-while-revalidate value, with a fake loader and a fake clock (no S3, no sleeps)."""
+"""The API's stale-while-revalidate value, with a fake loader and clock (no S3, no sleeps)."""
 
 from __future__ import annotations
 
