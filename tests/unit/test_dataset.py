@@ -178,8 +178,8 @@ def test_encode_houses_matches_the_training_encoding(dataset_bytes):
 
 
 def test_encode_houses_names_bad_values():
-    house = dict(zip(dataset.COLUMNS[1:], ROW.split(",")[1:], strict=True))
-    house = {k: int(v) if k in dataset.NUMBER_RULES else v for k, v in house.items()}
+    house: dict[str, object] = dict(zip(dataset.COLUMNS[1:], ROW.split(",")[1:], strict=True))
+    house = {k: int(str(v)) if k in dataset.NUMBER_RULES else v for k, v in house.items()}
     bad = {"bedrooms": -1, "prefarea": "maybe", "area": "7420", "parking": True, "stories": 2.5}
     with pytest.raises(DatasetValidationError) as info:
         dataset.encode_houses([house, {**house, **bad}], "all")

@@ -403,10 +403,10 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
         for column in NUMERIC_FEATURES:
             value = house.get(column)
             problem = number_problem(value, NUMBER_RULES[column])
-            if problem is not None:
-                problems.append(f"house {index}: {column} {problem}")
-            else:
+            if problem is None and isinstance(value, int | float):
                 encoded[column] = float(value)
+            else:
+                problems.append(f"house {index}: {column} {problem}")
         for column in YES_NO_COLUMNS:
             word = _word(house.get(column))
             if word not in CHOICES[column]:
