@@ -39,13 +39,22 @@ def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+# S3 bounds: a hung endpoint (accepts, never answers) costs at most
+# S3_ATTEMPTS x (S3_CONNECT_TIMEOUT_S or S3_READ_TIMEOUT_S) plus a short backoff, about 12 s,
+# so the API answers 503 within ~15 s. The read timeout is per socket read, not per object:
+# a large dataset streams for as long as bytes keep coming.
+S3_CONNECT_TIMEOUT_S = 3
+S3_READ_TIMEOUT_S = 5
+S3_ATTEMPTS = 2
+
+
 def s3_config() -> Config:
-    """S3: standard retry mode, bounded connect/read timeouts."""
+    """S3: standard retry mode, bounded connect/read timeouts and attempts."""
     return Config(
         region_name=region(),
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
         s3={"addressing_style": "path"},
     )
 
