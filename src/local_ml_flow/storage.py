@@ -197,6 +197,37 @@ class ArtifactStore:
             )
         return joblib.load(io.BytesIO(data))
 
+    # -- reading in pieces (dataset pages) --------------------------------------------
+    def etag(self, bucket: str, key: str) -> str:
+        """The object's current ETag (a HEAD)."""
+        with self._errors(bucket, key):
+            return str(self.s3.head_object(Bucket=bucket, Key=key)["ETag"])
+
+    def stream(
+        self, bucket: str, key: str, chunk_bytes: int = 1 << 20
+    ) -> tuple[str, Iterator[bytes]]:
+        """The object's ETag and its bytes in chunks, read as they are consumed."""
+        with self._errors(bucket, key):
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+
+        def chunks() -> Iterator[bytes]:
+            with self._errors(bucket, key):
+                yield from response["Body"].iter_chunks(chunk_bytes)
+
+        return str(response["ETag"]), chunks()
+
+    def get_range(self, bucket: str, key: str, start: int, end: int, *, etag: str) -> bytes | None:
+        """Bytes ``start..end`` (inclusive) of the object if its ETag is still ``etag``, else
+        None (it was replaced)."""
+        try:
+            with self._errors(bucket, key):
+                response = self.s3.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag
+                )
+                return response["Body"].read()
+        except AlreadyExistsError:  # 412: If-Match did not hold
+            return None
+
     # -- dataset -----------------------------------------------------------------------
     def get_dataset(self) -> bytes:
         return self.get_bytes(self.data_bucket, self.dataset_key)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from local_ml_flow import __version__, bootstrap
 from local_ml_flow.api import errors, limits
 from local_ml_flow.api.caches import Caches
+from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.routes import ROUTERS
 from local_ml_flow.api.schemas import PredictRequest
 from local_ml_flow.settings import Settings
@@ -37,6 +38,7 @@ def create_app(
             app.state.runtime = owned
         runtime_ = app.state.runtime
         app.state.caches = Caches(runtime_.store, runtime_.settings.model_refresh_s)
+        app.state.dataset_pages = DatasetPages(runtime_.store)
         try:
             yield
         finally:

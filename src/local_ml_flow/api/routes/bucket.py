@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
     BucketsResponse,
@@ -18,7 +17,7 @@ from local_ml_flow.api.schemas import (
     ModelObject,
     ModelsResponse,
 )
-from local_ml_flow.errors import DatasetValidationError, UploadTooLargeError
+from local_ml_flow.errors import UploadTooLargeError
 from local_ml_flow.ml import dataset
 
 router = APIRouter(prefix="/bucket", tags=["buckets"])
@@ -45,13 +44,15 @@ def get_all_models(store: StoreDep) -> ModelsResponse:
 
 @router.get("/dataset", response_model=DatasetResponse, responses={404: {"model": ErrorResponse}})
 def get_dataset(
+    request: Request,
     store: StoreDep,
     limit: Annotated[int, Query(ge=0, le=1000, description="rows to return")] = 20,
     offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
 ) -> DatasetResponse:
     """The current dataset: row count and a page of rows."""
-    raw = store.get_dataset()
-    header, rows, count = _page(raw, offset, limit)
+    pages: DatasetPages = request.app.state.dataset_pages
+    index, rows = pages.page(offset, limit)
+    header, count = index.header, index.rows
     return DatasetResponse(
         dataset_name=store.dataset_key.rsplit("/", 1)[-1],
         bucket=store.data_bucket,
@@ -61,24 +62,6 @@ def get_dataset(
         limit=limit,
         values=[dict(zip(header, row, strict=False)) for row in rows],
     )
-
-
-def _page(raw: bytes, offset: int, limit: int) -> tuple[list[str], list[list[str]], int]:
-    """Header, rows offset..offset+limit and the number of rows, in one streaming pass."""
-    try:
-        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
-        header = next(reader, [])
-        rows: list[list[str]] = []
-        count = 0
-        for row in reader:
-            if not row:
-                continue  # blank line, as csv.DictReader skips it
-            if offset <= count < offset + limit:
-                rows.append(row)
-            count += 1
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
-    return header, rows, count
 
 
 @router.put(

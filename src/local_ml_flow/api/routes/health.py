@@ -23,9 +23,10 @@ async def health() -> Health:
     return Health(status="ok")
 
 
-# /ready runs its checks in one thread at a time, shares the answer for a second and answers
-# within the deadline even when the AWS endpoint hangs (then "not ready").
-READY_TTL_S = 1.0
+# /ready runs its checks in one thread at a time (concurrent callers share the running check;
+# no answer is reused once it is done, so a change shows at once) and answers within the
+# deadline even when the AWS endpoint hangs (then "not ready").
+READY_TTL_S = 0.0
 READY_DEADLINE_S = 10.0
 
 
