@@ -2,7 +2,8 @@
 
 One streaming pass builds an index of the CSV (header, row count, the byte offset of every
 ``STRIDE``-th row), kept in memory under the object's ETag; a page is then one range read
-guarded by ``If-Match`` (a replaced dataset is re-indexed once, never served half-old).
+guarded by ``If-Match`` (a replaced dataset is re-indexed once, never served half-old). The
+last few ranges read are kept too: asking for them again costs one HEAD (the ETag check).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from local_ml_flow.errors import DatasetValidationError, StorageError
 from local_ml_flow.storage import ArtifactStore
 
 STRIDE = 1000
+_RANGES_KEPT = 16  # about 16 x 2 x STRIDE rows: a few MB at most for housing-like rows
 _HEADER_MAX_BYTES = 16 << 20
 _TOKENS = re.compile(rb'[\r\n"]')
 
@@ -88,6 +91,7 @@ class DatasetPages:
         self.store = store
         self._index: DatasetIndex | None = None
         self._lock = threading.Lock()
+        self._ranges: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self.builds = 0
 
     def _rebuild(self, stale: DatasetIndex | None) -> DatasetIndex:
@@ -120,9 +124,19 @@ class DatasetPages:
         first = offset // STRIDE
         last = -(-(offset + limit) // STRIDE)  # the checkpoint at or after the page's end
         end = index.offsets[last] - 1 if last < len(index.offsets) else index.size - 1
-        data = self.store.get_range(bucket, key, index.offsets[first], end, etag=index.etag)
-        if data is None:
-            return None
+        start = index.offsets[first]
+        data = self._ranges.get((index.etag, start, end))
+        if data is not None:
+            if self.store.etag(bucket, key) != index.etag:
+                return None
+        else:
+            data = self.store.get_range(bucket, key, start, end, etag=index.etag)
+            if data is None:
+                return None
+            with self._lock:
+                self._ranges[(index.etag, start, end)] = data
+                while len(self._ranges) > _RANGES_KEPT:
+                    self._ranges.popitem(last=False)
         try:
             reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
             rows = [row for row in reader if row]
