@@ -135,8 +135,10 @@ def test_malformed_csv_extra_fields_on_first_line():
 
 def test_malformed_csv_extra_fields_later():
     [problem] = problems_of(csv(ROW, ROW2 + ",extra"))
-    assert problem.startswith("malformed CSV")
-    assert "line 3" in problem
+    assert problem == "malformed CSV: line 3 has 14 fields, more than the header's 13"
+    quoted = ROW.replace("furnished", '"furnished\nwith notes"')
+    [problem] = problems_of(csv(quoted, "", ROW2, ROW2 + ",extra"))
+    assert problem == "malformed CSV: line 6 has 14 fields, more than the header's 13"
 
 
 def test_cleaning_turns_yes_no_into_1_0_and_parses_numbers():

@@ -224,7 +224,9 @@ def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DatasetValidationError(["dataset is empty"]) from None
     except pd.errors.ParserError as exc:
-        raise DatasetValidationError([f"malformed CSV: {exc}".strip()]) from None
+        wide = _first_wide_record(data, len(header))
+        problem = wide or f"malformed CSV: {exc}".strip()
+        raise DatasetValidationError([problem]) from None
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas turns surplus fields of the first data line into an index: refuse that.
         line = RecordLines(data).line(0)
@@ -237,6 +239,22 @@ def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
             [f"dataset has {len(frame)} rows, above the limit of {max_rows} rows"]
         )
     return frame
+
+
+def _first_wide_record(data: bytes, width: int) -> str | None:
+    """'malformed CSV: line 7 has 14 fields, more than the header's 13' for the first such
+    record, by physical line (pandas' own message counts lines its own way)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+    next(reader, None)
+    last = reader.line_num
+    for row in reader:
+        if len(row) > width:
+            return (
+                f"malformed CSV: line {last + 1} has {len(row)} fields,"
+                f" more than the header's {width}"
+            )
+        last = reader.line_num
+    return None
 
 
 def _numbers(column: pd.Series[Any]) -> pd.Series[float]:
