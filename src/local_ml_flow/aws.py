@@ -58,13 +58,22 @@ def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+# S3 bounds: a hung endpoint (accepts, never answers) costs at most
+# S3_ATTEMPTS x (S3_CONNECT_TIMEOUT_S or S3_READ_TIMEOUT_S) plus a short backoff, about 12 s,
+# so the API answers 503 within ~15 s. The read timeout is per socket read, not per object:
+# a large dataset streams for as long as bytes keep coming.
+S3_CONNECT_TIMEOUT_S = 3
+S3_READ_TIMEOUT_S = 5
+S3_ATTEMPTS = 2
+
+
 def s3_config() -> Config:
-    """S3: standard retry mode, bounded connect/read timeouts."""
+    """S3: standard retry mode, bounded connect/read timeouts and attempts."""
     return Config(
         region_name=region(),
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
         s3={"addressing_style": "path"},
     )
 
@@ -85,19 +94,26 @@ def lambda_config(function_timeout_s: int) -> Config:
 def client(service: Literal["s3"], *, endpoint_url: str | None = ...) -> S3Client: ...
 @overload
 def client(
-    service: Literal["lambda"], *, endpoint_url: str | None = ..., function_timeout_s: int = ...
+    service: Literal["lambda"],
+    *,
+    endpoint_url: str | None = ...,
+    function_timeout_s: int | None = ...,
 ) -> LambdaClient: ...
 @overload
 def client(service: Literal["iam"], *, endpoint_url: str | None = ...) -> IAMClient: ...
 
 
-def client(service: str, *, endpoint_url: str | None = None, function_timeout_s: int = 300) -> Any:
+def client(
+    service: str, *, endpoint_url: str | None = None, function_timeout_s: int | None = 300
+) -> Any:
     """A boto3 client configured for local-ml-flow.
 
     ``endpoint_url`` is only for the embedded emulator; it also gets dummy credentials
-    when none are configured, since the emulator accepts any.
+    when none are configured, since the emulator accepts any. A Lambda client with
+    ``function_timeout_s`` None is for the control plane (list, get): bounded like S3.
     """
-    config = lambda_config(function_timeout_s) if service == "lambda" else s3_config()
+    invokes = service == "lambda" and function_timeout_s is not None
+    config = lambda_config(function_timeout_s) if invokes and function_timeout_s else s3_config()
     kwargs: dict[str, Any] = {"config": config, "region_name": region()}
     if endpoint_url is not None:
         kwargs["endpoint_url"] = endpoint_url

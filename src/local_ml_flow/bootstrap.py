@@ -123,13 +123,17 @@ def build(
     lambda_client = aws.client(
         "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
     )
+    # which functions exist is asked with bounded timeouts, unlike invokes
+    directory = LambdaFunctions(
+        aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
+    )
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
     invoker: Invoker
     if kind is InvokerKind.LOCAL:
         # functions run here; the Lambda API says which exist (the emulator registers them)
-        invoker = LocalInvoker(local_functions(settings, store), LambdaFunctions(lambda_client))
+        invoker = LocalInvoker(local_functions(settings, store), directory)
     else:
-        invoker = LambdaInvoker(lambda_client)
+        invoker = LambdaInvoker(lambda_client, directory)
     runtime = Runtime(settings, mode, store, invoker, endpoint_url, emulator)
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write

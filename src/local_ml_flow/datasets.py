@@ -4,26 +4,15 @@ accepted dataset (write-once, keyed by sha256)."""
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import re
 from dataclasses import dataclass
 
-from local_ml_flow.errors import AlreadyExistsError, DatasetValidationError
+from local_ml_flow.errors import AlreadyExistsError
 from local_ml_flow.ml import dataset
 from local_ml_flow.storage import ArtifactStore, sha256
 
 VERSIONS_PREFIX = "datasets/"
 _ARCHIVED = re.compile(r"-([0-9a-f]{64})\.csv$")
-
-
-@dataclass(frozen=True)
-class Page:
-    """Rows ``offset..offset+limit`` of a CSV, its header and its number of rows."""
-
-    header: list[str]
-    rows: list[list[str]]
-    row_count: int
 
 
 @dataclass(frozen=True)
@@ -33,24 +22,6 @@ class Accepted:
     row_count: int
     sha256: str
     previous_version_key: str | None
-
-
-def page(raw: bytes, offset: int, limit: int) -> Page:
-    """Header, rows offset..offset+limit and the number of rows, in one streaming pass."""
-    try:
-        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
-        header = next(reader, [])
-        rows: list[list[str]] = []
-        count = 0
-        for row in reader:
-            if not row:
-                continue  # blank line, as csv.DictReader skips it
-            if offset <= count < offset + limit:
-                rows.append(row)
-            count += 1
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetValidationError([f"stored dataset cannot be read: {exc}"]) from None
-    return Page(header, rows, count)
 
 
 def archive_key(store: ArtifactStore, digest: str) -> str:

@@ -92,8 +92,22 @@ class LambdaFunctions:
         return str(config.get("State", "Active"))
 
 
-class LambdaInvoker(LambdaFunctions):
-    """Synchronous invokes through the Lambda API (no retries: see aws.lambda_config)."""
+class LambdaInvoker:
+    """Synchronous invokes through the Lambda API (no retries: see aws.lambda_config).
+
+    ``directory``: where to ask which functions exist (default: the invoke client itself;
+    the runtime passes one with short timeouts).
+    """
+
+    def __init__(self, client: LambdaClient, directory: FunctionDirectory | None = None) -> None:
+        self.client = client
+        self.directory = directory or LambdaFunctions(client)
+
+    def names(self) -> list[str]:
+        return self.directory.names()
+
+    def state(self, function_name: str) -> str | None:
+        return self.directory.state(function_name)
 
     def invoke_raw(self, function_name: str, event: Mapping[str, Any]) -> Invocation:
         with aws.translated(aws.Target("lambda", function=function_name, action="invoking")):

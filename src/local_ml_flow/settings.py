@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from local_ml_flow.events import FeatureSetName, ModelKind, RandomState, RunParameters, TestSize
 
@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
+    max_predict_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     model_refresh_s: Annotated[float, Field(ge=0)] = 1.0
 
     def run_defaults(self) -> RunParameters:
@@ -100,6 +104,16 @@ class Settings(BaseSettings):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        """A comma-separated list (``api.local,my-host``) or a list; names compared lower-case."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [str(v).strip().lower().strip("[]") for v in value if str(v).strip()]
         return value
 
     @field_validator("dataset_sha256")

@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -303,6 +303,37 @@ class ArtifactStore:
         buffer = io.BytesIO()
         joblib.dump(value, buffer)
         return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
+
+    # -- reading in pieces (dataset pages) --------------------------------------------
+    def etag(self, bucket: str, key: str) -> str:
+        """The object's current ETag (a HEAD)."""
+        with aws.translated(self._target(bucket, key)):
+            return str(self.s3.head_object(Bucket=bucket, Key=key)["ETag"])
+
+    def stream(
+        self, bucket: str, key: str, chunk_bytes: int = 1 << 20
+    ) -> tuple[str, Iterator[bytes]]:
+        """The object's ETag and its bytes in chunks, read as they are consumed."""
+        with aws.translated(self._target(bucket, key)):
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+
+        def chunks() -> Iterator[bytes]:
+            with aws.translated(self._target(bucket, key)):
+                yield from response["Body"].iter_chunks(chunk_bytes)
+
+        return str(response["ETag"]), chunks()
+
+    def get_range(self, bucket: str, key: str, start: int, end: int, *, etag: str) -> bytes | None:
+        """Bytes ``start..end`` (inclusive) of the object if its ETag is still ``etag``, else
+        None (it was replaced)."""
+        try:
+            with aws.translated(self._target(bucket, key)):
+                response = self.s3.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag
+                )
+                return response["Body"].read()
+        except AlreadyExistsError:  # 412: If-Match did not hold
+            return None
 
     # -- dataset -----------------------------------------------------------------------
     def get_dataset(self) -> bytes:

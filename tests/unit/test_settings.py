@@ -29,12 +29,20 @@ def test_defaults():
         ("LMF_EMBEDDED_PORT", "0", "greater than 0"),
         ("LMF_MODELS_BUCKET", "local-ml-flow-data", "must differ"),
         ("LMF_DATASET_SHA256", "abc", "64 lowercase hex"),
+        ("LMF_MAX_PREDICT_BYTES", "0", "greater than 0"),
+        ("LMF_BODY_TIMEOUT_S", "-1", "greater than 0"),
     ],
 )
 def test_bad_values_fail_at_startup(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
         Settings(_env_file=None)
+
+
+def test_allowed_hosts_is_a_comma_separated_list(monkeypatch):
+    assert Settings(_env_file=None).allowed_hosts == []
+    monkeypatch.setenv("LMF_ALLOWED_HOSTS", " api, My-Host.lan ,,[fd00::1]")
+    assert Settings(_env_file=None).allowed_hosts == ["api", "my-host.lan", "fd00::1"]
 
 
 def test_env_file_is_read(tmp_path, monkeypatch):

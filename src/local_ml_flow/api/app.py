@@ -8,12 +8,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
-from starlette.datastructures import State
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local_ml_flow import __version__, bootstrap
-from local_ml_flow.api import errors
+from local_ml_flow.api import errors, limits
 from local_ml_flow.api.caches import Caches
+from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.routes import ROUTERS
 from local_ml_flow.api.schemas import PredictRequest
 from local_ml_flow.settings import Settings
@@ -39,6 +38,7 @@ def create_app(
             app.state.runtime = owned
         runtime_ = app.state.runtime
         app.state.caches = Caches(runtime_.runs, runtime_.settings.model_refresh_s)
+        app.state.dataset_pages = DatasetPages(runtime_.store)
         try:
             yield
         finally:
@@ -57,7 +57,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
 
-    app.add_middleware(UploadLimitMiddleware, app_state=app.state)
+    limits.install(app)
     _document_models(app, PredictRequest)
     return app
 
@@ -77,26 +77,3 @@ def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-class UploadLimitMiddleware:
-    """Refuse a PUT/POST whose declared body is over the upload limit (413) before reading
-    it. Plain ASGI: Starlette's BaseHTTPMiddleware costs a task group per request."""
-
-    def __init__(self, app: ASGIApp, app_state: State) -> None:
-        self.app = app
-        self.state = app_state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in {"PUT", "POST"}:
-            limit = self.state.runtime.settings.max_upload_bytes + 64 * 1024  # multipart framing
-            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-            if length.isdigit() and int(length) > limit:
-                response = errors.error_response(
-                    413,
-                    "PayloadTooLargeError",
-                    f"request body of {int(length)} bytes is above the limit of {limit} bytes",
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

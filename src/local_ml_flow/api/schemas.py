@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from local_ml_flow.events import RunOptions
+from local_ml_flow.ml import dataset
 
 
 def _normalise(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _no_bool_or_text(value: Any) -> Any:
+    """JSON numbers only: pydantic's lax mode would take ``true`` or ``"7420"``."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number, not a boolean or a string")
+    return value
 
 
 YesNo = Annotated[Literal["yes", "no"], BeforeValidator(_normalise)]
@@ -163,23 +171,40 @@ EXAMPLE_HOUSE: dict[str, Any] = {
 }
 
 
-class House(BaseModel):
-    """One house, as in housing.csv without the price."""
+def _number(rule: dataset.NumberRule) -> Any:
+    kind = int if rule.integer else float
+    low, high = rule.minimum, rule.maximum
+    if rule.integer:
+        low, high = int(low), int(high)
+    return Annotated[kind, Field(ge=low, le=high), BeforeValidator(_no_bool_or_text)]
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_HOUSE]})
 
-    area: Annotated[float, Field(ge=0, le=1e9)]
-    bedrooms: Annotated[int, Field(ge=0, le=1000)]
-    bathrooms: Annotated[int, Field(ge=0, le=1000)]
-    stories: Annotated[int, Field(ge=0, le=1000)]
-    mainroad: YesNo
-    guestroom: YesNo
-    basement: YesNo
-    hotwaterheating: YesNo
-    airconditioning: YesNo
-    parking: Annotated[int, Field(ge=0, le=1000)]
-    prefarea: YesNo
-    furnishingstatus: Furnishing
+def _choice(words: tuple[str, ...]) -> Any:
+    return Annotated[Literal[words], BeforeValidator(_normalise)]
+
+
+def _house_fields() -> dict[str, Any]:
+    """House's fields from the dataset's rules (``dataset.NUMBER_RULES`` / ``CHOICES``)."""
+    return {
+        column: (
+            _number(dataset.NUMBER_RULES[column])
+            if column in dataset.NUMBER_RULES
+            else _choice(dataset.CHOICES[column]),
+            ...,
+        )
+        for column in dataset.HOUSE_COLUMNS
+    }
+
+
+if TYPE_CHECKING:
+    House = BaseModel
+else:
+    House = create_model(
+        "House",
+        __doc__="One house, as in housing.csv without the price (same types and bounds).",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_HOUSE]}),
+        **_house_fields(),
+    )
 
 
 class PredictRequest(BaseModel):

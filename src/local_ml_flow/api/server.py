@@ -8,10 +8,13 @@ from pathlib import Path
 import uvicorn
 
 from local_ml_flow import bootstrap
+from local_ml_flow.api import limits
 from local_ml_flow.api.app import create_app
 from local_ml_flow.events import RunOptions
 from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Mode, Settings
+
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 
 
 def _say(message: str) -> None:
@@ -50,7 +53,15 @@ def serve(
         # garbage collector from scanning them again and again (long pauses under load).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            http=limits.header_deadline_protocol(settings.header_timeout_s),
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
     finally:
         runtime.close()
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,54 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 _MAX_LINES_SHOWN = 5
+_MAX_NAMES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """Type and bounds of a numeric column: one rule for the CSV and for /predict."""
+
+    integer: bool
+    minimum: int | float
+    maximum: int | float
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return f"{kind} from {self.minimum:g} to {self.maximum:g}"
+
+
+# The input rules, defined once: the CSV validation, /predict's House model (api/schemas.py)
+# and encode_houses all read them. Integers where the reference data has integers.
+NUMBER_RULES: dict[str, NumberRule] = {
+    TARGET: NumberRule(integer=False, minimum=0, maximum=1e12),
+    "area": NumberRule(integer=True, minimum=0, maximum=10**9),
+    "bedrooms": NumberRule(integer=True, minimum=0, maximum=1000),
+    "bathrooms": NumberRule(integer=True, minimum=0, maximum=1000),
+    "stories": NumberRule(integer=True, minimum=0, maximum=1000),
+    "parking": NumberRule(integer=True, minimum=0, maximum=1000),
+}
+# Text columns: the allowed words (compared stripped and lower-cased).
+CHOICES: dict[str, tuple[str, ...]] = {
+    **{column: ("yes", "no") for column in YES_NO_COLUMNS},
+    FURNISHING: FURNISHING_VALUES,
+}
+# What a house is made of (/predict): every column but the target, in the file's order.
+HOUSE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c != TARGET)
+
+
+def number_problem(value: Any, rule: NumberRule) -> str | None:
+    """Why a decoded JSON value breaks ``rule`` (None: it does not).
+
+    Booleans and strings are not numbers; a whole float (``2.0``) is an integer, as in JSON
+    Schema and as ``2.0`` in the CSV.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be {rule.describe()}"
+    if not math.isfinite(value) or not rule.minimum <= value <= rule.maximum:
+        return f"must be {rule.describe()}"
+    if rule.integer and isinstance(value, float) and not value.is_integer():
+        return f"must be {rule.describe()}"
+    return None
 
 
 def feature_names(feature_set: str) -> list[str]:
@@ -64,10 +115,41 @@ def feature_names(feature_set: str) -> list[str]:
         ) from None
 
 
-def _lines(mask: pd.Series[bool]) -> str:
+class RecordLines:
+    """The physical line (1-based, the header's first line is 1) where each data record
+    starts: a quoted cell holding line breaks, or a blank line pandas skipped, shifts them.
+
+    Computed on demand, only as far as the records asked for (problems are rare).
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._starts: list[int] = []
+        self._reader: Any = None
+        self._last_line = 0
+
+    def line(self, record: int) -> int:
+        if self._reader is None:
+            text = self._data.decode("utf-8-sig", errors="replace")
+            self._reader = csv.reader(io.StringIO(text, newline=""))
+            next(self._reader, None)  # the header
+            self._last_line = self._reader.line_num
+        while len(self._starts) <= record:
+            start = self._last_line + 1
+            row = next(self._reader, None)
+            if row is None:
+                return record + 2  # past the end (cannot happen for a parsed frame)
+            self._last_line = self._reader.line_num
+            if any(cell.strip() for cell in row) or len(row) > 1:
+                self._starts.append(start)  # pandas skips blank and whitespace-only lines
+        return self._starts[record]
+
+
+def _lines(mask: pd.Series[bool], lines: RecordLines | None = None) -> str:
     """'lines 2, 5, 9 (+3 more)': CSV line numbers (the header is line 1) where mask is true."""
     idx = np.flatnonzero(mask.to_numpy())
-    shown = ", ".join(str(int(i) + 2) for i in idx[:_MAX_LINES_SHOWN])
+    where = (lambda i: lines.line(i)) if lines is not None else (lambda i: i + 2)
+    shown = ", ".join(str(where(int(i))) for i in idx[:_MAX_LINES_SHOWN])
     more = f" (+{len(idx) - _MAX_LINES_SHOWN} more)" if len(idx) > _MAX_LINES_SHOWN else ""
     word = "line" if len(idx) == 1 else "lines"
     return f"{word} {shown}{more}"
@@ -89,14 +171,52 @@ def _check_bytes(data: bytes, max_bytes: int) -> None:
         ) from None
 
 
+def header_fields(data: bytes) -> list[str]:
+    """The header's column names as written (stripped), read from the raw bytes: pandas
+    would rename a duplicate ``area`` to ``area.1``. Linear in the header's length."""
+    text = data[: data.find(b"\n") + 1 or len(data)].decode("utf-8-sig", errors="replace")
+    if text.count('"') % 2:  # a quoted name holding a line break: read the whole record
+        text = data.decode("utf-8-sig", errors="replace")
+    row = next(csv.reader(io.StringIO(text, newline="")), [])
+    return [name.strip() for name in row]
+
+
+def _names(names: Sequence[str]) -> str:
+    more = f" (+{len(names) - _MAX_NAMES_SHOWN} more)" if len(names) > _MAX_NAMES_SHOWN else ""
+    return ", ".join(names[:_MAX_NAMES_SHOWN]) + more
+
+
+def header_problems(header: Sequence[str], required: Sequence[str] = COLUMNS) -> list[str]:
+    """Missing, unknown and duplicated columns of a header (sets and one count: linear)."""
+    names = set(header)
+    known = set(COLUMNS)
+    counts = Counter(header)
+    problems: list[str] = []
+    missing = [c for c in required if c not in names]
+    unknown = [c for c in dict.fromkeys(header) if c not in known]
+    duplicated = [c for c, n in counts.items() if n > 1]
+    if missing:
+        problems.append(f"missing columns: {_names(missing)}")
+    if unknown:
+        problems.append(f"unknown columns: {_names(unknown)}")
+    if duplicated:
+        problems.append(f"duplicated columns: {_names(duplicated)}")
+    return problems
+
+
 def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
     """Bytes to a frame; raises on problems that prevent reading it at all.
 
-    Numbers are parsed by pandas where they can be (a column with a bad value stays text
-    and is examined by validation); empty cells are NaN; text columns are categorical, so a
-    million rows stay small.
+    The header is checked first, on the raw bytes: duplicated columns, or a header far wider
+    than the schema, are refused before pandas reads anything. Numbers are parsed by pandas
+    where they can be (a column with a bad value stays text and is examined by validation);
+    empty cells are NaN; text columns are categorical, so a million rows stay small.
     """
     _check_bytes(data, max_bytes)
+    header = header_fields(data)
+    problems = header_problems(header)
+    if any(p.startswith("duplicated") for p in problems) or len(header) > 2 * len(COLUMNS):
+        raise DatasetValidationError(problems)
     try:
         frame = pd.read_csv(
             io.BytesIO(data),
@@ -108,11 +228,14 @@ def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DatasetValidationError(["dataset is empty"]) from None
     except pd.errors.ParserError as exc:
-        raise DatasetValidationError([f"malformed CSV: {exc}".strip()]) from None
+        wide = _first_wide_record(data, len(header))
+        problem = wide or f"malformed CSV: {exc}".strip()
+        raise DatasetValidationError([problem]) from None
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas turns surplus fields of the first data line into an index: refuse that.
+        line = RecordLines(data).line(0)
         raise DatasetValidationError(
-            [f"malformed CSV: line 2 has more fields than the header's {len(frame.columns)}"]
+            [f"malformed CSV: line {line} has more fields than the header's {len(frame.columns)}"]
         )
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) > max_rows:
@@ -122,18 +245,20 @@ def parse_csv(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
     return frame
 
 
-def _column_problems(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
-    problems: list[str] = []
-    missing = [c for c in required if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in COLUMNS]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if missing:
-        problems.append(f"missing columns: {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown columns: {', '.join(unknown)}")
-    if duplicated:
-        problems.append(f"duplicated columns: {', '.join(duplicated)}")
-    return problems
+def _first_wide_record(data: bytes, width: int) -> str | None:
+    """'malformed CSV: line 7 has 14 fields, more than the header's 13' for the first such
+    record, by physical line (pandas' own message counts lines its own way)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+    next(reader, None)
+    last = reader.line_num
+    for row in reader:
+        if len(row) > width:
+            return (
+                f"malformed CSV: line {last + 1} has {len(row)} fields,"
+                f" more than the header's {width}"
+            )
+        last = reader.line_num
+    return None
 
 
 def _numbers(column: pd.Series[Any]) -> pd.Series[float]:
@@ -157,24 +282,49 @@ def _empty(column: pd.Series[Any]) -> pd.Series[bool]:
     return column.isna()
 
 
-def _value_problems(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+def _number_problems(
+    column: str, raw: pd.Series[Any], present: pd.Series[bool], lines: RecordLines | None
+) -> list[str]:
+    rule = NUMBER_RULES[column]
+    numbers = _numbers(raw)
+    problems: list[str] = []
+    bad = present & ~np.isfinite(numbers)
+    if bad.any():
+        problems.append(f"column {column!r}: non-numeric values at {_lines(bad, lines)}")
+    ok = present & ~bad
+    negative = ok & (numbers < rule.minimum)
+    if negative.any():
+        what = "negative values" if rule.minimum == 0 else f"values below {rule.minimum:g}"
+        problems.append(f"column {column!r}: {what} at {_lines(negative, lines)}")
+    above = ok & (numbers > rule.maximum)
+    if above.any():
+        problems.append(
+            f"column {column!r}: values above {rule.maximum:g} at {_lines(above, lines)}"
+        )
+    if rule.integer:
+        fractional = ok & ~negative & ~above & (numbers % 1 != 0)
+        if fractional.any():
+            problems.append(
+                f"column {column!r}: expected whole numbers at {_lines(fractional, lines)}"
+                f" (found {_examples(raw[fractional])})"
+            )
+    return problems
+
+
+def _value_problems(
+    frame: pd.DataFrame, columns: Iterable[str], lines: RecordLines | None = None
+) -> list[str]:
     problems: list[str] = []
     for column in columns:
         raw = frame[column]
         empty = _empty(raw)
         if empty.any():
-            problems.append(f"column {column!r}: empty cells at {_lines(empty)}")
+            problems.append(f"column {column!r}: empty cells at {_lines(empty, lines)}")
         present = ~empty
-        if column == TARGET or column in NUMERIC_FEATURES:
-            numbers = _numbers(raw)
-            bad = present & ~np.isfinite(numbers)
-            if bad.any():
-                problems.append(f"column {column!r}: non-numeric values at {_lines(bad)}")
-            negative = present & ~bad & (numbers < 0)
-            if negative.any():
-                problems.append(f"column {column!r}: negative values at {_lines(negative)}")
+        if column in NUMBER_RULES:
+            problems.extend(_number_problems(column, raw, present, lines))
         else:
-            allowed = ("yes", "no") if column in YES_NO_COLUMNS else FURNISHING_VALUES
+            allowed = CHOICES[column]
             words = _words(raw)
             bad = present & ~words.isin(allowed)
             if bad.any():
@@ -185,7 +335,7 @@ def _value_problems(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
                 )
                 hint = "" if column in YES_NO_COLUMNS else f"; expected one of {', '.join(allowed)}"
                 problems.append(
-                    f"column {column!r}: {what} at {_lines(bad)}"
+                    f"column {column!r}: {what} at {_lines(bad, lines)}"
                     f" (found {_examples(raw[bad])}{hint})"
                 )
     return problems
@@ -196,23 +346,32 @@ def _examples(values: pd.Series[Any]) -> str:
     return ", ".join(repr(v) for v in uniq)
 
 
-def validate_frame(frame: pd.DataFrame) -> list[str]:
-    """Every problem of a parsed frame against the housing schema (empty list: valid)."""
-    problems = _column_problems(frame, COLUMNS)
+def validate_frame(
+    frame: pd.DataFrame,
+    *,
+    header: Sequence[str] | None = None,
+    lines: RecordLines | None = None,
+) -> list[str]:
+    """Every problem of a parsed frame against the housing schema (empty list: valid).
+
+    ``header``: the raw header (``header_fields``), so duplicates are named as such;
+    ``lines``: physical line numbers of the records (else record number + 2).
+    """
+    problems = header_problems(list(frame.columns) if header is None else header)
     if len(frame) == 0:
         problems.append("dataset has a header but no data rows")
         return problems
-    if any("duplicated" in p for p in problems):
+    if any(p.startswith("duplicated") for p in problems):
         return problems
     present = [c for c in COLUMNS if c in frame.columns]
-    problems.extend(_value_problems(frame, present))
+    problems.extend(_value_problems(frame, present, lines))
     return problems
 
 
 def load_dataset(data: bytes, *, max_bytes: int, max_rows: int) -> pd.DataFrame:
     """Parse, validate and clean a housing CSV; raises DatasetValidationError listing problems."""
     frame = parse_csv(data, max_bytes=max_bytes, max_rows=max_rows)
-    problems = validate_frame(frame)
+    problems = validate_frame(frame, header=header_fields(data), lines=RecordLines(data))
     if problems:
         raise DatasetValidationError(problems)
     return clean(frame)
@@ -252,8 +411,9 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
 
     The same encoding as ``features(clean(...))`` (columns in ``feature_names(feature_set)``
     order), row by row in plain Python: a request of
-    a few houses must not pay for a column-wise pandas pipeline. Raises
-    DatasetValidationError naming the house and field of a bad value.
+    a few houses must not pay for a column-wise pandas pipeline. Values follow the same
+    rules as the CSV (``NUMBER_RULES``, ``CHOICES``); raises DatasetValidationError naming
+    the house and field of a bad value.
     """
     names = feature_names(feature_set)
     if not houses:
@@ -264,17 +424,17 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
         encoded: dict[str, float] = {}
         for column in NUMERIC_FEATURES:
             value = house.get(column)
-            number = _as_number(value)
-            if number is None or number < 0:
-                problems.append(f"house {index}: {column} must be a non-negative number")
+            problem = number_problem(value, NUMBER_RULES[column])
+            if problem is None and isinstance(value, int | float):
+                encoded[column] = float(value)
             else:
-                encoded[column] = number
+                problems.append(f"house {index}: {column} {problem}")
         for column in YES_NO_COLUMNS:
-            word = str(house.get(column, "")).strip().lower()
-            if word not in ("yes", "no"):
+            word = _word(house.get(column))
+            if word not in CHOICES[column]:
                 problems.append(f"house {index}: {column} must be yes or no")
             encoded[column] = 1.0 if word == "yes" else 0.0
-        status = str(house.get(FURNISHING, "")).strip().lower()
+        status = _word(house.get(FURNISHING))
         if status not in FURNISHING_VALUES:
             problems.append(f"house {index}: {FURNISHING} must be one of {FURNISHING_VALUES}")
         for name, value in FURNISHING_DUMMY_OF.items():
@@ -285,11 +445,6 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
     return np.asarray(rows, dtype="float64")
 
 
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+def _word(value: Any) -> str | None:
+    """A text value stripped and lower-cased; None for anything that is not text."""
+    return value.strip().lower() if isinstance(value, str) else None

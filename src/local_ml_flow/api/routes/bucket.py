@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import datasets
+from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
     BucketsResponse,
@@ -46,20 +47,23 @@ def get_all_models(store: StoreDep) -> ModelsResponse:
 
 @router.get("/dataset", response_model=DatasetResponse, responses={404: {"model": ErrorResponse}})
 def get_dataset(
+    request: Request,
     store: StoreDep,
     limit: Annotated[int, Query(ge=0, le=1000, description="rows to return")] = 20,
     offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
 ) -> DatasetResponse:
     """The current dataset: row count and a page of rows."""
-    found = datasets.page(store.get_dataset(), offset, limit)
+    pages: DatasetPages = request.app.state.dataset_pages
+    index, rows = pages.page(offset, limit)
+    header, count = index.header, index.rows
     return DatasetResponse(
         dataset_name=store.dataset_key.rsplit("/", 1)[-1],
         bucket=store.data_bucket,
         key=store.dataset_key,
-        row_count=found.row_count,
+        row_count=count,
         offset=offset,
         limit=limit,
-        values=[dict(zip(found.header, row, strict=False)) for row in found.rows],
+        values=[dict(zip(header, row, strict=False)) for row in rows],
     )
 
 
