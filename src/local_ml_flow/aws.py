@@ -20,8 +20,11 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 from local_ml_flow.errors import (
@@ -49,6 +52,9 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     ConnectionClosedError,
     ConnectTimeoutError,
     ReadTimeoutError,
+    ProxyConnectionError,
+    ResponseStreamingError,  # the connection broke (or stalled) while a body was read
+    IncompleteReadError,
 )
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

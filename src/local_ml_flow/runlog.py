@@ -345,7 +345,8 @@ class RunLog:
             if winner is None:
                 raise ConcurrentUpdateError(f"the pointer vanished promoting {run_id!r}") from None
             return winner
-        self.repair()  # a concurrent loser may have written its root copies after ours
+        # A loser that wrote its root copies after ours repairs them once it has lost (it
+        # loops until the pointer stops moving), so the winner need not check them.
         return pointer
 
     def _write_roots(self, run_id: str, score: str | None) -> None:

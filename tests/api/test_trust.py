@@ -290,17 +290,21 @@ def test_junk_in_any_stored_document_is_an_error_not_a_500(client, s3):
 
 
 # -- numbers are numbers, and the gate ----------------------------------------------------
-def test_non_finite_metrics_fail_the_run_and_nothing_changes(client, s3, dataset_bytes):
+def test_garbage_numbers_fail_the_run_and_nothing_changes(client, s3, dataset_bytes):
+    """An area of 1e300 once trained to R² -inf and was promoted: now the run fails (the
+    input rules bound every number; non-finite metrics would fail it too, see
+    tests/component/test_runlog.py) and nothing that was current changes."""
     before = assert_one_current_run(client, s3)
     huge = dataset_bytes.replace(b"13300000,7420", b"13300000,1e300", 1)
     s3.put_object(Bucket=DATA, Key="housing.csv", Body=huge)
     try:
-        error = assert_error(client.post("/pipeline/runs", json={}), 502, "NonFiniteMetricsError")
+        error = assert_error(client.post("/pipeline/runs", json={}), 502, "DatasetValidationError")
     finally:
         s3.put_object(Bucket=DATA, Key="housing.csv", Body=dataset_bytes)
+    assert "column 'area'" in error["message"]
     record = client.get(f"/pipeline/runs/{error['details']['run_id']}").json()
     assert record["status"] == "failed"
-    assert record["error"]["type"] == "NonFiniteMetricsError"
+    assert record["error"]["type"] == "DatasetValidationError"
     assert assert_one_current_run(client, s3) == before
     for obj in s3.list_objects_v2(Bucket=DATA, Prefix="runs/").get("Contents", []):
         if obj["Key"].endswith(".json"):

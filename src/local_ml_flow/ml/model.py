@@ -149,6 +149,8 @@ def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
     too large for the arithmetic: see ``Metrics.finite``)."""
     with np.errstate(all="ignore"):
         predicted = model.predict(x)
+        if not np.isfinite(predicted).all():  # scikit-learn's metrics refuse them outright
+            return Metrics(r2=math.nan, mae=math.nan, rmse=math.nan, n=len(y))
         return Metrics(
             r2=float(r2_score(y, predicted)),
             mae=float(mean_absolute_error(y, predicted)),
