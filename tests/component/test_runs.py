@@ -72,3 +72,23 @@ def test_ingestion_without_promotion_then_promote(store, settings):
     RunLog(store).promote(trained["run_id"])
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
     assert store.exists(settings.models_bucket, "model.joblib")
+
+
+def test_a_function_that_dies_before_writing_anything_leaves_a_failed_run(store, settings):
+    """The run was recorded (queued) before ingestion was invoked: it is listed as failed with
+    the function's own error, never a 404."""
+    functions = bootstrap.local_functions(settings, store)
+
+    def crashing(event, context):
+        raise ImportError("No module named 'sklearn'")
+
+    invoker = LocalInvoker({**functions, settings.ingestion_function: crashing})
+    with pytest.raises(FunctionFailedError) as info:
+        run_pipeline(invoker, RunLog(store), settings, RunOptions(model="gradient_boosting"))
+    run_id = info.value.details["run_id"]
+    record = RunLog(store).record(run_id)
+    assert record["status"] == "failed"
+    assert record["parameters"] == {"model": "gradient_boosting"}
+    assert record["error"]["stage"] == "ingestion"
+    assert record["error"]["type"] == "ImportError"
+    assert [r["run_id"] for r in RunLog(store).list()] == [run_id]
