@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -34,6 +35,17 @@ class Exploit:
 
     def __reduce__(self) -> tuple[object, tuple[str, ...]]:
         return (os.system, (f"touch {self.marker}",))
+
+
+def s3_client(endpoint_url: str):
+    """A plain boto3 S3 client on an emulator, to look at (or break) what is stored."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def free_port() -> int:

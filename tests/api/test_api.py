@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import boto3
 import httpx
 import joblib
 import pandas as pd
@@ -12,6 +11,7 @@ import pytest
 
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from tests.api.conftest import ApiServer, assert_error
+from tests.conftest import s3_client
 
 HOUSE = EXAMPLE_HOUSE
 DATA = "local-ml-flow-data"
@@ -20,13 +20,7 @@ MODELS = "local-ml-flow-models"
 
 def s3_of(server: ApiServer):
     """A client on the server's embedded emulator, to look at (or break) what is stored."""
-    return boto3.client(
-        "s3",
-        endpoint_url=server.emulator_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return s3_client(server.emulator_url)
 
 
 def stored(server: ApiServer) -> dict[str, bytes]:

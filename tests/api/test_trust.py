@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from local_ml_flow.settings import Settings
 from local_ml_flow.storage import sha256
 from tests.api.conftest import ApiServer, assert_error, start_server
 from tests.api.test_api import HOUSE
-from tests.conftest import Exploit, free_port
+from tests.conftest import Exploit, free_port, s3_client
 from tests.faults import FaultProxy
 
 DATA, MODELS = "lmf-trust-data", "lmf-trust-models"
@@ -71,21 +70,9 @@ def server(
     api.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        yield http
-
-
 @pytest.fixture
 def s3(emulator: EmbeddedEmulator):
-    return boto3.client(
-        "s3",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return s3_client(emulator.endpoint_url)
 
 
 def run(client: httpx.Client, **parameters: object) -> dict:
