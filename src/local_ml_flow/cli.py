@@ -1,4 +1,4 @@
-"""``local-ml-flow serve | run | dataset fetch``."""
+"""``local-ml-flow serve | run | reset | dataset fetch``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from local_ml_flow import __version__, bootstrap, datasource, runs
+from local_ml_flow import __version__, bootstrap, datasource, embedded, runs
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.settings import Settings
+
+FRESH_HELP = "embedded mode: delete the stored state first (runs, models, datasets)"
 
 
 def _progress(message: str) -> None:
@@ -33,10 +35,14 @@ def _load_settings() -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings()
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
-    runtime = bootstrap.build(settings, embedded=args.embedded, dataset_path=args.dataset)
+    runtime = bootstrap.build(
+        settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
+    )
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _progress(f"mode {runtime.mode.value}: AWS at {where}")
+        if runtime.emulator is not None:
+            _progress(runtime.emulator.describe())
         parameters = {  # options not given (None) take the configured defaults
             "model": args.model,
             "feature_set": args.feature_set,
@@ -72,7 +78,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded=args.embedded,
         dataset_path=args.dataset,
         run_first=args.run_first,
+        fresh=args.fresh,
     )
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    state_dir = args.state_dir or settings.state_dir
+    if not args.yes:
+        print(
+            f"error: this deletes every run, model and dataset stored in {state_dir};"
+            " add --yes to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    deleted = embedded.reset_state(state_dir)
+    if deleted:
+        print(f"deleted the embedded state in {state_dir}: {', '.join(p.name for p in deleted)}")
+    else:
+        print(f"nothing to delete: no embedded state in {state_dir}")
+    return 0
 
 
 def cmd_dataset_fetch(args: argparse.Namespace) -> int:
@@ -100,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--random-state", type=int)
     run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="serve the API (Swagger at /docs)")
@@ -107,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    serve.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     first = serve.add_mutually_exclusive_group()
     first.add_argument(
         "--run-first",
@@ -120,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-run", dest="run_first", action="store_false", help="never run before serving"
     )
     serve.set_defaults(func=cmd_serve)
+
+    reset = sub.add_parser(
+        "reset", help="delete the embedded stack's stored state (runs, models, datasets)"
+    )
+    reset.add_argument("--yes", action="store_true", help="confirm the deletion")
+    reset.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
+    reset.set_defaults(func=cmd_reset)
 
     dataset = sub.add_parser("dataset", help="manage the reference dataset")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)
