@@ -78,7 +78,9 @@ def test_runs_models_and_uploads_survive_a_restart(
         with httpx.Client(base_url=api.url, timeout=120) as http:
             first = http.post("/pipeline/runs", json={})
             assert first.status_code == 201, first.text
-            uploaded = http.put("/bucket/dataset", files={"file": ("housing.csv", upload, "text/csv")})
+            uploaded = http.put(
+                "/bucket/dataset", files={"file": ("housing.csv", upload, "text/csv")}
+            )
             assert uploaded.status_code == 200, uploaded.text
             second = http.post("/pipeline/runs", json={"model": "gradient_boosting"})
             assert second.status_code == 201, second.text
@@ -291,3 +293,34 @@ def test_fresh_reset_and_one_stack_per_state(state: Path, dataset_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert not (state / "s3").exists()
     assert not (state / "emulator").exists()
+
+
+def test_start_all_keeps_the_state_across_restarts(tmp_path: Path, dataset_path: Path) -> None:
+    """``./bin/start_all.sh --embedded`` twice on one state: trains once, serves the same run."""
+    from tests.api.test_start_all import start, stop, wait_for
+
+    first_log = tmp_path / "first.log"  # start() puts the state in tmp_path / "state"
+    process, port = start(["--embedded", "--dataset", str(dataset_path)], first_log)
+    try:
+        result = wait_for(f"http://127.0.0.1:{port}/result/local-ml-flow-data", process, first_log)
+        assert result.json() == {"content": "65.29%"}
+        before = httpx.post(
+            f"http://127.0.0.1:{port}/predict", json={"houses": [EXAMPLE_HOUSE]}, timeout=60
+        ).json()
+    finally:
+        assert stop(process) == 0
+    assert f"state in {tmp_path / 'state'}" in first_log.read_text()
+
+    second_log = tmp_path / "second.log"
+    process, port = start(["--embedded", "--dataset", str(dataset_path)], second_log)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process, second_log)
+        after = httpx.post(
+            f"http://127.0.0.1:{port}/predict", json={"houses": [EXAMPLE_HOUSE]}, timeout=60
+        ).json()
+        runs = httpx.get(f"http://127.0.0.1:{port}/pipeline/runs", timeout=60).json()["runs"]
+    finally:
+        assert stop(process) == 0
+    assert after == before
+    assert [r["run_id"] for r in runs] == [before["run_id"]]
+    assert "R² 0.6529" not in second_log.read_text()  # a model was there: no retraining
