@@ -87,7 +87,7 @@ def listener_pid(port: int, among: list[int]) -> int | None:
 class Server:
     """``local-ml-flow serve --embedded --no-run`` on free ports."""
 
-    def __init__(self, dataset: Path, state_dir: Path, log: Path) -> None:
+    def __init__(self, dataset: Path, state_dir: Path, log: Path, invoker: str) -> None:
         self.port, self.emulator_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
@@ -96,6 +96,7 @@ class Server:
             "LMF_EMBEDDED_PORT": str(self.emulator_port),
             "LMF_STATE_DIR": str(state_dir),
             "LMF_CACHE_DIR": str(state_dir.parent / "cache"),
+            "LMF_INVOKER": invoker,
         }
         self._log = log.open("a")
         started = time.perf_counter()
@@ -124,15 +125,18 @@ class Server:
     def tree(self) -> list[int]:
         return [self.process.pid, *children(self.process.pid)]
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """SIGTERM, as Ctrl-C would; returns how long the server took to exit."""
+        started = time.perf_counter()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=60)
+                self.process.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        return time.perf_counter() - started
 
 
 def run_once(url: str) -> float:
@@ -171,17 +175,18 @@ def lambda_invokes(server: Server, n: int = 5) -> None:
 
 
 def concurrent_rss(server: Server, n: int = 10) -> None:
-    peak_all = peak_emulator = 0.0
+    peak_all = peak_emulator = peak_workers = 0.0
     done = threading.Event()
     emulator = listener_pid(server.emulator_port, server.tree())
 
     def sample() -> None:
-        nonlocal peak_all, peak_emulator
+        nonlocal peak_all, peak_emulator, peak_workers
         while not done.is_set():
             tree = server.tree()
             peak_all = max(peak_all, rss_mb(tree))
             if emulator is not None and emulator != server.process.pid:
-                peak_emulator = max(peak_emulator, rss_mb([emulator, *children(emulator)]))
+                peak_emulator = max(peak_emulator, rss_mb([emulator]))
+                peak_workers = max(peak_workers, rss_mb(children(emulator)))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample)
@@ -193,7 +198,7 @@ def concurrent_rss(server: Server, n: int = 10) -> None:
     done.set()
     sampler.join()
     where = (
-        f"emulator tree peak {peak_emulator:.0f} MB"
+        f"emulator process peak {peak_emulator:.0f} MB, its Lambda workers {peak_workers:.0f} MB"
         if emulator not in (None, server.process.pid)
         else "emulator in the server process"
     )
@@ -204,11 +209,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/housing.csv")
     parser.add_argument("--runs", type=int, default=100, help="runs stored before the restart")
+    parser.add_argument(
+        "--invoker",
+        choices=["local", "lambda"],
+        default="local",
+        help="how the API runs the functions (local: in-process, the default; lambda: through"
+        " the emulator's Lambda API, one worker process per concurrent call)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lmf-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lmf-bench-", ignore_cleanup_errors=True) as tmp:
         state, log = Path(tmp) / "state", Path(tmp) / "server.log"
-        server = Server(args.dataset, state, log)
+        server = Server(args.dataset, state, log, args.invoker)
         try:
+            print(f"invoker: {args.invoker}")
             print(f"start to ready (fresh state): {server.ready_s:.2f} s")
             first = run_once(server.url)
             warm = [run_once(server.url) for _ in range(10)]
@@ -223,8 +236,8 @@ def main() -> None:
                 run_once(server.url)
                 stored += 1
         finally:
-            server.stop()
-        server = Server(args.dataset, state, log)
+            print(f"  graceful stop (SIGTERM to exit): {server.stop():.2f} s")
+        server = Server(args.dataset, state, log, args.invoker)
         try:
             listed = httpx.get(f"{server.url}/pipeline/runs", params={"limit": 500}).json()
             print(
