@@ -142,7 +142,11 @@ class _StateLock:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: SIGTERM the emulator when the process that started it dies (even by kill -9)."""
+    """Linux: SIGTERM the emulator when its parent dies (even by kill -9).
+
+    The kernel ties this to the thread that started the emulator: start it from a thread
+    that lives as long as the stack (the main thread, in the CLI and the API).
+    """
     with contextlib.suppress(Exception):
         import ctypes
 
