@@ -86,9 +86,16 @@ def test_runs_models_and_uploads_survive_a_restart(
             assert second.status_code == 201, second.text
             predicted = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
             history = http.get("/pipeline/runs").json()["runs"]
+        lam = aws_client("lambda", api.emulator_url)
+        created = {
+            n: lam.get_function(FunctionName=n)["Configuration"] for n in (INGESTION, INFERENCE)
+        }
     finally:
         api.stop()
     assert predicted["run_id"] == second.json()["run_id"]
+    saved = (state / "emulator" / "lambda.json").read_text()  # written by the clean stop
+    assert INGESTION in saved
+    assert INFERENCE in saved
 
     api = serve(state, dataset_path)  # the same command again, the same state
     try:
@@ -109,9 +116,12 @@ def test_runs_models_and_uploads_survive_a_restart(
         assert {o["Key"].rsplit("/", 1)[-1] for o in models} >= {"model.joblib"}
         # functions and bucket settings were saved on the clean stop, not re-created
         lam = aws_client("lambda", api.emulator_url)
-        assert {INGESTION, INFERENCE} <= {
-            f["FunctionName"] for f in lam.list_functions()["Functions"]
-        }
+        for name, config in created.items():
+            now = lam.get_function(FunctionName=name)["Configuration"]
+            assert (now["LastModified"], now["CodeSha256"]) == (
+                config["LastModified"],
+                config["CodeSha256"],
+            )
         assert s3.get_bucket_versioning(Bucket=DATA)["Status"] == "Enabled"
     finally:
         api.stop()
