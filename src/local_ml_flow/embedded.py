@@ -243,6 +243,8 @@ class EmbeddedEmulator:
         """
         if self.running:
             return self.endpoint_url
+        if self._process is not None:
+            self.stop()  # the previous emulator died: reap its workers, free the state
         if not _port_free(self.host, self.port):
             raise EmulatorError(
                 f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"

@@ -100,3 +100,24 @@ def test_reset_is_refused_while_a_stack_holds_the_state(tmp_path: Path) -> None:
     with _StateLock(tmp_path), pytest.raises(EmulatorError, match="in use by local-ml-flow"):
         reset_state(tmp_path)
     assert (tmp_path / "s3").is_dir()
+
+
+def test_an_emulator_that_died_can_be_started_again(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from local_ml_flow.embedded import EmbeddedEmulator
+    from tests.conftest import free_port
+
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), tmp_path / "state")
+    emulator.start()
+    try:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGKILL)
+        os.waitpid(emulator.pid, 0)
+        assert not emulator.running
+        emulator.start()  # same object, same state: no "state in use" from our own lock
+        assert emulator.running
+    finally:
+        emulator.stop()
+    assert not emulator.running
