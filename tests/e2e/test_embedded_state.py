@@ -336,3 +336,27 @@ def test_start_all_keeps_the_state_across_restarts(tmp_path: Path, dataset_path:
     assert after == before
     assert [r["run_id"] for r in runs] == [before["run_id"]]
     assert "R² 0.6529" not in second_log.read_text()  # a model was there: no retraining
+
+
+BLOCK_MOTO = """
+import sys
+class NoMoto:
+    def find_spec(self, name, path=None, target=None):
+        if name == "moto" or name.startswith("moto."):
+            raise ImportError("moto is a test dependency only")
+sys.meta_path.insert(0, NoMoto())
+from local_ml_flow.cli import main
+code = main(sys.argv[1:])
+assert not [m for m in sys.modules if m == "moto" or m.startswith("moto.")]
+sys.exit(code)
+"""
+
+
+def test_embedded_mode_runs_without_moto(tmp_path: Path, dataset_path: Path) -> None:
+    env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), "LMF_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_MOTO, "run", "--embedded", "--dataset", str(dataset_path)],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "R2:     0.6529 (65.29%)" in done.stdout
