@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,20 @@ def _progress(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _exit_on_sigterm(code: int) -> None:
+    """SIGTERM ends the program as Ctrl-C does: ``finally`` blocks run, so the embedded
+    emulator is stopped gracefully (and saves its state) before the process exits.
+
+    uvicorn restores this handler after its own shutdown and raises the signal again.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _load_settings() -> Settings:
     try:
         return Settings()
@@ -34,6 +50,7 @@ def _load_settings() -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings()
+    _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
     runtime = bootstrap.build(
         settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
@@ -71,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from local_ml_flow.api.server import serve
 
     settings = _load_settings()
+    _exit_on_sigterm(0)  # a requested stop of the server is a clean exit
     return serve(
         settings,
         host=args.host or settings.api_host,

@@ -360,3 +360,22 @@ def test_embedded_mode_runs_without_moto(tmp_path: Path, dataset_path: Path) -> 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "R2:     0.6529 (65.29%)" in done.stdout
+
+
+def test_sigterm_stops_the_emulator_before_the_server_exits(
+    state: Path, dataset_path: Path
+) -> None:
+    """``docker stop``, systemd, a terminal closing: SIGTERM is a clean stop, as Ctrl-C is."""
+    api = serve(state, dataset_path)
+    try:
+        emulator = emulator_pid(state, api.embedded_port)
+    finally:
+        api.process.send_signal(signal.SIGTERM)
+        code = api.process.wait(timeout=60)
+        api.stop()
+    assert code == 0, api.log.read_text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(emulator, 0)  # gone before the server exited, not orphaned
+    assert (state / "emulator" / "lambda.json").is_file()  # saved by the graceful stop
+    assert not (state / "tmp").exists()  # worker folders removed
+    assert reset(state).returncode == 0  # the state is free again
