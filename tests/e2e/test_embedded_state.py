@@ -379,3 +379,33 @@ def test_sigterm_stops_the_emulator_before_the_server_exits(
     assert (state / "emulator" / "lambda.json").is_file()  # saved by the graceful stop
     assert not (state / "tmp").exists()  # worker folders removed
     assert reset(state).returncode == 0  # the state is free again
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket process ``pid`` listens on (IPv4 and IPv6)."""
+    inodes = {
+        os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+        for fd in os.listdir(f"/proc/{pid}/fd")
+        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+    }
+    found: set[tuple[str, int]] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                if len(address) == 8:
+                    address = ".".join(str(b) for b in reversed(bytes.fromhex(address)))
+                found.add((address, int(port, 16)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_the_emulator_listens_on_loopback_only(state: Path, dataset_path: Path) -> None:
+    api = serve(state, dataset_path)
+    try:
+        pid = emulator_pid(state, api.embedded_port)
+        time.sleep(1)  # side listeners (MQTT 8883, SFTP) would start right after the port
+        assert listening_sockets(pid) == {("127.0.0.1", api.embedded_port)}
+    finally:
+        api.stop()
