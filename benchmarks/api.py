@@ -46,7 +46,8 @@ def free_port() -> int:
 
 def start_server(dataset: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port())}
+    state = tempfile.mkdtemp(prefix="lmf-bench-state-")  # never the user's state
+    env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), "LMF_STATE_DIR": state}
     cmd = [sys.executable, "-m", "local_ml_flow.cli", "serve", "--embedded", "--run-first"]
     process = subprocess.Popen(
         [*cmd, "--dataset", str(dataset), "--port", str(port)],

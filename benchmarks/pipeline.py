@@ -12,10 +12,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +86,10 @@ def child(dataset: Path, repeats: int) -> None:
     from local_ml_flow.settings import Settings
 
     t_import = time.perf_counter()
-    settings = Settings(_env_file=None, embedded_port=free_port(), dataset_path=dataset)
+    state = Path(tempfile.mkdtemp(prefix="lmf-bench-state-"))  # never the user's state
+    settings = Settings(
+        _env_file=None, embedded_port=free_port(), dataset_path=dataset, state_dir=state
+    )
     runtime = bootstrap.build(settings, embedded=True)
     t_ready = time.perf_counter()
     try:
@@ -97,6 +102,7 @@ def child(dataset: Path, repeats: int) -> None:
             warm.append(time.perf_counter() - start)
     finally:
         runtime.close()
+        shutil.rmtree(state, ignore_errors=True)
     print(
         json.dumps(
             {
@@ -114,14 +120,22 @@ def child(dataset: Path, repeats: int) -> None:
 
 def cli_run_seconds(dataset: Path) -> float:
     """Wall time of the user's command, a fresh process from start to exit."""
-    started = time.perf_counter()
-    subprocess.run(
-        [Path(sys.executable).parent / "local-ml-flow", "run", "--embedded", "--dataset", dataset],
-        capture_output=True,
-        check=True,
-        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port())},
-    )
-    return time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="lmf-bench-state-") as state:
+        env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), "LMF_STATE_DIR": state}
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                Path(sys.executable).parent / "local-ml-flow",
+                "run",
+                "--embedded",
+                "--dataset",
+                dataset,
+            ],
+            capture_output=True,
+            check=True,
+            env=env,
+        )
+        return time.perf_counter() - started
 
 
 def measure(dataset: Path, repeats: int) -> dict[str, Any]:

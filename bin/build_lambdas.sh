@@ -42,7 +42,8 @@ echo "==> dependencies (CPython 3.12, manylinux x86_64 wheels) into $PKG"
 
 echo "==> local_ml_flow (without the API, the CLI and the embedded emulator)"
 cp -R "$ROOT/src/local_ml_flow" "$PKG/local_ml_flow"
-rm -rf "$PKG/local_ml_flow/api" "$PKG/local_ml_flow/cli.py" "$PKG/local_ml_flow/embedded.py"
+rm -rf "$PKG/local_ml_flow/api" "$PKG/local_ml_flow/cli.py" "$PKG/local_ml_flow/embedded.py" \
+    "$PKG/local_ml_flow/emulator_main.py" "$PKG/local_ml_flow/lambda_package.py"
 
 echo "==> resolved distributions"
 find "$PKG" -maxdepth 1 -name '*.dist-info' -printf '    %f\n' | sed 's/\.dist-info$//' | sort

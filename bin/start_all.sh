@@ -2,22 +2,25 @@
 # Bring the whole stack up and serve the API on :8000 until Ctrl-C.
 #   with a Docker engine: Lambda zip -> LocalStack + Terraform (docker compose) -> one
 #                         pipeline run through real Lambda invocations -> API in compose
-#   without one (or --embedded): the same code on the embedded AWS emulator
-# Options: --embedded  --port N  --dataset PATH  (or LMF_DATASET_PATH)
+#   without one (or --embedded): the same code on the embedded AWS emulator, whose state
+#                         (runs, models, datasets) lives in .lmf/state (or LMF_STATE_DIR)
+# Options: --embedded  --port N  --dataset PATH  (or LMF_DATASET_PATH)  --fresh (start empty)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bin/lib/venv.sh
 . bin/lib/venv.sh
 
 embedded=0
+fresh=()
 port="${LMF_API_PORT:-8000}"
 dataset="${LMF_DATASET_PATH:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --embedded) embedded=1 ;;
+    --fresh) fresh=(--fresh) ;;
     --port) port="$2"; shift ;;
     --dataset) dataset="$2"; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -59,12 +62,14 @@ if [ "$embedded" = 0 ]; then
 fi
 
 if [ "$docker_ok" = 0 ]; then
-  say "starting the embedded stack"
-  exec .venv/bin/local-ml-flow serve --embedded --run-first --dataset "$dataset" --port "$port"
+  export LMF_STATE_DIR="${LMF_STATE_DIR:-$PWD/.lmf/state}"
+  say "starting the embedded stack (state in $LMF_STATE_DIR)"
+  exec .venv/bin/local-ml-flow serve --embedded --dataset "$dataset" --port "$port" "${fresh[@]}"
 fi
 
 # --- Docker: LocalStack + Terraform + the API in compose ----------------------------------
 [ "$port" = 8000 ] || say "note: with Docker the API is published on :8000 (docker-compose.yml)"
+say "note: LocalStack (community) keeps nothing across docker compose down: every start is fresh"
 step build-lambdas "building the Lambda zip" ./bin/build_lambdas.sh
 mkdir -p .cache
 cp "$dataset" .cache/housing.csv

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +28,11 @@ os.environ.update(
 )
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
     os.environ.pop(_var, None)
+
+# Embedded stacks started by the tests keep their state in a private temporary folder,
+# never in the user's data directory (a test may still set its own LMF_STATE_DIR).
+os.environ["LMF_STATE_DIR"] = tempfile.mkdtemp(prefix="lmf-test-state-")
+atexit.register(shutil.rmtree, os.environ["LMF_STATE_DIR"], ignore_errors=True)
 
 
 class Exploit:

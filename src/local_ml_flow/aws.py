@@ -138,6 +138,7 @@ ERROR_CODES: dict[str, type[LocalMlFlowError]] = {
     "404": KeyNotFoundError,  # HEAD has no body, so no code but the status
     "NotFound": KeyNotFoundError,
     "PreconditionFailed": AlreadyExistsError,  # a conditional (write-once) put lost
+    "ConditionalRequestConflict": AlreadyExistsError,  # ...to a concurrent conditional put
     "ResourceNotFoundException": FunctionNotFoundError,
 }
 _SERVICE_ERRORS: dict[Service, type[AwsError]] = {"s3": StorageError, "lambda": LambdaServiceError}

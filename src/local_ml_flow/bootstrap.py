@@ -1,6 +1,7 @@
 """The one place that decides the mode and wires collaborators (store, invoker, clients).
 
-- embedded: start moto's server in-process, provision it, run functions in-process.
+- embedded: start MiniStack (embedded.py) on its state directory, provision it; functions
+  run in-process (LocalInvoker) unless ``LMF_INVOKER=lambda`` (MiniStack's Lambda API).
 - localstack: ``AWS_ENDPOINT_URL`` is set (boto3 reads it); functions run in LocalStack.
 - aws: ``LMF_MODE=aws``; no endpoint, functions run on AWS Lambda.
 """
@@ -100,8 +101,12 @@ def build(
     *,
     embedded: bool = False,
     dataset_path: Path | None = None,
+    fresh: bool = False,
 ) -> Runtime:
-    """Start (embedded) or connect to the AWS side and wire the collaborators."""
+    """Start (embedded) or connect to the AWS side and wire the collaborators.
+
+    ``fresh``: embedded mode starts on an empty state directory.
+    """
     mode = resolve_mode(settings, embedded=embedded)
     emulator: EmbeddedEmulator | None = None
     endpoint_url: str | None = None
@@ -112,8 +117,10 @@ def build(
             expected_sha256=settings.dataset_sha256,
             cache_dir=settings.cache_dir,
         )
-        emulator = EmbeddedEmulator(settings.embedded_host, settings.embedded_port)
-        endpoint_url = emulator.start()
+        emulator = EmbeddedEmulator(
+            settings.embedded_host, settings.embedded_port, settings.state_dir
+        )
+        endpoint_url = emulator.start(fresh=fresh)
         try:
             emulator.provision(settings, path.read_bytes())
         except Exception:

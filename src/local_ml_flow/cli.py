@@ -1,17 +1,19 @@
-"""``local-ml-flow serve | run | dataset fetch``."""
+"""``local-ml-flow serve | run | reset | dataset fetch``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from local_ml_flow import __version__, bootstrap, datasource
+from local_ml_flow import __version__, bootstrap, datasource, embedded
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.events import RunOptions, parse_event
 from local_ml_flow.ml.dataset import FEATURE_SETS
@@ -19,9 +21,25 @@ from local_ml_flow.ml.model import MODEL_KINDS
 from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Settings
 
+FRESH_HELP = "embedded mode: delete the stored state first (runs, models, datasets)"
+
 
 def _progress(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+def _exit_on_sigterm(code: int) -> None:
+    """SIGTERM ends the program as Ctrl-C does: ``finally`` blocks run, so the embedded
+    emulator is stopped gracefully (and saves its state) before the process exits.
+
+    uvicorn restores this handler after its own shutdown and raises the signal again.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _load_settings() -> Settings:
@@ -48,11 +66,16 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings()
     options = _run_options(args)
+    _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
-    runtime = bootstrap.build(settings, embedded=args.embedded, dataset_path=args.dataset)
+    runtime = bootstrap.build(
+        settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
+    )
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _progress(f"mode {runtime.mode.value}: AWS at {where}")
+        if runtime.emulator is not None:
+            _progress(runtime.emulator.describe())
         started = time.perf_counter()
         result = run_pipeline(runtime.invoker, runtime.runs, settings, options, progress=_progress)
         _progress(f"done in {time.perf_counter() - started:.2f}s")
@@ -73,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from local_ml_flow.api.server import serve
 
     settings = _load_settings()
+    _exit_on_sigterm(0)  # a requested stop of the server is a clean exit
     return serve(
         settings,
         host=args.host or settings.api_host,
@@ -80,7 +104,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded=args.embedded,
         dataset_path=args.dataset,
         run_first=args.run_first,
+        fresh=args.fresh,
     )
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    state_dir = args.state_dir or settings.state_dir
+    if not args.yes:
+        print(
+            f"error: this deletes every run, model and dataset stored in {state_dir};"
+            " add --yes to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    deleted = embedded.reset_state(state_dir)
+    if deleted:
+        print(f"deleted the embedded state in {state_dir}: {', '.join(p.name for p in deleted)}")
+    else:
+        print(f"nothing to delete: no embedded state in {state_dir}")
+    return 0
 
 
 def cmd_dataset_fetch(args: argparse.Namespace) -> int:
@@ -108,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--random-state", type=int)
     run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="serve the API (Swagger at /docs)")
@@ -115,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    serve.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     first = serve.add_mutually_exclusive_group()
     first.add_argument(
         "--run-first",
@@ -128,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-run", dest="run_first", action="store_false", help="never run before serving"
     )
     serve.set_defaults(func=cmd_serve)
+
+    reset = sub.add_parser(
+        "reset", help="delete the embedded stack's stored state (runs, models, datasets)"
+    )
+    reset.add_argument("--yes", action="store_true", help="confirm the deletion")
+    reset.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
+    reset.set_defaults(func=cmd_reset)
 
     dataset = sub.add_parser("dataset", help="manage the reference dataset")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)

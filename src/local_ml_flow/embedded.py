@@ -1,25 +1,45 @@
-"""The embedded AWS emulator: moto's threaded server on loopback, buckets, dataset, functions.
+"""The embedded AWS: MiniStack in a subprocess on loopback, its state on disk, provisioning.
 
-Functions are registered in the emulator's Lambda API (so ListFunctions shows them) with
-a placeholder package; invocations go through the in-process ``LocalInvoker``.
+MiniStack (pinned in pyproject.toml) runs as ``python emulator_main.py`` (MiniStack behind a
+guard that refuses browser-originated requests) in a session of its own, bound to
+127.0.0.1, side listeners off. State lives in a state directory:
+
+    <state_dir>/s3/         S3 objects, each written on its request (survives kill -9)
+    <state_dir>/emulator/   functions, roles, bucket settings (written on a clean stop)
+    <state_dir>/tmp/        the emulator's TMPDIR: Lambda worker folders, emptied on start/stop
+    <state_dir>/emulator.log
+    <state_dir>/.lock       held while a stack runs on this state (one stack per state)
+
+``stop()`` is graceful: SIGTERM (MiniStack saves its state), a wait, then SIGKILL to the
+whole process group (Lambda workers). ``provision()`` is idempotent: it creates what is
+missing, updates the functions' code when the package changed, and never overwrites an
+object a user wrote (an uploaded ``housing.csv`` stays).
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import fcntl
 import json
-import logging
+import os
+import shutil
+import signal
 import socket
-import threading
-import zipfile
-from typing import TYPE_CHECKING
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
 
-from local_ml_flow import aws
-from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow import aws, emulator_main, lambda_package
+from local_ml_flow.errors import AlreadyExistsError, LocalMlFlowError
 from local_ml_flow.settings import Settings
-
-if TYPE_CHECKING:
-    from werkzeug.serving import BaseWSGIServer
+from local_ml_flow.storage import make_store
 
 ROLE_NAME = "local-ml-flow-lambda"
 HANDLERS = {
@@ -36,20 +56,13 @@ _TRUST_POLICY = {
         }
     ],
 }
+# What the state directory holds (and all that `reset` ever deletes).
+STATE_ENTRIES = ("s3", "emulator", "tmp", "emulator.log")
+SERVICES = "s3,lambda,iam,sts,logs"
 
 
 class EmulatorError(LocalMlFlowError):
-    """The embedded emulator could not start."""
-
-
-def _placeholder_package() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            "README.txt",
-            "local-ml-flow embedded mode: this function runs in-process (LocalInvoker).\n",
-        )
-    return buffer.getvalue()
+    """The embedded emulator could not start (or its state is in use)."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -62,14 +75,111 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-class EmbeddedEmulator:
-    """moto's server on ``host:port``; ``start()`` then ``provision()``; ``stop()`` to end."""
+def ministack_version() -> str:
+    """The installed MiniStack version (of this interpreter)."""
+    try:
+        return metadata.version("ministack")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
+
+def reset_state(state_dir: Path) -> list[Path]:
+    """Delete the emulator's state in ``state_dir`` (only what the emulator writes there).
+
+    Raises EmulatorError while a stack runs on this state. Returns what was deleted.
+    """
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        return []
+    with _StateLock(state_dir):
+        deleted = []
+        for name in STATE_ENTRIES:
+            path = state_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            deleted.append(path)
+    return deleted
+
+
+class _StateLock:
+    """An exclusive, non-blocking lock on ``<state_dir>/.lock`` (released on close or exit)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / ".lock"
+        self._fh: IO[str] | None = self.path.open("a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            self._fh = None
+            raise EmulatorError(
+                f"the state directory {state_dir} is in use by {holder}: stop that"
+                " local-ml-flow first, or set LMF_STATE_DIR to another directory"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"local-ml-flow (pid {os.getpid()})\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the file releases the lock
+            self._fh = None
+
+    def __enter__(self) -> _StateLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM the emulator when its parent dies (even by kill -9).
+
+    The kernel ties this to the thread that started the emulator: start it from a thread
+    that lives as long as the stack (the main thread, in the CLI and the API).
+    """
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedEmulator:
+    """MiniStack on ``host:port`` with its state in ``state_dir``.
+
+    ``state_dir=None``: a private temporary directory, kept while this object lives (a stop
+    and start keeps the state; nothing outlives the process). ``python``: the interpreter
+    that runs MiniStack, and so the functions (it must have ``ministack`` installed).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4566,
+        state_dir: Path | None = None,
+        *,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self.python = python
+        self.extra_env = dict(env or {})
+        self.ephemeral = state_dir is None
+        if state_dir is None:
+            state_dir = Path(tempfile.mkdtemp(prefix="lmf-emulator-"))
+            weakref.finalize(self, shutil.rmtree, state_dir, ignore_errors=True)
+        self.state_dir = Path(state_dir).resolve()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock: _StateLock | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -77,51 +187,144 @@ class EmbeddedEmulator:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._process is not None and self._process.poll() is None
 
-    def start(self) -> str:
-        """Start the server in a daemon thread; returns its endpoint URL.
+    @property
+    def pid(self) -> int | None:
+        """The emulator's process id (also its process group id), while started."""
+        return self._process.pid if self._process is not None else None
 
-        What moto's ThreadedMotoServer does, with a short poll interval so that ``stop()``
-        returns at once instead of after half a second.
-        """
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "emulator.log"
+
+    def describe(self) -> str:
+        """One line for users: what runs where, and where its state lives."""
+        if self.ephemeral:
+            kept = "a temporary directory, deleted at exit"
+        else:
+            kept = f"{self.state_dir} (S3 objects as written, functions and bucket settings"
+            kept += " on a clean stop; --fresh or `local-ml-flow reset` to start empty)"
+        where = f"MiniStack {ministack_version()} on {self.endpoint_url}"
+        return f"embedded AWS: {where}; state in {kept}"
+
+    def environment(self) -> dict[str, str]:
+        """The emulator's environment (its Lambda workers inherit it)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AWS_ENDPOINT_URL") and k not in {"AWS_PROFILE", "PYTHONPATH"}
+        }
+        env.update(
+            {
+                "GATEWAY_PORT": str(self.port),
+                "BIND_HOST": self.host,
+                "SERVICES": SERVICES,
+                "S3_PERSIST": "1",
+                "S3_DATA_DIR": str(self.state_dir / "s3"),
+                "PERSIST_STATE": "1",
+                "STATE_DIR": str(self.state_dir / "emulator"),
+                "TMPDIR": str(self.state_dir / "tmp"),
+                "IOT_MTLS_ENABLED": "0",
+                "SFTP_ENABLED": "0",
+                "LOG_LEVEL": "WARNING",
+                "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # never look for Docker
+                "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
+            }
         )
-        from werkzeug.serving import make_server
+        return env
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    def start(self, *, fresh: bool = False, timeout_s: float = 60.0) -> str:
+        """Start MiniStack and wait until it answers; returns its endpoint URL.
+
+        ``fresh``: delete the stored state first.
+        """
+        if self.running:
+            return self.endpoint_url
+        if self._process is not None:
+            self.stop()  # the previous emulator died: reap its workers, free the state
         if not _port_free(self.host, self.port):
             raise EmulatorError(
                 f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"
                 " (another local-ml-flow or LocalStack?). Stop it or set LMF_EMBEDDED_PORT."
             )
-        server = make_server(
-            self.host,
-            self.port,
-            DomainDispatcherApplication(create_backend_app),
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        self._server, self._thread = server, thread
+        if fresh:
+            reset_state(self.state_dir)
+        self._lock = _StateLock(self.state_dir)
+        try:
+            tmp = self.state_dir / "tmp"
+            shutil.rmtree(tmp, ignore_errors=True)  # worker folders a crash left behind
+            tmp.mkdir(parents=True)
+            (self.state_dir / "s3").mkdir(exist_ok=True)
+            (self.state_dir / "emulator").mkdir(exist_ok=True)
+            with self.log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    [self.python, "-P", emulator_main.__file__],  # -P: not its folder on sys.path
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.environment(),
+                    cwd=tmp,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         return self.endpoint_url
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server, self._thread = None, None
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        url = f"{self.endpoint_url}/_ministack/ready"
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise EmulatorError(
+                    f"the embedded emulator exited at start (code {self._process.returncode});"
+                    f" its log, {self.log_path}, ends with:\n{self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                    if json.loads(response.read()).get("status") == "completed":
+                        return
+            except (OSError, ValueError, urllib.error.HTTPError):
+                pass
+            if time.monotonic() > deadline:
+                raise EmulatorError(
+                    f"the embedded emulator did not answer within {timeout_s:.0f} s;"
+                    f" its log, {self.log_path}, ends with:\n{self._log_tail()}"
+                )
+            time.sleep(0.03)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Graceful stop: SIGTERM, wait (state is saved), then kill the process group."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=timeout_s)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # workers, and a stuck emulator
+            process.wait()
+            shutil.rmtree(self.state_dir / "tmp", ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # ------------------------------------------------------------------ provisioning
 
     def provision(self, settings: Settings, dataset: bytes | None) -> None:
-        """Create both buckets, upload the dataset if given and absent, register functions."""
+        """Create what is missing: buckets, versioning, dataset (never overwritten), functions."""
         s3 = aws.client("s3", endpoint_url=self.endpoint_url)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         for bucket in (settings.data_bucket, settings.models_bucket):
@@ -131,13 +334,11 @@ class EmbeddedEmulator:
             Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"}
         )
         if dataset is not None:
-            listed = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=settings.dataset_key)
-            if not any(o["Key"] == settings.dataset_key for o in listed.get("Contents", [])):
-                s3.put_object(
-                    Bucket=settings.data_bucket,
-                    Key=settings.dataset_key,
-                    Body=dataset,
-                    ContentType="text/csv",
+            store = make_store(settings, endpoint_url=self.endpoint_url)
+            # a conditional write: a dataset already there (a user's upload) stays
+            with contextlib.suppress(AlreadyExistsError):
+                store.put_bytes(
+                    store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
                 )
         self._register_functions(settings)
 
@@ -150,29 +351,53 @@ class EmbeddedEmulator:
                 RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY)
             )["Role"]["Arn"]
         lam = aws.client("lambda", endpoint_url=self.endpoint_url)
-        present = {f["FunctionName"] for f in lam.list_functions().get("Functions", [])}
-        package = _placeholder_package()
-        names = {
-            "ingestion": settings.ingestion_function,
-            "inference": settings.inference_function,
-        }
+        package = lambda_package.source_zip()
+        sha = lambda_package.code_sha256(package)
+        names = {"ingestion": settings.ingestion_function, "inference": settings.inference_function}
+        changed: list[str] = []
         for kind, name in names.items():
-            if name in present:
-                continue
-            lam.create_function(
-                FunctionName=name,
-                Runtime="python3.12",
-                Role=role_arn,
-                Handler=HANDLERS[kind],
-                Code={"ZipFile": package},
-                Timeout=settings.function_timeout_s,
-                MemorySize=1024,
-                Description=f"local-ml-flow {kind} (embedded: runs in-process)",
-                Environment={
+            config: dict[str, Any] = {
+                "Role": role_arn,
+                "Handler": HANDLERS[kind],
+                "Timeout": settings.function_timeout_s,
+                "MemorySize": 1024,
+                "Description": f"local-ml-flow {kind} (embedded: the handlers' source package)",
+                "Environment": {
                     "Variables": {
                         "LMF_DATA_BUCKET": settings.data_bucket,
                         "LMF_MODELS_BUCKET": settings.models_bucket,
                         "LMF_DATASET_KEY": settings.dataset_key,
                     }
                 },
+            }
+            try:
+                current = lam.get_function_configuration(FunctionName=name)
+            except lam.exceptions.ResourceNotFoundException:
+                lam.create_function(
+                    FunctionName=name, Runtime="python3.12", Code={"ZipFile": package}, **config
+                )
+                changed.append(name)
+                continue
+            if current.get("CodeSha256") != sha:
+                lam.update_function_code(FunctionName=name, ZipFile=package)
+                changed.append(name)
+                _wait_active(lam, name)  # one update at a time, as on AWS
+            if any(current.get(key) != value for key, value in config.items()):
+                lam.update_function_configuration(FunctionName=name, **config)
+                changed.append(name)
+        for name in changed:
+            _wait_active(lam, name)
+
+
+def _wait_active(lam: Any, name: str, timeout_s: float = 60.0) -> None:
+    """Wait until a created or updated function is Active (MiniStack: ~0.5 s Pending)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        config = lam.get_function_configuration(FunctionName=name)
+        if config.get("State") == "Active" and config.get("LastUpdateStatus") != "InProgress":
+            return
+        if config.get("State") == "Failed" or time.monotonic() > deadline:
+            raise EmulatorError(
+                f"function {name} is {config.get('State')} ({config.get('StateReason', '')})"
             )
+        time.sleep(0.1)

@@ -6,6 +6,7 @@ which boto3 reads itself; they are never settings of ours.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from enum import StrEnum
@@ -73,6 +74,8 @@ class Settings(BaseSettings):
     dataset_url: str = "https://raw.githubusercontent.com/MathieuAudibert/local-ml-flow/main/src/config/housing.csv"
     dataset_sha256: str = "53c664e09e63570198f4197daa9d6e96b5fea6488d4a1b9259d192df2ce51ccf"
     cache_dir: Path = Field(default_factory=lambda: _default_cache_dir())
+    # Embedded mode: where the emulator keeps S3 objects, functions and settings.
+    state_dir: Path = Field(default_factory=lambda: default_state_dir())
 
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -136,6 +139,17 @@ def _default_cache_dir() -> Path:
         return Path.home() / ".cache" / "local-ml-flow"
     except RuntimeError:
         return Path(tempfile.gettempdir()) / "local-ml-flow"
+
+
+def default_state_dir() -> Path:
+    """$XDG_DATA_HOME/local-ml-flow/state (default ~/.local/share/local-ml-flow/state)."""
+    base = os.environ.get("XDG_DATA_HOME")
+    if base:
+        return Path(base) / "local-ml-flow" / "state"
+    try:
+        return Path.home() / ".local" / "share" / "local-ml-flow" / "state"
+    except RuntimeError:
+        return Path(tempfile.gettempdir()) / "local-ml-flow" / "state"
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,7 @@ class ApiServer:
             **os.environ,
             "LMF_EMBEDDED_PORT": str(self.embedded_port),
             "LMF_CACHE_DIR": str(log.parent / "cache"),
+            "LMF_STATE_DIR": str(log.parent / "state"),
             **env,
         }
         self._out = log.open("w")

@@ -15,7 +15,11 @@ from tests.conftest import ROOT, free_port
 
 def start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "LMF_EMBEDDED_PORT": str(free_port()),
+        "LMF_STATE_DIR": str(log.parent / "state"),
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(ROOT / "bin" / "start_all.sh"), "--port", str(port), *args],

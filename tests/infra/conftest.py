@@ -1,8 +1,9 @@
-"""Fixtures of the infrastructure tests: tools, a private moto server, the built zip."""
+"""Fixtures of the infrastructure tests: tools, emulators (moto, MiniStack on 3.12), the zip."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,6 +124,50 @@ def private_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+# ---------------------------------------------------------------- MiniStack on 3.12 ----
+
+# The built zip holds cp312 wheels and MiniStack runs a function on its own interpreter:
+# the Terraform test runs MiniStack from a CPython 3.12 virtualenv of its own (git-ignored),
+# with what the python3.12 Lambda runtime provides (boto3).
+PY312_VENV = ROOT / ".lmf" / "py312-ministack"
+
+
+def pinned_ministack() -> str:
+    """``ministack==X.Y.Z`` exactly as pyproject.toml pins it."""
+    match = re.search(r'"(ministack==[\w.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert match, "pyproject.toml must pin ministack exactly"
+    return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def ministack_python312() -> str:
+    """The interpreter of a CPython 3.12 virtualenv with the pinned MiniStack (made once)."""
+    python312 = find_python312()
+    if python312 is None:
+        missing(
+            "NOT TESTED: Terraform end to end needs CPython 3.12 to run the cp312 zip under"
+            " MiniStack (none found; set LMF_PYTHON312=/path/to/python3.12)"
+        )
+        raise AssertionError("unreachable")
+    requirements = (LAMBDAS_DIR / "runtime-requirements.txt").read_text()
+    spec = f"{python312}\n{pinned_ministack()}\n{requirements}"
+    stamp = PY312_VENV / ".lmf-spec"
+    python = PY312_VENV / "bin" / "python"
+    if not python.exists() or not stamp.exists() or stamp.read_text() != spec:
+        shutil.rmtree(PY312_VENV, ignore_errors=True)
+        steps = [
+            [python312, "-m", "venv", str(PY312_VENV)],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             pinned_ministack(), "-r", str(LAMBDAS_DIR / "runtime-requirements.txt")],
+        ]  # fmt: skip
+        for step in steps:
+            proc = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
+            if proc.returncode != 0:
+                missing(f"NOT TESTED: could not set up {PY312_VENV}: {proc.stderr[-2000:]}")
+        stamp.write_text(spec)
+    return str(python)
 
 
 # ---------------------------------------------------------------- the zip --------------

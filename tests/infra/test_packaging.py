@@ -1,29 +1,22 @@
-"""The Lambda zip: contents, limits, reproducibility, and that it really runs the pipeline.
+"""The Lambda zip: contents, limits, reproducibility.
 
-The zip is built once per session (bin/build_lambdas.sh, no Docker). The end-to-end test
-unpacks it and calls both handlers under CPython 3.12 with nothing on sys.path but the
-unpacked zip, the standard library and boto3 (what the Lambda runtime adds), against a
-moto server standing in for S3 - as LocalStack runs the function.
+The zip is built once per session (bin/build_lambdas.sh, no Docker). That it really runs
+the pipeline is proven in test_terraform: applied with Terraform to MiniStack on CPython
+3.12, both functions invoked through the Lambda API.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
-import subprocess
-import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-import boto3
 import pytest
 
-from .conftest import LAMBDAS_DIR, TERRAFORM_DIR, LambdaZip, find_python312
+from .conftest import LAMBDAS_DIR, TERRAFORM_DIR, LambdaZip
 
 DATA_BUCKET = "local-ml-flow-data"
 MODELS_BUCKET = "local-ml-flow-models"
@@ -31,32 +24,16 @@ DATASET_KEY = "housing.csv"
 
 LAMBDA_MAX_UNZIPPED = 250 * 1024 * 1024
 # Top-level packages that must never ship in the function code.
-FORBIDDEN_TOP_LEVEL = {"fastapi", "starlette", "uvicorn", "moto", "boto3", "botocore", "pip"}
-
-# Runs one handler the way the Lambda runtime does: import "module.function", call it with
-# the event and a context, print the JSON result and where the modules came from.
-RUNNER = r"""
-import importlib, json, sys
-task_root, runtime_dir, handler, event = sys.argv[1:5]
-sys.path[:0] = [task_root]
-sys.path.append(runtime_dir)
-module_name, _, function_name = handler.rpartition(".")
-function = getattr(importlib.import_module(module_name), function_name)
-
-class Context:
-    function_name = handler
-    aws_request_id = "test-request"
-    def get_remaining_time_in_millis(self):
-        return 300_000
-
-result = function(json.loads(event), Context())
-origins = {
-    name: getattr(sys.modules.get(name), "__file__", None)
-    for name in ("local_ml_flow", "pandas", "numpy", "sklearn", "pydantic", "boto3", "botocore")
+FORBIDDEN_TOP_LEVEL = {
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "moto",
+    "ministack",
+    "boto3",
+    "botocore",
+    "pip",
 }
-leaked = sorted(m for m in ("fastapi", "uvicorn", "moto", "local_ml_flow.api") if m in sys.modules)
-print(json.dumps({"result": result, "origins": origins, "leaked": leaked}, default=str))
-"""
 
 
 def load_packager() -> ModuleType:
@@ -153,7 +130,8 @@ def test_zip_holds_the_functions_and_only_what_they_need(lambda_zip: LambdaZip) 
         assert f"local_ml_flow/{module}.py" in names
     assert not [n for n in names if n.startswith("local_ml_flow/api/")]
     assert "local_ml_flow/cli.py" not in names
-    assert "local_ml_flow/embedded.py" not in names
+    for module in ("embedded", "emulator_main", "lambda_package"):
+        assert f"local_ml_flow/{module}.py" not in names
     for package in (
         "pandas",
         "numpy",
@@ -175,159 +153,3 @@ def test_zip_holds_the_functions_and_only_what_they_need(lambda_zip: LambdaZip) 
     assert unzipped < LAMBDA_MAX_UNZIPPED
     assert f"unzipped: {unzipped / 1024 / 1024:.1f} MB" in lambda_zip.build_log
     assert "zipped:" in lambda_zip.build_log
-
-
-# ---------------------------------------------------------------- it runs --------------
-
-
-@pytest.fixture(scope="module")
-def python312() -> str:
-    python = find_python312()
-    if python is None:
-        pytest.skip("no CPython 3.12 here (python3.12 or LMF_PYTHON312): cannot run the zip")
-    return python
-
-
-@pytest.fixture(scope="module")
-def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """boto3 as the python3.12 Lambda runtime provides it (/var/runtime), outside the zip."""
-    target = tmp_path_factory.mktemp("lambda-runtime")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-compile",
-            "--target",
-            str(target),
-            "--implementation",
-            "cp",
-            "--python-version",
-            "3.12",
-            "--only-binary=:all:",
-            "--platform",
-            "manylinux2014_x86_64",
-            "-r",
-            str(LAMBDAS_DIR / "runtime-requirements.txt"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return target
-
-
-@pytest.fixture(scope="module")
-def task_root(lambda_zip: LambdaZip, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zip unpacked, as Lambda unpacks it into /var/task."""
-    root = tmp_path_factory.mktemp("var-task")
-    with zipfile.ZipFile(lambda_zip.path) as zf:
-        zf.extractall(root)
-    return root
-
-
-@pytest.fixture
-def s3_with_dataset(private_moto: str, dataset_bytes: bytes) -> Any:
-    """The two buckets and the dataset, as Terraform leaves them (fresh for each test)."""
-    s3 = boto3.client("s3", endpoint_url=private_moto, region_name="us-east-1")
-    for bucket in (DATA_BUCKET, MODELS_BUCKET):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=DATA_BUCKET, Key=DATASET_KEY, Body=dataset_bytes)
-    yield s3
-    for bucket in (DATA_BUCKET, MODELS_BUCKET):
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
-        s3.delete_bucket(Bucket=bucket)
-
-
-RunHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
-
-
-@pytest.fixture
-def run_handler(
-    python312: str, task_root: Path, runtime_dir: Path, private_moto: str, tmp_path: Path
-) -> RunHandler:
-    def run(handler: str, event: dict[str, Any]) -> dict[str, Any]:
-        # Only what Lambda (LocalStack) gives the function: Terraform's variables, the
-        # region, credentials and - injected by LocalStack, never by us - the endpoint.
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "TMPDIR": str(tmp_path),
-            "LANG": "C.UTF-8",
-            "LAMBDA_TASK_ROOT": str(task_root),
-            "AWS_LAMBDA_FUNCTION_NAME": handler,
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_ENDPOINT_URL": private_moto,
-            "LMF_DATA_BUCKET": DATA_BUCKET,
-            "LMF_MODELS_BUCKET": MODELS_BUCKET,
-            "LMF_DATASET_KEY": DATASET_KEY,
-        }
-        proc = subprocess.run(
-            # -I: no user site, no PYTHON* variables; -S: no site-packages at all.
-            [
-                python312,
-                "-I",
-                "-S",
-                "-c",
-                RUNNER,
-                str(task_root),
-                str(runtime_dir),
-                handler,
-                json.dumps(event),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=task_root,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, f"{handler} failed:\n{proc.stdout}\n{proc.stderr}"
-        output: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-        for name, origin in output["origins"].items():
-            base = runtime_dir if name.startswith("boto") else task_root
-            assert origin is not None, f"{name} was not imported"
-            assert Path(origin).is_relative_to(base), f"{name} came from {origin}"
-        assert output["leaked"] == []
-        result: dict[str, Any] = output["result"]
-        return result
-
-    return run
-
-
-def object_keys(s3: Any, bucket: str) -> set[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
-
-
-@pytest.mark.slow
-def test_both_handlers_run_from_the_unpacked_zip_under_python312(
-    s3_with_dataset: Any, run_handler: RunHandler
-) -> None:
-    s3 = s3_with_dataset
-    handlers = handlers_in_terraform()
-
-    trained = run_handler(handlers["ingestion"], {})
-    assert trained["run_id"]
-    assert trained["n_test"] > 0
-    assert "model.joblib" in object_keys(s3, MODELS_BUCKET)
-    assert {"x_test.joblib", "y_test.joblib"} <= object_keys(s3, DATA_BUCKET)
-
-    scored = run_handler(handlers["inference"], {})
-    assert set(scored) >= {"run_id", "r2", "mae", "rmse", "n_test", "score"}
-    assert scored["run_id"] == trained["run_id"]
-    assert scored["n_test"] == trained["n_test"]
-    assert 0.5 < scored["r2"] < 0.8  # twelve features + linear: R² 0.653 on this dataset
-    score = s3.get_object(Bucket=DATA_BUCKET, Key="score.txt")["Body"].read().decode()
-    assert re.fullmatch(r"\d{1,3}\.\d{2}%", score.strip())
-    assert score.strip() == scored["score"]
-    assert float(score.strip().rstrip("%")) == pytest.approx(scored["r2"] * 100, abs=0.01)

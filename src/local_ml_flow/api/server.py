@@ -29,15 +29,18 @@ def serve(
     embedded: bool = False,
     dataset_path: Path | None = None,
     run_first: bool | None = None,
+    fresh: bool = False,
 ) -> int:
     """Serve until interrupted; returns the process exit code.
 
     ``run_first`` None: run the pipeline once when the embedded stack has no model yet.
     """
-    runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path)
+    runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path, fresh=fresh)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _say(f"mode {runtime.mode.value}: AWS at {where}")
+        if runtime.emulator is not None:
+            _say(runtime.emulator.describe())
         if run_first is None:
             run_first = runtime.mode is Mode.EMBEDDED and runtime.runs.latest() is None
         if run_first:

@@ -1,0 +1,252 @@
+"""Embedded stack: start, restart with stored runs, warm pipeline, Lambda API invokes, memory.
+
+    .venv/bin/python benchmarks/embedded.py --dataset ../shared/data/housing.csv
+
+Drives the user's command (``local-ml-flow serve --embedded``) on free ports with a private
+state directory, and prints figures; asserts nothing:
+- start to ready: process start until ``GET /ready`` is 200 (fresh state);
+- warm pipeline: ``POST /pipeline/runs`` (in-process invoker, the default), median;
+- Lambda API: ``invoke`` of the inference function through the emulator, cold then warm;
+- memory: RSS of the emulator process tree (and of the whole server tree) at the peak of
+  10 concurrent ``POST /pipeline/runs``;
+- restart to ready with ``--runs`` runs stored (graceful stop, start on the same state) and
+  how many runs the restarted server still lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of pid (from /proc)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            for child in map(int, text.split()):
+                found += [child, *children(child)]
+    except OSError:
+        pass
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    return total / 1024 / 1024
+
+
+def listener_pid(port: int, among: list[int]) -> int | None:
+    """The process among `among` listening on 127.0.0.1:port (the emulator), if any."""
+    inodes: set[str] = set()
+    hexport = f"{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{hexport}") and fields[3] == "0A":
+            inodes.add(fields[9])
+    for pid in among:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+class Server:
+    """``local-ml-flow serve --embedded --no-run`` on free ports."""
+
+    def __init__(self, dataset: Path, state_dir: Path, log: Path, invoker: str) -> None:
+        self.port, self.emulator_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
+        env = {
+            **os.environ,
+            "LMF_EMBEDDED_PORT": str(self.emulator_port),
+            "LMF_STATE_DIR": str(state_dir),
+            "LMF_CACHE_DIR": str(state_dir.parent / "cache"),
+            "LMF_INVOKER": invoker,
+        }
+        self._log = log.open("a")
+        started = time.perf_counter()
+        cmd = [sys.executable, "-m", "local_ml_flow.cli", "serve", "--embedded", "--no-run"]
+        self.process = subprocess.Popen(
+            [*cmd, "--dataset", str(dataset), "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited; see {log}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"the server was not ready in 120 s; see {log}")
+            time.sleep(0.05)
+        self.ready_s = time.perf_counter() - started
+
+    def tree(self) -> list[int]:
+        return [self.process.pid, *children(self.process.pid)]
+
+    def stop(self) -> float:
+        """SIGTERM, as Ctrl-C would; returns how long the server took to exit."""
+        started = time.perf_counter()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return time.perf_counter() - started
+
+
+def run_once(url: str) -> float:
+    started = time.perf_counter()
+    response = httpx.post(f"{url}/pipeline/runs", json={}, timeout=600)
+    if response.status_code != 201:
+        raise SystemExit(f"POST /pipeline/runs: {response.status_code} {response.text[:300]}")
+    return time.perf_counter() - started
+
+
+def lambda_invokes(server: Server, n: int = 5) -> None:
+    client = boto3.client(
+        "lambda",
+        endpoint_url=server.emulator_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(read_timeout=600, retries={"max_attempts": 1}),
+    )
+    times: list[float] = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.invoke(
+            FunctionName="local-ml-flow-inference", Payload=json.dumps({}).encode()
+        )
+        payload = response["Payload"].read()
+        times.append(time.perf_counter() - started)
+        if response.get("FunctionError"):
+            print(
+                f"  Lambda API invoke: FunctionError {response['FunctionError']}:"
+                f" {payload[:200]!r} (the emulator does not run the functions)"
+            )
+            return
+    warm = statistics.median(times[1:])
+    print(f"  Lambda API invoke (inference): cold {times[0]:.2f} s, warm median {warm:.3f} s")
+
+
+def concurrent_rss(server: Server, n: int = 10) -> None:
+    peak_all = peak_emulator = peak_workers = 0.0
+    done = threading.Event()
+    emulator = listener_pid(server.emulator_port, server.tree())
+
+    def sample() -> None:
+        nonlocal peak_all, peak_emulator, peak_workers
+        while not done.is_set():
+            tree = server.tree()
+            peak_all = max(peak_all, rss_mb(tree))
+            if emulator is not None and emulator != server.process.pid:
+                peak_emulator = max(peak_emulator, rss_mb([emulator]))
+                peak_workers = max(peak_workers, rss_mb(children(emulator)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda _: run_once(server.url), range(n)))
+    took = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    where = (
+        f"emulator process peak {peak_emulator:.0f} MB, its Lambda workers {peak_workers:.0f} MB"
+        if emulator not in (None, server.process.pid)
+        else "emulator in the server process"
+    )
+    print(f"  {n} concurrent runs: {took:.2f} s; server tree peak RSS {peak_all:.0f} MB; {where}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/housing.csv")
+    parser.add_argument("--runs", type=int, default=100, help="runs stored before the restart")
+    parser.add_argument(
+        "--invoker",
+        choices=["local", "lambda"],
+        default="local",
+        help="how the API runs the functions (local: in-process, the default; lambda: through"
+        " the emulator's Lambda API, one worker process per concurrent call)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lmf-bench-", ignore_cleanup_errors=True) as tmp:
+        state, log = Path(tmp) / "state", Path(tmp) / "server.log"
+        server = Server(args.dataset, state, log, args.invoker)
+        try:
+            print(f"invoker: {args.invoker}")
+            print(f"start to ready (fresh state): {server.ready_s:.2f} s")
+            first = run_once(server.url)
+            warm = [run_once(server.url) for _ in range(10)]
+            print(
+                f"  pipeline through the API: first {first:.2f} s,"
+                f" warm median {statistics.median(warm) * 1000:.0f} ms"
+            )
+            lambda_invokes(server)
+            concurrent_rss(server)
+            stored = 1 + len(warm) + 10
+            while stored < args.runs:
+                run_once(server.url)
+                stored += 1
+        finally:
+            print(f"  graceful stop (SIGTERM to exit): {server.stop():.2f} s")
+        server = Server(args.dataset, state, log, args.invoker)
+        try:
+            listed = httpx.get(f"{server.url}/pipeline/runs", params={"limit": 500}).json()
+            print(
+                f"restart to ready with {stored} runs stored: {server.ready_s:.2f} s;"
+                f" runs listed after the restart: {len(listed['runs'])}"
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The embedded stack's small parts: the browser guard, the source package, the state reset."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_ml_flow import emulator_main, lambda_package
+from local_ml_flow.embedded import EmulatorError, _StateLock, reset_state
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"host": "127.0.0.1:4566", "authorization": "AWS4-HMAC-SHA256 ..."}, False),
+        ({"host": "localhost:4566"}, False),
+        ({"host": "local-ml-flow-data.s3.localhost:4566"}, False),
+        ({"host": "[::1]:4566"}, False),
+        ({}, False),
+        ({"host": "127.0.0.1:4566", "origin": "https://example.com"}, True),
+        ({"host": "127.0.0.1:4566", "origin": "null"}, True),
+        ({"host": "127.0.0.1:4566", "sec-fetch-mode": "no-cors"}, True),
+        ({"host": "attacker.example:4566"}, True),
+        ({"host": "127.0.0.1.attacker.example"}, True),
+        ({"host": "localhost.attacker.example"}, True),
+    ],
+)
+def test_refusal(headers: dict[str, str], refused: bool) -> None:
+    assert (emulator_main.refusal(headers) is not None) == refused
+
+
+def call(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes, bool]:
+    """One HTTP request through an ASGI app: (status, body, whether the inner app ran)."""
+    sent: list[dict[str, Any]] = []
+    reached: list[bool] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(True)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers}
+    asyncio.run(app(inner)(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"], bool(reached)
+
+
+def test_guard_answers_403_before_the_emulator_sees_the_request() -> None:
+    status, body, reached = call(emulator_main.guard, [(b"origin", b"https://example.com")])
+    assert (status, reached) == (403, False)
+    assert b"Origin header" in body
+    assert call(emulator_main.guard, [(b"host", b"127.0.0.1:4566")]) == (200, b"inner", True)
+
+
+def test_source_zip_is_reproducible_and_holds_only_what_functions_import() -> None:
+    package = lambda_package.source_zip()
+    assert package == lambda_package.source_zip()
+    names = zipfile.ZipFile(io.BytesIO(package)).namelist()
+    assert "local_ml_flow/handlers.py" in names
+    assert "local_ml_flow/ml/model.py" in names
+    assert not [n for n in names if n.startswith("local_ml_flow/api/")]
+    for module in ("cli", "embedded", "emulator_main", "lambda_package"):
+        assert f"local_ml_flow/{module}.py" not in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert len(lambda_package.code_sha256(package)) == 44  # base64 of 32 bytes
+
+
+def test_source_zip_follows_the_code(tmp_path: Path) -> None:
+    root = tmp_path / "local_ml_flow"
+    root.mkdir()
+    (root / "handlers.py").write_text("x = 1\n")
+    before = lambda_package.source_zip(root)
+    (root / "handlers.py").write_text("x = 2\n")
+    assert lambda_package.source_zip(root) != before
+
+
+def test_reset_deletes_only_the_emulators_state(tmp_path: Path) -> None:
+    for name in ("s3/000000000000/bucket", "emulator", "tmp/worker"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "emulator.log").write_text("log")
+    (tmp_path / "notes.txt").write_text("the user's")
+    deleted = reset_state(tmp_path)
+    assert {p.name for p in deleted} == {"s3", "emulator", "tmp", "emulator.log"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.txt"]
+    assert reset_state(tmp_path / "missing") == []
+
+
+def test_reset_is_refused_while_a_stack_holds_the_state(tmp_path: Path) -> None:
+    (tmp_path / "s3").mkdir()
+    with _StateLock(tmp_path), pytest.raises(EmulatorError, match="in use by local-ml-flow"):
+        reset_state(tmp_path)
+    assert (tmp_path / "s3").is_dir()
+
+
+def test_an_emulator_that_died_can_be_started_again(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from local_ml_flow.embedded import EmbeddedEmulator
+    from tests.conftest import free_port
+
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), tmp_path / "state")
+    emulator.start()
+    try:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGKILL)
+        os.waitpid(emulator.pid, 0)
+        assert not emulator.running
+        emulator.start()  # same object, same state: no "state in use" from our own lock
+        assert emulator.running
+    finally:
+        emulator.stop()
+    assert not emulator.running
