@@ -102,8 +102,12 @@ def test_runs_models_and_uploads_survive_a_restart(
         with httpx.Client(base_url=api.url, timeout=120) as http:
             assert http.get("/ready").status_code == 200
             assert http.get("/pipeline/runs").json()["runs"] == history
-            for run in (first.json(), second.json()):
-                assert http.get(f"/pipeline/runs/{run['run_id']}").json() == run
+            for run, current in ((first.json(), False), (second.json(), True)):
+                # the same record, except that the first run was current when it was made
+                assert http.get(f"/pipeline/runs/{run['run_id']}").json() == {
+                    **run,
+                    "current": current,
+                }
             again = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
             assert again == predicted
             dataset = http.get("/bucket/dataset", params={"limit": 1}).json()
