@@ -1,17 +1,24 @@
-"""Shared fixtures: AWS credentials for the emulator, a real moto server over HTTP."""
+"""Shared fixtures: the reference dataset, AWS credentials for the emulator, a moto server."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local_ml_flow import datasource
+from local_ml_flow.errors import DatasetFetchError
+from local_ml_flow.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASET = ROOT.parent / "shared" / "data" / "housing.csv"
+# Where the controller process put the dataset it found, for the pytest-xdist workers.
+_FOUND_DATASET = "_LMF_TESTS_DATASET"
 
 # Fake credentials: tests never talk to real AWS.
 os.environ.update(
@@ -33,12 +40,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def find_dataset() -> Path:
+    """The reference housing.csv (never committed), in the order of `datasource.locate`."""
+    settings = Settings(_env_file=None)
+    return datasource.locate(
+        explicit=settings.dataset_path,
+        shared=SHARED_DATASET,
+        cache_dir=settings.cache_dir,
+        url=settings.dataset_url,
+        expected_sha256=settings.dataset_sha256,
+        timeout_s=20,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Find the dataset once, before any test (and before xdist starts its workers).
+
+    Not found: one message saying how to provide it, instead of an error per test.
+    """
+    if os.environ.get(_FOUND_DATASET):
+        return  # an xdist worker: the controller found it
+    try:
+        os.environ[_FOUND_DATASET] = str(find_dataset())
+    except DatasetFetchError as exc:
+        sys.stderr.write(f"\nerror: {exc.message}\n\n")
+        pytest.exit("no reference dataset", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 @pytest.fixture(scope="session")
 def dataset_path() -> Path:
-    """The reference housing.csv from ../shared/data (never committed)."""
-    if not SHARED_DATASET.is_file():
-        pytest.fail(f"reference dataset missing: {SHARED_DATASET}")
-    return SHARED_DATASET
+    """The reference housing.csv, as found at the start of the session."""
+    return Path(os.environ[_FOUND_DATASET])
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The Lambda zip: contents, limits, reproducibility, and that it really runs the pipeline.
+"""The Lambda zip: contents, limits, versions, reproducibility, and that it runs the pipeline.
 
 The zip is built once per session (bin/build_lambdas.sh, no Docker). The end-to-end test
 unpacks it and calls both handlers under CPython 3.12 with nothing on sys.path but the
@@ -8,12 +8,12 @@ moto server standing in for S3 - as LocalStack runs the function.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -188,36 +188,22 @@ def python312() -> str:
     return python
 
 
+# What the python3.12 Lambda runtime puts on sys.path (/var/runtime) besides the function:
+# boto3 and its dependencies (pure Python). Taken from the venv, at uv.lock's versions.
+RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")
+
+
 @pytest.fixture(scope="module")
 def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """boto3 as the python3.12 Lambda runtime provides it (/var/runtime), outside the zip."""
     target = tmp_path_factory.mktemp("lambda-runtime")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-compile",
-            "--target",
-            str(target),
-            "--implementation",
-            "cp",
-            "--python-version",
-            "3.12",
-            "--only-binary=:all:",
-            "--platform",
-            "manylinux2014_x86_64",
-            "-r",
-            str(LAMBDAS_DIR / "runtime-requirements.txt"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    for name in RUNTIME_MODULES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert spec.origin is not None, name
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (target / source.name).symlink_to(source, target_is_directory=source.is_dir())
     return target
 
 
@@ -331,3 +317,33 @@ def test_both_handlers_run_from_the_unpacked_zip_under_python312(
     assert re.fullmatch(r"\d{1,3}\.\d{2}%", score.strip())
     assert score.strip() == scored["score"]
     assert float(score.strip().rstrip("%")) == pytest.approx(scored["r2"] * 100, abs=0.01)
+
+
+# ---------------------------------------------------------------- one lock -------------
+
+SHARED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib", "pydantic", "skops")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.slow
+def test_zip_and_venv_run_the_same_library_versions(lambda_zip: LambdaZip) -> None:
+    """A model written by the functions is read by the API with the very same libraries."""
+    with zipfile.ZipFile(lambda_zip.path) as zf:
+        metadata = [n for n in zf.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        in_zip: dict[str, str] = {}
+        for name in metadata:
+            headers = zf.read(name).decode()
+            dist = re.search(r"^Name: (.+)$", headers, re.MULTILINE)
+            version = re.search(r"^Version: (.+)$", headers, re.MULTILINE)
+            assert dist is not None
+            assert version is not None
+            in_zip[canonical(dist[1].strip())] = version[1].strip()
+    in_venv = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    for library in SHARED_LIBRARIES:
+        assert library in in_zip, f"{library} missing from the zip"
+        assert in_zip[library] == in_venv[library], library
+    shared = set(in_zip) & set(in_venv)
+    assert {name: in_zip[name] for name in shared} == {name: in_venv[name] for name in shared}
