@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv (if missing), installs the project with its dev extra,
-# then runs ruff, mypy and pytest. Extra arguments go to pytest. Exits non-zero on any failure.
+# The test command: syncs .venv with uv.lock (dev extra included), then runs ruff, mypy and
+# pytest, the tests spread over the CPUs (pytest-xdist; LMF_TEST_WORKERS=N to choose, 0 for
+# none). Extra arguments go to pytest. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bin/lib/venv.sh
@@ -13,4 +14,4 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-.venv/bin/pytest "$@"
+.venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -88,3 +88,16 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+# Under pytest-xdist (`./bin/test.sh` runs `--dist loadgroup`): each module stays on one worker,
+# so its module-scoped servers start once; the modules that use the Lambda zip (built once per
+# worker process, with the slow Terraform apply) share one worker, so it is built once.
+_ZIP_MODULES = {"test_packaging", "test_terraform", "test_start_all"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "lambda-zip" if Path(path).stem in _ZIP_MODULES else path
+        item.add_marker(pytest.mark.xdist_group(group))
