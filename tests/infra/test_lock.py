@@ -101,3 +101,41 @@ def test_license_metadata_is_consistent_with_the_build_requirement() -> None:
     assert int(minimum[1]) >= 77
     assert data["project"]["license-files"] == ["LICENSE"]
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def find_uv_in(tmp_path: Path, path_dirs: list[Path]) -> subprocess.CompletedProcess[str]:
+    """`find_uv` of bin/lib/venv.sh with nothing to install uv with (PYTHON=false)."""
+    env = {
+        "PATH": ":".join([*map(str, path_dirs), "/usr/bin", "/bin"]),
+        "HOME": str(tmp_path / "home"),
+        "PYTHON": "false",
+        "LMF_UV_HOME": str(tmp_path / "uv-home"),
+    }
+    return subprocess.run(
+        ["bash", "-c", '. bin/lib/venv.sh && find_uv && echo "found $UV"'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_find_uv_says_how_to_get_uv_when_it_cannot_install_it(tmp_path: Path) -> None:
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    (old / "uv").write_text("#!/bin/sh\necho 'uv 0.4.0'\n")  # too old for uv.lock
+    (old / "uv").chmod(0o755)
+    done = find_uv_in(tmp_path, [old])
+    assert done.returncode == 1
+    assert "installing uv" in done.stdout
+    assert "error: uv >= 0.9.0 is needed and could not be installed from PyPI" in done.stderr
+    assert "pipx install uv" in done.stderr
+    assert "UV=/path/to/uv" in done.stderr
+
+
+def test_find_uv_takes_a_recent_enough_uv_from_path(tmp_path: Path, uv: str) -> None:
+    done = find_uv_in(tmp_path, [Path(uv).parent])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"found {uv}"
