@@ -90,14 +90,17 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-# Under pytest-xdist (`./bin/test.sh` runs `--dist loadgroup`): each module stays on one worker,
-# so its module-scoped servers start once; the modules that use the Lambda zip (built once per
-# worker process, with the slow Terraform apply) share one worker, so it is built once.
-_ZIP_MODULES = {"test_packaging", "test_terraform", "test_start_all"}
+# Under pytest-xdist (`./bin/test.sh` runs `--dist loadgroup`) each module stays on one worker,
+# so its module-scoped servers and emulators start once, and no test runs twice. The slowest
+# modules go first, so that they do not start last on an otherwise idle machine.
+_SLOW_FIRST = ("test_terraform", "test_packaging", "test_start_all", "test_schema_fuzz")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        stem = Path(item.nodeid.split("::", 1)[0]).stem
+        return _SLOW_FIRST.index(stem) if stem in _SLOW_FIRST else len(_SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each module is kept
     for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "lambda-zip" if Path(path).stem in _ZIP_MODULES else path
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
