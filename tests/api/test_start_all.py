@@ -53,7 +53,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> httpx.Res
 
 def stop(process: subprocess.Popen[bytes]) -> int:
     os.killpg(process.pid, signal.SIGINT)
-    return process.wait(timeout=30)
+    return process.wait(timeout=60)
 
 
 def test_start_all_embedded_runs_once_and_serves(tmp_path, dataset_path):
@@ -208,8 +208,10 @@ def fake_docker_env(tmp_path: Path, scenario: str) -> dict[str, str]:
 
 
 def docker_calls(env: dict[str, str]) -> list[dict]:
-    lines = (Path(env["FAKE_DOCKER_DIR"]) / "calls.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    """The docker calls so far (complete lines only: the script may be writing one)."""
+    path = Path(env["FAKE_DOCKER_DIR"]) / "calls.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def posts(env: dict[str, str]) -> list[str]:
@@ -240,10 +242,12 @@ def test_docker_path_passes_ports_and_user_to_compose_and_stops_on_ctrl_c(tmp_pa
     process, port = start(["--dataset", str(dataset_path)], log, env)
     try:
         deadline = time.monotonic() + 600  # the first start builds the Lambda zip
-        while "serving until Ctrl-C" not in log.read_text():
+        # serving: the API logs followed; then a person's Ctrl-C, not one in the same instant
+        while not [call for call in docker_calls(env) if "--follow" in call["args"]]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
+        time.sleep(1)
     finally:
         code = stop(process)
     out = log.read_text()
