@@ -14,4 +14,4 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-.venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadgroup "$@"
+.venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -90,7 +90,7 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-# Under pytest-xdist (`./bin/test.sh` runs `--dist loadgroup`) each module stays on one worker,
+# Under pytest-xdist (`./bin/test.sh` runs `--dist loadfile`) each module stays on one worker,
 # so its module-scoped servers and emulators start once, and no test runs twice. The slowest
 # modules go first, so that they do not start last on an otherwise idle machine.
 _SLOW_FIRST = ("test_terraform", "test_packaging", "test_start_all", "test_schema_fuzz")
@@ -102,5 +102,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return _SLOW_FIRST.index(stem) if stem in _SLOW_FIRST else len(_SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the order inside each module is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))

@@ -52,8 +52,14 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> httpx.Res
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C to the script's process group; killed (and the test failed) if it hangs."""
     os.killpg(process.pid, signal.SIGINT)
-    return process.wait(timeout=60)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
 
 
 def test_start_all_embedded_runs_once_and_serves(tmp_path, dataset_path):
