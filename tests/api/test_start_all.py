@@ -213,6 +213,12 @@ def fake_docker_env(tmp_path: Path, scenario: str) -> dict[str, str]:
     }
 
 
+def fake_down(env: dict[str, str]) -> None:
+    """Stop the fake API the fake `docker compose up` started, if it runs."""
+    fake = [sys.executable, str(FAKE_DOCKER), "compose", "down"]
+    subprocess.run(fake, env={**os.environ, **env}, check=False)
+
+
 def docker_calls(env: dict[str, str]) -> list[dict]:
     """The docker calls so far (complete lines only: the script may be writing one)."""
     path = Path(env["FAKE_DOCKER_DIR"]) / "calls.jsonl"
@@ -255,7 +261,10 @@ def test_docker_path_passes_ports_and_user_to_compose_and_stops_on_ctrl_c(tmp_pa
             time.sleep(0.5)
         time.sleep(1)
     finally:
-        code = stop(process)
+        try:
+            code = stop(process)
+        finally:  # whatever happened, no fake API left running
+            fake_down(env)
     out = log.read_text()
     assert code == 0, out
     assert "==> run fake-run: R² 0.6529 (65.29%)" in out
@@ -280,8 +289,7 @@ def test_docker_path_reports_a_failed_run_from_its_one_post(tmp_path, dataset_pa
     try:
         done = run_script(["--dataset", str(dataset_path), "--port", str(free_port())], env=env)
     finally:  # the script leaves the stack up for `docker compose logs`: stop the fake API
-        fake = [sys.executable, str(FAKE_DOCKER), "compose", "down"]
-        subprocess.run(fake, env={**os.environ, **env}, check=False)
+        fake_down(env)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "error: the pipeline run failed (HTTP 502)" in done.stderr
     assert "FunctionFailedError" in done.stderr  # the first response's body
