@@ -31,7 +31,9 @@ def start(
     env = {**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), **(extra_env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(ROOT / "bin" / "start_all.sh"), "--port", str(port), *args],
+            # SIGINT at its default even if this test process inherited it ignored: bash
+            # cannot trap a signal that was ignored when it started
+            ["env", "--default-signal=INT", str(START_ALL), "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -57,9 +59,11 @@ def stop(process: subprocess.Popen[bytes]) -> int:
     try:
         return process.wait(timeout=60)
     except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        ignored = next(line for line in status.splitlines() if line.startswith("SigIgn"))
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        raise
+        raise AssertionError(f"start_all.sh ignored Ctrl-C for 60 s ({ignored})") from None
 
 
 def test_start_all_embedded_runs_once_and_serves(tmp_path, dataset_path):

@@ -73,8 +73,10 @@ def compose(args: list[str]) -> int:
         return 0
     if args[:1] == ["logs"]:
         print("fake logs")
-        if "--follow" in args:
-            time.sleep(300)
+        if "--follow" in args:  # until the stack is down, as compose does
+            deadline = time.monotonic() + 300
+            while (STATE / "api.pid").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
         return 0
     if args[:1] == ["down"]:
         pid = STATE / "api.pid"
