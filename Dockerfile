@@ -11,9 +11,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /build
 RUN python -m venv /opt/venv
-COPY pyproject.toml README.md ./
+# The locked versions (exported from uv.lock by ./bin/lock.sh, every hash checked), in a layer
+# of their own: a source change does not reinstall them. Then the package alone.
+COPY requirements.lock.txt ./
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock.txt
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN /opt/venv/bin/pip install --no-cache-dir .
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 
 FROM python:3.12-slim-bookworm

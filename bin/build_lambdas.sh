@@ -3,11 +3,14 @@
 #
 #   ./bin/build_lambdas.sh [OUT_ZIP]      default: lambdas/dist/local-ml-flow-lambda.zip
 #
-# Dependencies come from lambdas/requirements.txt as manylinux wheels for CPython 3.12
-# x86_64 (what the python3.12 Lambda runtime runs), whatever the build machine is.
+# Dependencies: lambdas/requirements.txt, exported from uv.lock (./bin/lock.sh) with every
+# version and hash pinned - the very versions the venv and the API run - installed by uv as
+# manylinux wheels for CPython 3.12 x86_64 (what the python3.12 Lambda runtime runs),
+# whatever the build machine is.
 # Environment:
-#   PYTHON                Python (>= 3.11) running pip and the packager
+#   PYTHON                Python (>= 3.11) running the packager (and installing uv if missing)
 #                         (default: .venv/bin/python if present, else python3)
+#   UV                    the uv to use (default: found or installed, see bin/lib/venv.sh)
 #   LMF_LAMBDA_BUILD_DIR  scratch directory, wiped before and after (default: lambdas/build)
 #   LMF_KEEP_BUILD=1      keep the unpacked tree in the scratch directory, to inspect it
 set -euo pipefail
@@ -19,25 +22,19 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
-# manylinux2014 (glibc 2.17) and every newer manylinux tag up to glibc 2.34, the glibc of
-# Amazon Linux 2023 under the python3.12 runtime: current numpy/scipy wheels are
-# manylinux_2_28 only, and stopping at manylinux2014 would pin the functions to older
-# releases than the API runs (a model pickled by one scikit-learn, read by another).
-PLATFORMS=(--platform manylinux2014_x86_64)
-for minor in $(seq 17 34); do
-    PLATFORMS+=(--platform "manylinux_2_${minor}_x86_64")
-done
+# shellcheck source=bin/lib/venv.sh
+. "$ROOT/bin/lib/venv.sh"
+find_uv
 
 PKG="$BUILD_DIR/package"
 rm -rf "$BUILD_DIR"
 mkdir -p "$PKG"
 
-echo "==> dependencies (CPython 3.12, manylinux x86_64 wheels) into $PKG"
-"$PYTHON" -m pip install \
-    --quiet --disable-pip-version-check --no-input --no-compile \
-    --target "$PKG" \
-    --implementation cp --python-version 3.12 --only-binary=:all: \
-    "${PLATFORMS[@]}" \
+# Any manylinux wheel up to glibc 2.34, the glibc of Amazon Linux 2023 under the python3.12
+# runtime (current numpy/scipy wheels are manylinux_2_28 only).
+echo "==> dependencies (uv.lock's versions; CPython 3.12, manylinux x86_64 wheels) into $PKG"
+"$UV" pip install --quiet --no-config --require-hashes --only-binary :all: --no-compile \
+    --target "$PKG" --python-version 3.12 --python-platform x86_64-manylinux_2_34 \
     -r "$ROOT/lambdas/requirements.txt"
 
 echo "==> local_ml_flow (without the API, the CLI and the embedded emulator)"

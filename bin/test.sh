@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv (if missing), installs the project with its dev extra,
-# then runs ruff, mypy, the import contracts (.importlinter) and pytest. Extra arguments go
-# to pytest. Exits non-zero on any failure.
+# The test command: syncs .venv with uv.lock (dev extra included), then runs ruff, mypy, the
+# import contracts (.importlinter) and pytest, the tests spread over the CPUs (pytest-xdist;
+# LMF_TEST_WORKERS=N to choose, 0 for none). Extra arguments go to pytest. Exits non-zero on
+# any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bin/lib/venv.sh
@@ -16,4 +17,4 @@ echo "==> mypy"
 echo "==> import contracts (.importlinter)"
 .venv/bin/lint-imports --no-cache
 echo "==> pytest"
-.venv/bin/pytest "$@"
+.venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadfile "$@"

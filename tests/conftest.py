@@ -1,4 +1,4 @@
-"""Shared fixtures: AWS credentials for the emulator, a real moto server over HTTP."""
+"""Shared fixtures: the reference dataset, AWS credentials for the emulator, a moto server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local_ml_flow import datasource
+from local_ml_flow.errors import DatasetFetchError
+from local_ml_flow.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASET = ROOT.parent / "shared" / "data" / "housing.csv"
+# Where the controller process put the dataset it found, for the pytest-xdist workers.
+_FOUND_DATASET = "_LMF_TESTS_DATASET"
 
 # Fake credentials: tests never talk to real AWS.
 os.environ.update(
@@ -63,12 +70,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def find_dataset() -> Path:
+    """The reference housing.csv (never committed), in the order of `datasource.locate`."""
+    settings = Settings(_env_file=None)
+    return datasource.locate(
+        explicit=settings.dataset_path,
+        shared=SHARED_DATASET,
+        cache_dir=settings.cache_dir,
+        url=settings.dataset_url,
+        expected_sha256=settings.dataset_sha256,
+        timeout_s=20,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Find the dataset once, before any test (and before xdist starts its workers).
+
+    Not found: one message saying how to provide it, instead of an error per test.
+    """
+    if os.environ.get(_FOUND_DATASET):
+        return  # an xdist worker: the controller found it
+    try:
+        os.environ[_FOUND_DATASET] = str(find_dataset())
+    except DatasetFetchError as exc:
+        sys.stderr.write(f"\nerror: {exc.message}\n\n")
+        pytest.exit("no reference dataset", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 @pytest.fixture(scope="session")
 def dataset_path() -> Path:
-    """The reference housing.csv from ../shared/data (never committed)."""
-    if not SHARED_DATASET.is_file():
-        pytest.fail(f"reference dataset missing: {SHARED_DATASET}")
-    return SHARED_DATASET
+    """The reference housing.csv, as found at the start of the session."""
+    return Path(os.environ[_FOUND_DATASET])
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +118,17 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+# Under pytest-xdist (`./bin/test.sh` runs `--dist loadfile`) each module stays on one worker,
+# so its module-scoped servers and emulators start once, and no test runs twice. The slowest
+# modules go first, so that they do not start last on an otherwise idle machine.
+_SLOW_FIRST = ("test_terraform", "test_packaging", "test_start_all", "test_schema_fuzz")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        stem = Path(item.nodeid.split("::", 1)[0]).stem
+        return _SLOW_FIRST.index(stem) if stem in _SLOW_FIRST else len(_SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each module is kept

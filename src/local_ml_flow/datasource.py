@@ -12,6 +12,7 @@ from pathlib import Path
 from local_ml_flow.errors import DatasetFetchError
 
 CACHE_NAME = "housing.csv"
+_LOCAL_COPY_HINT = " Point LMF_DATASET_PATH (or --dataset) at a local copy instead."
 _CHUNK = 1 << 16
 
 
@@ -57,8 +58,7 @@ def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float =
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DatasetFetchError(
-            f"cannot download the dataset from {url}: {reason}. Point LMF_DATASET_PATH"
-            " (or --dataset) at a local copy instead."
+            f"cannot download the dataset from {url}: {reason}.{_LOCAL_COPY_HINT}"
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -71,3 +71,39 @@ def resolve(path: Path | None, *, url: str, expected_sha256: str, cache_dir: Pat
             raise DatasetFetchError(f"dataset file {path} does not exist")
         return path
     return fetch(url, expected_sha256, cache_dir)
+
+
+def locate(
+    *,
+    explicit: Path | None,
+    shared: Path,
+    cache_dir: Path,
+    url: str,
+    expected_sha256: str,
+    timeout_s: float = 30,
+) -> Path:
+    """The reference dataset, looked for in order; one error naming every place and the fixes.
+
+    1. ``explicit`` (``LMF_DATASET_PATH``): used as given, an error if it does not exist;
+    2. ``shared`` (``../shared/data/housing.csv`` next to a checkout);
+    3. the fetch cache (``local-ml-flow dataset fetch``), when its sha256 matches;
+    4. a verified download into that cache.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise DatasetFetchError(f"LMF_DATASET_PATH={explicit} is not a file")
+        return explicit
+    if shared.is_file():
+        return shared
+    try:
+        return fetch(url, expected_sha256, cache_dir, timeout_s=timeout_s)
+    except DatasetFetchError as exc:
+        reason = exc.message.removesuffix(_LOCAL_COPY_HINT)
+        raise DatasetFetchError(
+            "the reference dataset housing.csv was not found. Looked at: LMF_DATASET_PATH (unset),"
+            f" {shared} (missing), the cache {cached_path(cache_dir)} (missing or not the"
+            f" pinned sha256), then the download: {reason}\nProvide it with one of:\n"
+            "  LMF_DATASET_PATH=/path/to/housing.csv (a local copy)\n"
+            f"  cp /path/to/housing.csv {shared}\n"
+            "  local-ml-flow dataset fetch (once, with network; fills the cache)"
+        ) from None

@@ -1,8 +1,10 @@
-"""`dataset fetch` against a loopback HTTP server: verified, cached, tampered file refused."""
+"""The reference dataset: fetched (verified, cached, tampered file refused) and located."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ import pytest
 
 from local_ml_flow import datasource
 from local_ml_flow.errors import DatasetFetchError
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -85,3 +87,104 @@ def test_cli_fetch(http_root, tmp_path, dataset_bytes):
     assert bad.returncode == 1
     assert "error: downloaded" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------- where the tests look --
+
+
+def locate(tmp_path: Path, url: str, sha: str, *, explicit: Path | None = None) -> Path:
+    return datasource.locate(
+        explicit=explicit,
+        shared=tmp_path / "shared" / "housing.csv",
+        cache_dir=tmp_path / "cache",
+        url=url,
+        expected_sha256=sha,
+        timeout_s=5,
+    )
+
+
+def test_locate_order_explicit_shared_cache_download(http_root, tmp_path, dataset_bytes):
+    url, root = http_root
+    sha = expected_sha(dataset_bytes)
+    # nothing local: the verified download, into the cache
+    found = locate(tmp_path, f"{url}/housing.csv", sha)
+    assert found == tmp_path / "cache" / "housing.csv"
+    (root / "housing.csv").unlink()
+    # the cache, without the network
+    assert locate(tmp_path, f"{url}/housing.csv", sha) == found
+    # the shared copy before the cache
+    shared = tmp_path / "shared" / "housing.csv"
+    shared.parent.mkdir()
+    shared.write_bytes(dataset_bytes)
+    assert locate(tmp_path, f"{url}/housing.csv", sha) == shared
+    # LMF_DATASET_PATH before everything
+    mine = tmp_path / "mine.csv"
+    mine.write_bytes(dataset_bytes)
+    assert locate(tmp_path, f"{url}/housing.csv", sha, explicit=mine) == mine
+
+
+def test_locate_refuses_a_missing_explicit_path(tmp_path, dataset_bytes):
+    with pytest.raises(DatasetFetchError, match=r"LMF_DATASET_PATH=.*not a file"):
+        locate(tmp_path, "http://127.0.0.1:9/x", "0" * 64, explicit=tmp_path / "nope.csv")
+
+
+def test_locate_with_nothing_says_how_to_provide_it(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/housing.csv"
+    with pytest.raises(DatasetFetchError) as caught:
+        locate(tmp_path, url, "0" * 64)
+    message = caught.value.message
+    for hint in ("LMF_DATASET_PATH=/path/to/housing.csv", "shared", "local-ml-flow dataset fetch"):
+        assert hint in message
+
+
+def plain_clone(tmp_path: Path) -> Path:
+    """The tests and what they read, without a ../shared next to them."""
+    repo = tmp_path / "clone" / "repo"
+    shutil.copytree(ROOT / "tests", repo / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", ".env.example"):
+        shutil.copy(ROOT / name, repo / name)
+    return repo
+
+
+def run_pytest(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LMF_", "_LMF_", "PYTEST"))}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        cwd=repo,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_plain_clone_without_the_dataset_stops_with_one_message(tmp_path):
+    repo = plain_clone(tmp_path)
+    done = run_pytest(
+        repo,
+        {
+            "LMF_DATASET_URL": f"http://127.0.0.1:{free_port()}/housing.csv",
+            "LMF_CACHE_DIR": str(tmp_path / "empty-cache"),
+        },
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, out
+    assert out.count("the reference dataset housing.csv was not found") == 1, out
+    assert "LMF_DATASET_PATH=/path/to/housing.csv" in out
+    assert " passed" not in out
+    assert " error" not in out
+
+
+def test_a_plain_clone_uses_lmf_dataset_path(tmp_path, dataset_path):
+    repo = plain_clone(tmp_path)
+    done = run_pytest(
+        repo,
+        {
+            "LMF_DATASET_PATH": str(dataset_path),
+            "LMF_DATASET_URL": f"http://127.0.0.1:{free_port()}/housing.csv",
+            "LMF_CACHE_DIR": str(tmp_path / "empty-cache"),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout

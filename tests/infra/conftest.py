@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -183,9 +184,26 @@ class LambdaZip:
 
 @pytest.fixture(scope="session")
 def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
-    """Build the Lambda zip once per session, into a temporary directory."""
-    work = tmp_path_factory.mktemp("lambda-build")
-    out = work / "local-ml-flow-lambda.zip"
+    """Build the Lambda zip once per session, into a temporary directory.
+
+    Under pytest-xdist the workers share it: the first one to need it builds it while the
+    others wait on a lock, in the session's temporary root that all workers have in common.
+    """
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    base = tmp_path_factory.getbasetemp().parent if shared else tmp_path_factory.getbasetemp()
+    work = base / "lambda-build"
+    work.mkdir(exist_ok=True)
+    with (work / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = work / "local-ml-flow-lambda.zip"
+        log = work / "build.log"
+        if not log.exists():
+            log.write_text(build_zip(work, out))
+        return LambdaZip(path=out, build_log=log.read_text())
+
+
+def build_zip(work: Path, out: Path) -> str:
+    """Run bin/build_lambdas.sh into `out`; its output."""
     env = {**os.environ, "PYTHON": sys.executable, "LMF_LAMBDA_BUILD_DIR": str(work / "build")}
     started = time.monotonic()
     proc = subprocess.run(
@@ -200,4 +218,4 @@ def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
     assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
     print(f"\n[build_lambdas.sh] {took:.1f} s\n{proc.stdout}")
     shutil.rmtree(work / "build", ignore_errors=True)
-    return LambdaZip(path=out, build_log=proc.stdout)
+    return proc.stdout

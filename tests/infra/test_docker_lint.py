@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def test_lambda_image_is_the_python312_base_with_a_real_handler_as_command() -> 
 
 def test_dockerignore_keeps_what_the_images_copy() -> None:
     patterns = (ROOT / ".dockerignore").read_text().split()
-    for needed in ("pyproject.toml", "README.md", "src/", "lambdas/requirements.txt"):
+    needed_files = ("pyproject.toml", "README.md", "LICENSE", "requirements.lock.txt")
+    for needed in (*needed_files, "src/", "lambdas/requirements.txt"):
         assert f"!{needed}" in patterns
 
 
@@ -122,6 +124,23 @@ def validate_compose(path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_compose_file_matches_the_compose_spec() -> None:
     proc = validate_compose(COMPOSE_FILE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    """Compose's own check where a Docker CLI with the compose plugin exists (no engine needed)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI here: the compose-spec schema check above stands in for it")
+    if subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("the docker CLI has no compose plugin: the schema check stands in for it")
+    proc = subprocess.run(
+        [docker, "compose", "--file", str(COMPOSE_FILE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -164,6 +183,29 @@ def test_terraform_applies_localstack_tfvars_once_localstack_is_healthy(
     mounts = " ".join(terraform["volumes"])
     assert "./terraform:" in mounts
     assert "./lambdas/dist:" in mounts
+
+
+def test_terraform_writes_as_the_invoking_user_into_bind_sources_the_script_creates(
+    compose: dict[str, Any],
+) -> None:
+    terraform = compose["services"]["terraform"]
+    assert terraform["user"] == "${LMF_UID:-1000}:${LMF_GID:-1000}"
+    assert "volumes" not in compose  # no named volume: those are created root-owned
+    script = (ROOT / "bin" / "start_all.sh").read_text()
+    made = re.search(r"^mkdir -p (lambdas/dist .+)$", script, re.MULTILINE)
+    assert made is not None
+    for mount in terraform["volumes"]:
+        source = mount.split(":")[0]
+        assert source.startswith("./")
+        assert source[2:] in made[1].split() or source == "./terraform", source
+    data_dir = terraform["environment"]["TF_DATA_DIR"]
+    assert any(mount.endswith(f":{data_dir}") for mount in terraform["volumes"])
+
+
+def test_host_ports_come_from_the_environment(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["api"]["ports"] == ["127.0.0.1:${LMF_API_PORT:-8000}:8000"]
+    assert services["localstack"]["ports"] == ["127.0.0.1:${LMF_LOCALSTACK_PORT:-4566}:4566"]
 
 
 def test_api_starts_after_terraform_succeeded_and_invokes_lambdas_on_localstack(

@@ -1,4 +1,4 @@
-"""The Lambda zip: contents, limits, reproducibility.
+"""The Lambda zip: contents, limits, versions, reproducibility.
 
 The zip is built once per session (bin/build_lambdas.sh, no Docker). That it really runs
 the pipeline is proven in test_terraform: applied with Terraform to MiniStack on CPython
@@ -7,6 +7,7 @@ the pipeline is proven in test_terraform: applied with Terraform to MiniStack on
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -153,3 +154,33 @@ def test_zip_holds_the_functions_and_only_what_they_need(lambda_zip: LambdaZip) 
     assert unzipped < LAMBDA_MAX_UNZIPPED
     assert f"unzipped: {unzipped / 1024 / 1024:.1f} MB" in lambda_zip.build_log
     assert "zipped:" in lambda_zip.build_log
+
+
+# ---------------------------------------------------------------- one lock -------------
+
+SHARED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib", "pydantic", "skops")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.slow
+def test_zip_and_venv_run_the_same_library_versions(lambda_zip: LambdaZip) -> None:
+    """A model written by the functions is read by the API with the very same libraries."""
+    with zipfile.ZipFile(lambda_zip.path) as zf:
+        metadata = [n for n in zf.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        in_zip: dict[str, str] = {}
+        for name in metadata:
+            headers = zf.read(name).decode()
+            dist = re.search(r"^Name: (.+)$", headers, re.MULTILINE)
+            version = re.search(r"^Version: (.+)$", headers, re.MULTILINE)
+            assert dist is not None
+            assert version is not None
+            in_zip[canonical(dist[1].strip())] = version[1].strip()
+    in_venv = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    for library in SHARED_LIBRARIES:
+        assert library in in_zip, f"{library} missing from the zip"
+        assert in_zip[library] == in_venv[library], library
+    shared = set(in_zip) & set(in_venv)
+    assert {name: in_zip[name] for name in shared} == {name: in_venv[name] for name in shared}

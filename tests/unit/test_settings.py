@@ -67,5 +67,6 @@ def test_no_home_directory_is_not_fatal(monkeypatch):
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.setattr("pathlib.Path.home", no_home)
+    monkeypatch.delenv("LMF_CACHE_DIR", raising=False)
     expected = Path(tempfile.gettempdir()) / "local-ml-flow"
     assert Settings(_env_file=None).cache_dir == expected
