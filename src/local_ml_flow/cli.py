@@ -73,6 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from local_ml_flow.api.server import serve
 
     settings = _load_settings()
+    if args.log_level or args.log_json:
+        chosen = {"log_level": args.log_level or settings.log_level}
+        chosen["log_json"] = args.log_json or settings.log_json
+        settings = settings.model_copy(update=chosen)
     return serve(
         settings,
         host=args.host or settings.api_host,
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    serve.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     first = serve.add_mutually_exclusive_group()
     first.add_argument(
         "--run-first",

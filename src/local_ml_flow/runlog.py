@@ -2,7 +2,8 @@
 
 A run writes its own files once under ``runs/<run_id>/``: ``queued.json`` (by a caller that
 starts it), ``request.json`` (ingestion started), ``manifest.json`` (trained), ``metrics.json``
-(scored), ``error.json`` (failed). It becomes current by one single-object write, the latest
+and ``predictions.json`` (scored: the test split's actual and predicted prices), ``error.json``
+(failed). It becomes current by one single-object write, the latest
 pointer, compare-and-swapped on its ETag so concurrent promoters cannot interleave. The
 seed-compatible root keys (``model.joblib``, ``x_test.joblib``, ``y_test.joblib``,
 ``score.txt``) are copies, each tagged with the run it came from, written before the pointer
@@ -51,6 +52,7 @@ QUEUED = "queued.json"
 REQUEST = "request.json"
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
+PREDICTIONS = "predictions.json"
 ERROR = "error.json"
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
@@ -123,6 +125,15 @@ class Metrics(_Document):
     rmse: Finite
     n_test: int
     score: str
+    evaluated_at: str
+
+
+class Predictions(_Document):
+    """A scored run's test split: actual and predicted prices, row by row (finite only)."""
+
+    run_id: RunId
+    y_true: list[Finite]
+    y_pred: list[Finite]
     evaluated_at: str
 
 
@@ -236,6 +247,24 @@ class RunLog:
             key = run_key(metrics.run_id, METRICS)
             self.store.put_json(self._data, key, metrics, once=True)
 
+    def write_predictions(self, predictions: Predictions) -> None:
+        """Keep a run's first predictions (written once, like its metrics)."""
+        if len(predictions.y_true) != len(predictions.y_pred):
+            raise InvalidRequestError("predictions: y_true and y_pred differ in length")
+        with contextlib.suppress(AlreadyExistsError):
+            key = run_key(predictions.run_id, PREDICTIONS)
+            self.store.put_json(self._data, key, predictions, once=True)
+
+    def predictions(self, run_id: str) -> Predictions:
+        """A scored run's test predictions; NotFound for an unknown run, NoModelError for one
+        not scored (or scored before predictions were kept)."""
+        try:
+            value: Predictions = self._get(run_id, PREDICTIONS, Predictions)
+        except KeyNotFoundError:
+            self.record(run_id)  # RunNotFoundError for an unknown run
+            raise NoModelError(f"run {run_id!r} has no stored test predictions") from None
+        return value
+
     def record_failure(
         self, run_id: str, stage: str, error_type: str, message: str, details: Any = None
     ) -> None:
@@ -299,13 +328,29 @@ class RunLog:
                 f"run {run_id!r} has test R² {r2:.4f}, below LMF_MIN_R2 = {self.min_r2}"
             )
 
-    def promote(self, run_id: str, manifest: Manifest | None = None) -> Pointer:
+    def make_current(self, run_id: str) -> Pointer:
+        """Make a succeeded run current again (roll back or forward) through ``promote``.
+
+        Only a run whose record says succeeded qualifies: a queued or running run is not
+        finished, a failed or corrupt one never becomes current (PromotionRefusedError). A
+        refusal here leaves the run's record as it was."""
+        record = self.record(run_id)
+        if record["status"] != "succeeded":
+            raise PromotionRefusedError(
+                f"run {run_id!r} is {record['status']}: only a succeeded run can become current"
+            )
+        return self.promote(run_id, record_failure=False)
+
+    def promote(
+        self, run_id: str, manifest: Manifest | None = None, *, record_failure: bool = True
+    ) -> Pointer:
         """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
         on its ETag. If another run was promoted meanwhile, that one stays current (this run
         counts as promoted, then superseded) and the root copies are made to follow it.
 
-        If it fails, the run is recorded as failed (stage promotion) unless the pointer did
-        move to it, and the root copies are repaired to name the current run again.
+        If it fails, the run is recorded as failed (stage promotion; unless ``record_failure``
+        is False, as for a rollback to a finished run) unless the pointer did move to it, and
+        the root copies are repaired to name the current run again.
         """
         try:
             return self._promote(run_id, manifest)
@@ -314,7 +359,8 @@ class RunLog:
                 pointer = self.latest()
                 if pointer is not None and pointer.run_id == run_id:
                     return pointer  # the pointer write landed; only its answer was lost
-            self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
+            if record_failure:
+                self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
             with contextlib.suppress(LocalMlFlowError):
                 self.repair()
             raise
