@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from local_ml_flow import __version__, bootstrap
-from local_ml_flow.api import access_log, assets, errors, limits
+from local_ml_flow.api import access_log, assets, errors, limits, responses
 from local_ml_flow.api.background import BackgroundRuns
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.dataset_pages import DatasetPages
@@ -82,6 +82,27 @@ def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
+            _validation_errors_as_ours(schema)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _validation_errors_as_ours(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 body (HTTPValidationError) on routes with parameters;
+    ours is the one error shape, with examples (``responses.errors``)."""
+    ours = responses.errors(422)[422]
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            documented = operation.get("responses", {}).get("422")
+            if documented is None or "HTTPValidationError" not in str(documented):
+                continue
+            operation["responses"]["422"] = {
+                "description": ours["description"],
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        **ours["content"]["application/json"],
+                    }
+                },
+            }
