@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -57,6 +58,10 @@ ERROR = "error.json"
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
 _REPAIR_ROUNDS = 8
+# Finished runs' records kept in memory (their documents are write-once), and how many run
+# records are read at once when listing.
+_RECORD_CACHE_SIZE = 10_000
+_READERS = 8
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
@@ -189,6 +194,8 @@ class RunLog:
         self.store = store
         self.stale_after_s = stale_after_s
         self.min_r2 = min_r2
+        # run id -> (its files' names, ETags and sizes; its record without "current")
+        self._finished: dict[str, tuple[tuple[tuple[str, str, int], ...], dict[str, Any]]] = {}
 
     @classmethod
     def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
@@ -461,19 +468,39 @@ class RunLog:
     def record(self, run_id: str) -> dict[str, Any]:
         """What is known of a run, from its own files: status, parameters, metrics, error."""
         listed = self.store.list_objects(self._data, run_key(run_id, ""))
-        files = {o.key.rsplit("/", 1)[-1] for o in listed}
+        files = {o.key.rsplit("/", 1)[-1]: o for o in listed}
         if REQUEST not in files and QUEUED not in files:
             raise RunNotFoundError(f"run {run_id!r} does not exist")
         return self._full_record(run_id, files, self._current())
 
-    def _full_record(self, run_id: str, files: set[str], current: str | None) -> dict[str, Any]:
-        """A run's record from the names of its files; a corrupt document makes it 'corrupt'."""
-        try:
-            record = self._record(run_id, files)
-        except CorruptStateError as exc:
-            record = _blank(run_id)
-            record["status"] = "corrupt"
-            record["error"] = {"stage": None, "type": "CorruptStateError", "message": exc.message}
+    def _full_record(
+        self, run_id: str, files: Mapping[str, StoredObject], current: str | None
+    ) -> dict[str, Any]:
+        """A run's record from its files; a corrupt document makes it 'corrupt'.
+
+        A finished run's record is kept in memory, keyed by its files' names, ETags and sizes:
+        its documents are written once, and any change to them (a new file, a rewritten one)
+        changes the key, so a kept record is never stale.
+        """
+        signature = tuple(sorted((name, o.etag, o.size) for name, o in files.items()))
+        kept = self._finished.get(run_id)
+        if kept is not None and kept[0] == signature and all(o.etag for o in files.values()):
+            record = dict(kept[1])
+        else:
+            try:
+                record = self._record(run_id, set(files))
+            except CorruptStateError as exc:
+                record = _blank(run_id)
+                record["status"] = "corrupt"
+                record["error"] = {
+                    "stage": None,
+                    "type": "CorruptStateError",
+                    "message": exc.message,
+                }
+            if record["status"] not in ("queued", "running"):
+                if len(self._finished) >= _RECORD_CACHE_SIZE:
+                    self._finished.pop(next(iter(self._finished)), None)
+                self._finished[run_id] = (signature, dict(record))
         record["current"] = run_id == current
         return record
 
@@ -532,7 +559,13 @@ class RunLog:
             cutoff = created[newest[limit - 1]]
             newest = [r for r in newest if created[r] >= cutoff]
         current = self._current()
-        records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
+        if len(newest) > 1:  # each record is a few small reads: overlap them
+            with ThreadPoolExecutor(max_workers=min(_READERS, len(newest))) as readers:
+                records = list(
+                    readers.map(lambda r: self._full_record(r, files[r], current), newest)
+                )
+        else:
+            records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
         records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
         return records[:limit]
 
@@ -558,16 +591,18 @@ def _error(failure: Failure) -> dict[str, Any]:
     }
 
 
-def _index(objects: list[StoredObject]) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """From a listing of ``runs/``: each run's file names, and when each run was first
+def _index(
+    objects: list[StoredObject],
+) -> tuple[dict[str, dict[str, StoredObject]], dict[str, str]]:
+    """From a listing of ``runs/``: each run's files by name, and when each run was first
     recorded (queued by a caller, or requested by ingestion)."""
-    files: dict[str, set[str]] = {}
+    files: dict[str, dict[str, StoredObject]] = {}
     created: dict[str, str] = {}
     for obj in objects:
         run_id, _, name = obj.key[len(RUNS_PREFIX) :].partition("/")
         if not name:
             continue  # runs/latest.json
-        files.setdefault(run_id, set()).add(name)
+        files.setdefault(run_id, {})[name] = obj
         if name in (QUEUED, REQUEST):
             created[run_id] = min(created.get(run_id, obj.last_modified), obj.last_modified)
     return files, created
