@@ -257,3 +257,13 @@ def test_json_log_lines(json_server: ApiServer):
     access = [line for line in lines if line["logger"] == "local_ml_flow.access"]
     assert any(a["path"] == "/ui/predict" and a["status"] == 200 for a in access), access
     assert {"time", "level", "message"} <= set(access[0])
+
+
+def test_dataset_page_names_the_current_file(client, dataset_bytes):
+    import hashlib
+
+    page = client.get("/ui/dataset").text
+    digest = hashlib.sha256(dataset_bytes).hexdigest()
+    assert digest in page
+    assert re.search(r'<td id="row-count">545</td>', page)
+    assert "furnishingstatus" in page

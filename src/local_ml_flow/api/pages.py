@@ -61,6 +61,13 @@ def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> 
 </main></body></html>"""
 
 
+def _when(timestamp: Any) -> str:
+    """``2026-11-26T09:47:08.410799Z`` as ``2026-11-26 09:47:08`` (UTC)."""
+    if not timestamp:
+        return DASH
+    return str(timestamp).replace("T", " ")[:19]
+
+
 def _status(record: Mapping[str, Any]) -> str:
     status = str(record.get("status"))
     current = ' <span class="badge current">current</span>' if record.get("current") else ""
@@ -102,7 +109,7 @@ def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: i
             f'<td class="num">{_fmt(m.get("r2"))}</td><td class="num">{_fmt(m.get("mae"))}</td>'
             f'<td class="num">{_fmt(m.get("rmse"))}</td>'
             f'<td class="mono">{e((r.get("dataset_sha256") or "")[:12]) or DASH}</td>'
-            f"<td>{e(r.get('created_at'))}</td><td>{e(r.get('finished_at') or DASH)}</td>"
+            f"<td>{e(_when(r.get('created_at')))}</td><td>{e(_when(r.get('finished_at')))}</td>"
             f'<td class="num">{_duration(r)}</td></tr>'
         )
     table = "".join(rows) or '<tr><td colspan="12">no runs yet: start one below</td></tr>'
@@ -119,7 +126,7 @@ def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: i
 <form id="compare" method="get" action="/ui/compare" class="inline">
 <button type="submit" id="compare-button" disabled>compare selected (2-4)</button></form>
 <table id="runs"><thead><tr><th></th><th>run</th><th>status</th><th>model</th>
-<th>features</th><th>R²</th><th>MAE</th><th>RMSE</th><th>dataset</th><th>created</th>
+<th>features</th><th>R²</th><th>MAE</th><th>RMSE</th><th>dataset</th><th>created (UTC)</th>
 <th>finished</th><th>duration</th></tr></thead><tbody>{table}</tbody></table>
 <p class="muted">{len(records)} run(s) shown (newest first, at most {limit}).</p>
 </section>""",

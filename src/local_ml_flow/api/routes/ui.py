@@ -76,8 +76,9 @@ def dataset_page(
     dataset_pages: DatasetPages = request.app.state.dataset_pages
     index, rows = dataset_pages.page(offset, PAGE_ROWS)
     history = [asdict(a) for a in datasets.history(store)]
-    current = next((h["sha256"] for h in history if h["current"]), None)
-    summary = {"bucket": store.data_bucket, "key": store.dataset_key, "sha256": current}
+    for version in history:  # a seeded file has no sha256 metadata: the index hashed it
+        version["current"] = version["current"] or version["sha256"] == index.sha256
+    summary = {"bucket": store.data_bucket, "key": store.dataset_key, "sha256": index.sha256}
     page = {
         "offset": offset,
         "limit": PAGE_ROWS,
