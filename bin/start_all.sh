@@ -97,6 +97,7 @@ run = json.load(open(sys.argv[1]))
 print(f"==> run {run['run_id']}: R² {run['metrics']['r2']:.4f} ({run['metrics']['score']})")
 PY
 say "API on http://localhost:8000  (Swagger UI: http://localhost:8000/docs)"
+say "dashboard: http://localhost:8000/ui"
 say "score: http://localhost:8000/result/local-ml-flow-data"
 say "serving until Ctrl-C (then docker compose down)"
 docker compose logs --follow api &
