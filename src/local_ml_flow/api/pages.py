@@ -255,10 +255,13 @@ def dataset_page(
     """The current dataset (rows, sha256, columns), a page of rows, history, upload."""
     offset, limit, total = int(page["offset"]), int(page["limit"]), int(page["row_count"])
     columns = []
+    seen: Mapping[str, str] = summary.get("columns") or {}
     for column in dataset.COLUMNS:
         rule = dataset.NUMBER_RULES.get(column)
         kind = rule.describe() if rule else "one of " + ", ".join(dataset.CHOICES[column])
-        columns.append(f"<tr><td>{e(column)}</td><td>{e(kind)}</td></tr>")
+        columns.append(
+            f"<tr><td>{e(column)}</td><td>{e(kind)}</td><td>{e(seen.get(column, DASH))}</td></tr>"
+        )
     values = page["values"]
     header = list(values[0]) if values else list(dataset.COLUMNS)
     preview = "".join(
@@ -287,7 +290,8 @@ def dataset_page(
 <tr><th>key</th><td>s3://{e(summary["bucket"])}/{e(summary["key"])}</td></tr>
 <tr><th>rows</th><td id="row-count">{_fmt(total)}</td></tr>
 <tr><th>sha256</th><td class="mono">{e(summary.get("sha256") or DASH)}</td></tr></table>
-<h2>Columns</h2><table><thead><tr><th>column</th><th>rule</th></tr></thead>
+<h2>Columns</h2><table id="columns"><thead><tr><th>column</th><th>rule</th><th>in this file</th>
+</tr></thead>
 <tbody>{"".join(columns)}</tbody></table></section>
 <section><h2>Upload a new dataset</h2>
 <form id="upload" enctype="multipart/form-data">

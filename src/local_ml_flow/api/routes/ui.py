@@ -15,11 +15,13 @@ from local_ml_flow.api.deps import RunsDep, StoreDep
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.errors import InvalidRequestError, LocalMlFlowError
 from local_ml_flow.events import RunId
-from local_ml_flow.ml import model
+from local_ml_flow.ml import dataset, model
+from local_ml_flow.storage import ArtifactStore
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 PAGE_ROWS = 20
+SUMMARY_MAX_BYTES = 5 * 1024 * 1024  # a column summary reads the whole file: small ones only
 
 
 @router.get("", response_class=HTMLResponse)
@@ -78,7 +80,12 @@ def dataset_page(
     history = [asdict(a) for a in datasets.history(store)]
     for version in history:  # a seeded file has no sha256 metadata: the index hashed it
         version["current"] = version["current"] or version["sha256"] == index.sha256
-    summary = {"bucket": store.data_bucket, "key": store.dataset_key, "sha256": index.sha256}
+    summary: dict[str, Any] = {
+        "bucket": store.data_bucket,
+        "key": store.dataset_key,
+        "sha256": index.sha256,
+    }
+    summary["columns"] = _column_summary(store, index.size)
     page = {
         "offset": offset,
         "limit": PAGE_ROWS,
@@ -91,3 +98,15 @@ def dataset_page(
 @router.get("/predict", response_class=HTMLResponse)
 def predict_page() -> HTMLResponse:
     return HTMLResponse(pages.predict_page(EXAMPLE_HOUSE))
+
+
+def _column_summary(store: ArtifactStore, size: int) -> dict[str, str]:
+    """Each column's range or counts, for a dataset small enough to read whole."""
+    if size > SUMMARY_MAX_BYTES:
+        return {}
+    blob = store.read(store.data_bucket, store.dataset_key)
+    try:
+        frame = dataset.parse_csv(blob.data, max_bytes=SUMMARY_MAX_BYTES, max_rows=10**6)
+    except LocalMlFlowError:
+        return {}  # an invalid file: its rows are still shown, and runs will say why
+    return dataset.column_summary(frame)
