@@ -166,6 +166,7 @@ run = json.load(open(sys.argv[1]))
 print(f"==> run {run['run_id']}: R² {run['metrics']['r2']:.4f} ({run['metrics']['score']})")
 PY
 say "API on http://localhost:$port  (Swagger UI: http://localhost:$port/docs)"
+say "dashboard: http://localhost:$port/ui"
 say "score: http://localhost:$port/result/local-ml-flow-data"
 aws_cli_hint "http://localhost:$edge_port"
 say "serving until Ctrl-C (then docker compose down: LocalStack keeps nothing across it)"

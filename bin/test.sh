@@ -16,5 +16,18 @@ echo "==> mypy"
 .venv/bin/mypy
 echo "==> import contracts (.importlinter)"
 .venv/bin/lint-imports --no-cache
+# --- browser tests (tests/browser) need a Chromium: Debian's package, never a download -------
+echo "==> chromium for the browser tests"
+if [ -z "${LMF_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "chromium is missing: apt-get install -y chromium"
+    { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
+      >/dev/null || echo "WARNING: could not install chromium: the browser tests will be SKIPPED" >&2
+  else
+    echo "WARNING: no chromium and no root apt-get: the browser tests will be SKIPPED" \
+      "(install chromium or set LMF_CHROMIUM)" >&2
+  fi
+fi
+# -------------------------------------------------------------------------------------------
 echo "==> pytest"
 .venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadfile "$@"

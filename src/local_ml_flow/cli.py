@@ -97,6 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _load_settings()
     _exit_on_sigterm(0)  # a requested stop of the server is a clean exit
+    if args.log_level or args.log_json:
+        chosen = {"log_level": args.log_level or settings.log_level}
+        chosen["log_json"] = args.log_json or settings.log_json
+        settings = settings.model_copy(update=chosen)
     return serve(
         settings,
         host=args.host or settings.api_host,
@@ -160,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
     serve.add_argument("--fresh", action="store_true", help=FRESH_HELP)
+    serve.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     first = serve.add_mutually_exclusive_group()
     first.add_argument(
         "--run-first",

@@ -9,6 +9,7 @@ turn a function error (``FunctionError`` + ``{"errorType", "errorMessage"}``) in
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
 Handler = Callable[[Any, Any], Mapping[str, Any]]
+logger = logging.getLogger("local_ml_flow.functions")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ def result_of(function_name: str, invocation: Invocation) -> dict[str, Any]:
             message = str(payload.get("errorMessage") or "")
         else:
             error_type, message = invocation.function_error, str(payload)
+        trace = payload.get("stackTrace") if isinstance(payload, Mapping) else None
+        lines = "".join(str(t) for t in trace) if isinstance(trace, list) else ""
+        # Server-side only: the client sees the type and message, never the traceback.
+        logger.warning(
+            "function %s failed: %s: %s%s",
+            function_name,
+            error_type,
+            message,
+            f"\nTraceback (in the function):\n{lines.rstrip()}" if lines else "",
+        )
         raise FunctionFailedError(function_name, error_type, message)
     if not isinstance(payload, dict):
         raise FunctionFailedError(

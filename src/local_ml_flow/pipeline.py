@@ -10,6 +10,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from local_ml_flow import __version__, datasets
@@ -35,6 +36,7 @@ from local_ml_flow.runlog import (
     Y_TEST_KEY,
     Manifest,
     Metrics,
+    Predictions,
     RunLog,
     Scores,
     run_key,
@@ -246,6 +248,16 @@ def _score(run_id: str, runs: RunLog) -> dict[str, Any]:
         n_test=metrics.n,
         score=metrics.score,
         evaluated_at=utc_now(),
+    )
+    with np.errstate(all="ignore"):
+        y_pred = loaded.model.predict(frame)
+    runs.write_predictions(
+        Predictions(
+            run_id=run_id,
+            y_true=[float(v) for v in y_test],
+            y_pred=[float(v) for v in y_pred],
+            evaluated_at=scored.evaluated_at,
+        )
     )
     runs.write_metrics(scored)
     runs.write_score_if_latest(run_id, metrics.score)

@@ -2,7 +2,8 @@
 
 A run writes its own files once under ``runs/<run_id>/``: ``queued.json`` (by a caller that
 starts it), ``request.json`` (ingestion started), ``manifest.json`` (trained), ``metrics.json``
-(scored), ``error.json`` (failed). It becomes current by one single-object write, the latest
+and ``predictions.json`` (scored: the test split's actual and predicted prices), ``error.json``
+(failed). It becomes current by one single-object write, the latest
 pointer, compare-and-swapped on its ETag so concurrent promoters cannot interleave. The
 seed-compatible root keys (``model.joblib``, ``x_test.joblib``, ``y_test.joblib``,
 ``score.txt``) are copies, each tagged with the run it came from, written before the pointer
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -51,10 +53,15 @@ QUEUED = "queued.json"
 REQUEST = "request.json"
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
+PREDICTIONS = "predictions.json"
 ERROR = "error.json"
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
 _REPAIR_ROUNDS = 8
+# Finished runs' records kept in memory (their documents are write-once), and how many run
+# records are read at once when listing.
+_RECORD_CACHE_SIZE = 10_000
+_READERS = 8
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
@@ -126,6 +133,15 @@ class Metrics(_Document):
     evaluated_at: str
 
 
+class Predictions(_Document):
+    """A scored run's test split: actual and predicted prices, row by row (finite only)."""
+
+    run_id: RunId
+    y_true: list[Finite]
+    y_pred: list[Finite]
+    evaluated_at: str
+
+
 class Failure(_Document):
     """A failed run: the stage, the error, where it came from."""
 
@@ -178,6 +194,8 @@ class RunLog:
         self.store = store
         self.stale_after_s = stale_after_s
         self.min_r2 = min_r2
+        # run id -> (its files' names, ETags and sizes; its record without "current")
+        self._finished: dict[str, tuple[tuple[tuple[str, str, int], ...], dict[str, Any]]] = {}
 
     @classmethod
     def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
@@ -235,6 +253,24 @@ class RunLog:
         with contextlib.suppress(AlreadyExistsError):
             key = run_key(metrics.run_id, METRICS)
             self.store.put_json(self._data, key, metrics, once=True)
+
+    def write_predictions(self, predictions: Predictions) -> None:
+        """Keep a run's first predictions (written once, like its metrics)."""
+        if len(predictions.y_true) != len(predictions.y_pred):
+            raise InvalidRequestError("predictions: y_true and y_pred differ in length")
+        with contextlib.suppress(AlreadyExistsError):
+            key = run_key(predictions.run_id, PREDICTIONS)
+            self.store.put_json(self._data, key, predictions, once=True)
+
+    def predictions(self, run_id: str) -> Predictions:
+        """A scored run's test predictions; NotFound for an unknown run, NoModelError for one
+        not scored (or scored before predictions were kept)."""
+        try:
+            value: Predictions = self._get(run_id, PREDICTIONS, Predictions)
+        except KeyNotFoundError:
+            self.record(run_id)  # RunNotFoundError for an unknown run
+            raise NoModelError(f"run {run_id!r} has no stored test predictions") from None
+        return value
 
     def record_failure(
         self, run_id: str, stage: str, error_type: str, message: str, details: Any = None
@@ -299,13 +335,29 @@ class RunLog:
                 f"run {run_id!r} has test R² {r2:.4f}, below LMF_MIN_R2 = {self.min_r2}"
             )
 
-    def promote(self, run_id: str, manifest: Manifest | None = None) -> Pointer:
+    def make_current(self, run_id: str) -> Pointer:
+        """Make a succeeded run current again (roll back or forward) through ``promote``.
+
+        Only a run whose record says succeeded qualifies: a queued or running run is not
+        finished, a failed or corrupt one never becomes current (PromotionRefusedError). A
+        refusal here leaves the run's record as it was."""
+        record = self.record(run_id)
+        if record["status"] != "succeeded":
+            raise PromotionRefusedError(
+                f"run {run_id!r} is {record['status']}: only a succeeded run can become current"
+            )
+        return self.promote(run_id, record_failure=False)
+
+    def promote(
+        self, run_id: str, manifest: Manifest | None = None, *, record_failure: bool = True
+    ) -> Pointer:
         """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
         on its ETag. If another run was promoted meanwhile, that one stays current (this run
         counts as promoted, then superseded) and the root copies are made to follow it.
 
-        If it fails, the run is recorded as failed (stage promotion) unless the pointer did
-        move to it, and the root copies are repaired to name the current run again.
+        If it fails, the run is recorded as failed (stage promotion; unless ``record_failure``
+        is False, as for a rollback to a finished run) unless the pointer did move to it, and
+        the root copies are repaired to name the current run again.
         """
         try:
             return self._promote(run_id, manifest)
@@ -314,7 +366,8 @@ class RunLog:
                 pointer = self.latest()
                 if pointer is not None and pointer.run_id == run_id:
                     return pointer  # the pointer write landed; only its answer was lost
-            self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
+            if record_failure:
+                self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
             with contextlib.suppress(LocalMlFlowError):
                 self.repair()
             raise
@@ -416,19 +469,39 @@ class RunLog:
     def record(self, run_id: str) -> dict[str, Any]:
         """What is known of a run, from its own files: status, parameters, metrics, error."""
         listed = self.store.list_objects(self._data, run_key(run_id, ""))
-        files = {o.key.rsplit("/", 1)[-1] for o in listed}
+        files = {o.key.rsplit("/", 1)[-1]: o for o in listed}
         if REQUEST not in files and QUEUED not in files:
             raise RunNotFoundError(f"run {run_id!r} does not exist")
         return self._full_record(run_id, files, self._current())
 
-    def _full_record(self, run_id: str, files: set[str], current: str | None) -> dict[str, Any]:
-        """A run's record from the names of its files; a corrupt document makes it 'corrupt'."""
-        try:
-            record = self._record(run_id, files)
-        except CorruptStateError as exc:
-            record = _blank(run_id)
-            record["status"] = "corrupt"
-            record["error"] = {"stage": None, "type": "CorruptStateError", "message": exc.message}
+    def _full_record(
+        self, run_id: str, files: Mapping[str, StoredObject], current: str | None
+    ) -> dict[str, Any]:
+        """A run's record from its files; a corrupt document makes it 'corrupt'.
+
+        A finished run's record is kept in memory, keyed by its files' names, ETags and sizes:
+        its documents are written once, and any change to them (a new file, a rewritten one)
+        changes the key, so a kept record is never stale.
+        """
+        signature = tuple(sorted((name, o.etag, o.size) for name, o in files.items()))
+        kept = self._finished.get(run_id)
+        if kept is not None and kept[0] == signature and all(o.etag for o in files.values()):
+            record = dict(kept[1])
+        else:
+            try:
+                record = self._record(run_id, set(files))
+            except CorruptStateError as exc:
+                record = _blank(run_id)
+                record["status"] = "corrupt"
+                record["error"] = {
+                    "stage": None,
+                    "type": "CorruptStateError",
+                    "message": exc.message,
+                }
+            if record["status"] not in ("queued", "running"):
+                if len(self._finished) >= _RECORD_CACHE_SIZE:
+                    self._finished.pop(next(iter(self._finished)), None)
+                self._finished[run_id] = (signature, dict(record))
         record["current"] = run_id == current
         return record
 
@@ -487,7 +560,13 @@ class RunLog:
             cutoff = created[newest[limit - 1]]
             newest = [r for r in newest if created[r] >= cutoff]
         current = self._current()
-        records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
+        if len(newest) > 1:  # each record is a few small reads: overlap them
+            with ThreadPoolExecutor(max_workers=min(_READERS, len(newest))) as readers:
+                records = list(
+                    readers.map(lambda r: self._full_record(r, files[r], current), newest)
+                )
+        else:
+            records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
         records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
         return records[:limit]
 
@@ -513,16 +592,18 @@ def _error(failure: Failure) -> dict[str, Any]:
     }
 
 
-def _index(objects: list[StoredObject]) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """From a listing of ``runs/``: each run's file names, and when each run was first
+def _index(
+    objects: list[StoredObject],
+) -> tuple[dict[str, dict[str, StoredObject]], dict[str, str]]:
+    """From a listing of ``runs/``: each run's files by name, and when each run was first
     recorded (queued by a caller, or requested by ingestion)."""
-    files: dict[str, set[str]] = {}
+    files: dict[str, dict[str, StoredObject]] = {}
     created: dict[str, str] = {}
     for obj in objects:
         run_id, _, name = obj.key[len(RUNS_PREFIX) :].partition("/")
         if not name:
             continue  # runs/latest.json
-        files.setdefault(run_id, set()).add(name)
+        files.setdefault(run_id, {})[name] = obj
         if name in (QUEUED, REQUEST):
             created[run_id] = min(created.get(run_id, obj.last_modified), obj.last_modified)
     return files, created

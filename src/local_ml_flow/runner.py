@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,10 +14,18 @@ from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
 
 Progress = Callable[[str], None]
+logger = logging.getLogger("local_ml_flow.runs")
 
 
 def _quiet(message: str) -> None:
     """Default progress callback: say nothing."""
+
+
+def queue_run(runs: RunLog, options: RunOptions) -> str:
+    """Record a new run as queued (before anything is invoked); returns its id."""
+    run_id = new_run_id()
+    runs.queue(run_id, options.model_dump(exclude_none=True))
+    return run_id
 
 
 def run_pipeline(
@@ -25,6 +35,7 @@ def run_pipeline(
     options: RunOptions,
     *,
     progress: Progress = _quiet,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Invoke ingestion then inference for a new run, then make it the latest; returns both
     results merged.
@@ -32,11 +43,46 @@ def run_pipeline(
     The run is promoted (latest pointer, root keys, score.txt) only once both functions
     succeeded. A failing function raises FunctionFailedError carrying the run id; the run
     is then recorded as failed in its own prefix (the function usually did so itself) and
-    the previous model and score stay.
+    the previous model and score stay. ``run_id``: a run already queued (``queue_run``).
     """
-    run_id = new_run_id()
     chosen = options.model_dump(exclude_none=True)
-    runs.queue(run_id, chosen)  # the run exists (queued) before anything is invoked
+    if run_id is None:
+        run_id = queue_run(runs, options)  # the run exists (queued) before anything is invoked
+    started = time.monotonic()
+    logger.info("run %s started: %s", run_id, chosen or "default parameters")
+    try:
+        result = _run(invoker, runs, settings, run_id, chosen, progress)
+    except LocalMlFlowError as exc:
+        logger.warning(
+            "run %s failed after %.1f s: %s: %s",
+            run_id,
+            time.monotonic() - started,
+            getattr(exc, "error_type", type(exc).__name__),
+            getattr(exc, "error_message", exc.message),
+        )
+        raise
+    except Exception:
+        logger.exception("run %s failed with an unexpected error", run_id)
+        raise
+    logger.info(
+        "run %s succeeded in %.1f s: R² %.4f, MAE %.0f, RMSE %.0f",
+        run_id,
+        time.monotonic() - started,
+        result["r2"],
+        result["mae"],
+        result["rmse"],
+    )
+    return result
+
+
+def _run(
+    invoker: Invoker,
+    runs: RunLog,
+    settings: Settings,
+    run_id: str,
+    chosen: dict[str, Any],
+    progress: Progress,
+) -> dict[str, Any]:
     stage = "ingestion"
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")

@@ -12,7 +12,7 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     model_refresh_s: Annotated[float, Field(ge=0)] = 1.0
+    # server logs: level, and one JSON object per line instead of text
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
 
     def run_defaults(self) -> RunParameters:
         """The configured defaults of a run's parameters."""
@@ -118,6 +121,11 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple):
             return [str(v).strip().lower().strip("[]") for v in value if str(v).strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("dataset_sha256")
     @classmethod

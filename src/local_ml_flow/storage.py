@@ -71,6 +71,7 @@ class StoredObject:
     key: str
     size: int
     last_modified: str
+    etag: str = ""
 
 
 class ArtifactStore:
@@ -187,6 +188,7 @@ class ArtifactStore:
                             key=obj["Key"],
                             size=int(obj.get("Size", 0)),
                             last_modified=obj["LastModified"].isoformat(),
+                            etag=str(obj.get("ETag", "")),
                         )
                     )
         return out

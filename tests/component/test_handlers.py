@@ -76,6 +76,7 @@ def test_run_artifacts_live_under_their_own_prefix(store, settings):
             "y_test.joblib",
             "manifest.json",
             "metrics.json",
+            "predictions.json",  # the test split's y_true and y_pred, for the charts
         )
     }
     models = {o.key for o in store.list_objects(settings.models_bucket, "runs/run-a/")}

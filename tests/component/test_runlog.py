@@ -149,3 +149,17 @@ def test_documents_are_typed(store, settings):
         runs.manifest("doc")
     assert runs.record("doc")["status"] == "corrupt"
     assert RunParameters().model == "linear"
+
+
+def test_listing_keeps_finished_records_until_a_document_changes(store, settings):
+    train(store, settings, "kept")
+    score(store, "kept")
+    runs = RunLog(store)
+    first = runs.list()
+    assert [r["status"] for r in first] == ["succeeded"]
+    assert "kept" in runs._finished  # a finished record is kept...
+    assert runs.list() == first  # ...and gives the same answer
+    # a rewritten document changes its ETag: the record is read again (and found corrupt)
+    store.s3.put_object(Bucket=store.data_bucket, Key="runs/kept/metrics.json", Body=b"{junk")
+    assert runs.list()[0]["status"] == "corrupt"
+    assert runs.record("kept")["status"] == "corrupt"

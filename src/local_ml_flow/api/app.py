@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from local_ml_flow import __version__, bootstrap
-from local_ml_flow.api import errors, limits
+from local_ml_flow.api import access_log, assets, errors, limits, responses
+from local_ml_flow.api.background import BackgroundRuns
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.routes import ROUTERS
@@ -21,7 +23,7 @@ DESCRIPTION = """
 Drive the local-ml-flow pipeline: the **ingestion** function trains a regression model on
 `housing.csv`, the **inference** function scores it. Start a run with `POST /pipeline/runs`,
 read the score with `GET /result/local-ml-flow-data`, predict with `POST /predict`.
-Every error is `{"error": {"type", "message", "details"?}}`.
+Every error is `{"error": {"type", "message", "details"?}}`. The dashboard is at [/ui](/ui).
 """
 
 
@@ -39,9 +41,11 @@ def create_app(
         runtime_ = app.state.runtime
         app.state.caches = Caches(runtime_.runs, runtime_.settings.model_refresh_s)
         app.state.dataset_pages = DatasetPages(runtime_.store)
+        app.state.background_runs = BackgroundRuns()
         try:
             yield
         finally:
+            app.state.background_runs.close()
             if owned is not None:
                 owned.close()
 
@@ -50,14 +54,18 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py from vendored assets (no CDN)
+        redoc_url=None,
     )
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount(assets.STATIC_URL, StaticFiles(directory=assets.STATIC_DIR), name="static")
 
     limits.install(app)
+    access_log.install(app)  # outermost: it sees every answer, the guard's refusals included
     _document_models(app, PredictRequest)
     return app
 
@@ -74,6 +82,27 @@ def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
+            _validation_errors_as_ours(schema)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _validation_errors_as_ours(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 body (HTTPValidationError) on routes with parameters;
+    ours is the one error shape, with examples (``responses.errors``)."""
+    ours = responses.errors(422)[422]
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            documented = operation.get("responses", {}).get("422")
+            if documented is None or "HTTPValidationError" not in str(documented):
+                continue
+            operation["responses"]["422"] = {
+                "description": ours["description"],
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                        **ours["content"]["application/json"],
+                    }
+                },
+            }

@@ -9,6 +9,7 @@ last few ranges read are kept too: asking for them again costs one HEAD (the ETa
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import threading
@@ -34,6 +35,7 @@ class DatasetIndex:
     rows: int
     size: int
     offsets: list[int]  # offsets[k]: byte where row k * STRIDE starts
+    sha256: str = ""  # of the whole file (the same pass)
 
 
 def build_index(etag: str, chunks: Iterable[bytes]) -> DatasetIndex:
@@ -47,6 +49,7 @@ def build_index(etag: str, chunks: Iterable[bytes]) -> DatasetIndex:
     head = bytearray()
     rows = 0
     offsets: list[int] = []
+    digest = hashlib.sha256()
 
     def record(begin: int, end: int) -> None:
         nonlocal header_end, rows
@@ -60,6 +63,7 @@ def build_index(etag: str, chunks: Iterable[bytes]) -> DatasetIndex:
             rows += 1
 
     for chunk in chunks:
+        digest.update(chunk)
         if header_end is None and len(head) < _HEADER_MAX_BYTES:
             head += chunk
         for match in _TOKENS.finditer(chunk):
@@ -81,7 +85,7 @@ def build_index(etag: str, chunks: Iterable[bytes]) -> DatasetIndex:
     if header_end is not None:
         text = bytes(head[:header_end]).decode("utf-8-sig", errors="replace")
         header = next(csv.reader(io.StringIO(text, newline="")), [])
-    return DatasetIndex(etag, header, rows, base, offsets)
+    return DatasetIndex(etag, header, rows, base, offsets, digest.hexdigest())
 
 
 class DatasetPages:

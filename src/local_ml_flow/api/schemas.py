@@ -50,6 +50,7 @@ class RootResponse(BaseModel):
     version: str
     mode: Literal["embedded", "localstack", "aws"]
     docs: str
+    dashboard: str = Field("/ui", description="the dashboard (runs, charts, rollback)")
     endpoints: list[Link]
 
 
@@ -115,6 +116,25 @@ class ResultResponse(BaseModel):
 class RunRequest(RunOptions):
     """Optional parameters of a pipeline run; absent fields take the configured defaults."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "linear", "feature_set": "all", "test_size": 0.2}]
+        }
+    )
+
+
+RUN_REQUEST_EXAMPLES: dict[str, Any] = {
+    "linear": {
+        "summary": "linear regression on every feature",
+        "value": {"model": "linear", "feature_set": "all", "test_size": 0.2, "random_state": 42},
+    },
+    "boosting": {
+        "summary": "gradient boosting on the seed's yes/no features",
+        "value": {"model": "gradient_boosting", "feature_set": "seed", "test_size": 0.25},
+    },
+    "defaults": {"summary": "the configured defaults", "value": {}},
+}
+
 
 class RunMetrics(BaseModel):
     r2: float
@@ -152,6 +172,15 @@ class Run(BaseModel):
 
 class RunsResponse(BaseModel):
     runs: list[Run]
+
+
+class PredictionsResponse(BaseModel):
+    """A scored run's test split: actual and predicted price of each row, in the same order."""
+
+    run_id: str
+    y_true: list[float]
+    y_pred: list[float]
+    evaluated_at: str
 
 
 # The first house of housing.csv, without its price (13,300,000).

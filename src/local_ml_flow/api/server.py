@@ -8,7 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from local_ml_flow import bootstrap
-from local_ml_flow.api import limits
+from local_ml_flow.api import access_log, limits
 from local_ml_flow.api.app import create_app
 from local_ml_flow.events import RunOptions
 from local_ml_flow.runner import run_pipeline
@@ -35,6 +35,7 @@ def serve(
 
     ``run_first`` None: run the pipeline once when the embedded stack has no model yet.
     """
+    access_log.configure(settings.log_level, settings.log_json)
     runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path, fresh=fresh)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
@@ -50,6 +51,7 @@ def serve(
             _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")
         base = f"http://{'localhost' if host in {'0.0.0.0', '127.0.0.1'} else host}:{port}"
         _say(f"API on {base}  (Swagger UI: {base}/docs)")
+        _say(f"dashboard: {base}/ui")
         _say(f"score: {base}/result/{settings.data_bucket}")
         app = create_app(runtime)
         # Start-up objects (libraries, the emulator) live as long as the process: keep the
@@ -60,7 +62,8 @@ def serve(
             app,
             host=host,
             port=port,
-            log_level="info",
+            log_level=settings.log_level.lower(),
+            log_config=None,  # access_log.configure did it; our middleware logs requests
             access_log=False,
             http=limits.header_deadline_protocol(settings.header_timeout_s),
             timeout_keep_alive=KEEP_ALIVE_S,

@@ -448,3 +448,21 @@ def encode_houses(houses: Sequence[Mapping[str, Any]], feature_set: str) -> np.n
 def _word(value: Any) -> str | None:
     """A text value stripped and lower-cased; None for anything that is not text."""
     return value.strip().lower() if isinstance(value, str) else None
+
+
+def column_summary(frame: pd.DataFrame) -> dict[str, str]:
+    """One line per known column: min / mean / max of a number, counts of each choice."""
+    out: dict[str, str] = {}
+    for column in COLUMNS:
+        if column not in frame.columns:
+            continue
+        if column in NUMBER_RULES:
+            values = _numbers(frame[column]).dropna()
+            if len(values):
+                out[column] = (
+                    f"min {values.min():,.0f} · mean {values.mean():,.1f} · max {values.max():,.0f}"
+                )
+        else:
+            counts = _words(frame[column]).value_counts()
+            out[column] = " · ".join(f"{word} {n}" for word, n in counts.items())
+    return out

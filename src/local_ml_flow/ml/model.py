@@ -157,3 +157,13 @@ def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
             rmse=float(np.sqrt(mean_squared_error(y, predicted))),
             n=len(y),
         )
+
+
+def weights(fitted: Any) -> tuple[str, list[float]] | None:
+    """A fitted model's weight per feature: ("coefficient", coef_) for linear models,
+    ("importance", feature_importances_) for trees; None when it has neither."""
+    for kind, attribute in (("coefficient", "coef_"), ("importance", "feature_importances_")):
+        values = getattr(fitted, attribute, None)
+        if values is not None:
+            return kind, [float(v) for v in np.ravel(values)]
+    return None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import datasets
+from local_ml_flow.api import responses
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
@@ -17,7 +18,6 @@ from local_ml_flow.api.schemas import (
     DatasetsResponse,
     DatasetUploadResponse,
     DatasetVersion,
-    ErrorResponse,
     ModelObject,
     ModelsResponse,
 )
@@ -26,13 +26,17 @@ from local_ml_flow.errors import UploadTooLargeError
 router = APIRouter(prefix="/bucket", tags=["buckets"])
 
 
-@router.get("/get-all-buckets", response_model=BucketsResponse)
+@router.get(
+    "/get-all-buckets", response_model=BucketsResponse, responses=responses.errors(*responses.READ)
+)
 def get_all_buckets(store: StoreDep) -> BucketsResponse:
     """Every bucket."""
     return BucketsResponse(buckets=store.list_buckets())
 
 
-@router.get("/get-all-models", response_model=ModelsResponse)
+@router.get(
+    "/get-all-models", response_model=ModelsResponse, responses=responses.errors(*responses.READ)
+)
 def get_all_models(store: StoreDep) -> ModelsResponse:
     """Every model artifact (``*.joblib``) in the models bucket, latest and per run."""
     objects = store.list_objects(store.models_bucket)
@@ -45,7 +49,11 @@ def get_all_models(store: StoreDep) -> ModelsResponse:
     )
 
 
-@router.get("/dataset", response_model=DatasetResponse, responses={404: {"model": ErrorResponse}})
+@router.get(
+    "/dataset",
+    response_model=DatasetResponse,
+    responses=responses.errors(*responses.READ, 404, 422),
+)
 def get_dataset(
     request: Request,
     store: StoreDep,
@@ -67,7 +75,9 @@ def get_dataset(
     )
 
 
-@router.get("/datasets", response_model=DatasetsResponse)
+@router.get(
+    "/datasets", response_model=DatasetsResponse, responses=responses.errors(*responses.READ)
+)
 def get_datasets(store: StoreDep) -> DatasetsResponse:
     """Every accepted dataset (the archive, keyed by sha256), newest first."""
     return DatasetsResponse(datasets=[DatasetVersion(**asdict(a)) for a in datasets.history(store)])
@@ -76,7 +86,7 @@ def get_datasets(store: StoreDep) -> DatasetsResponse:
 @router.put(
     "/dataset",
     response_model=DatasetUploadResponse,
-    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=responses.errors(*responses.WRITE),
 )
 async def put_dataset(
     store: StoreDep,

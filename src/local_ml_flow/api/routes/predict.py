@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches
-from local_ml_flow.api.schemas import ErrorResponse, PredictRequest, PredictResponse
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE, PredictRequest, PredictResponse
 from local_ml_flow.ml import dataset
 
 router = APIRouter(tags=["predict"])
@@ -19,7 +20,24 @@ _BODY_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                "examples": {
+                    "one house": {
+                        "summary": "the first house of housing.csv (sold for 13,300,000)",
+                        "value": {"houses": [EXAMPLE_HOUSE]},
+                    },
+                    "two houses": {
+                        "summary": "two houses at once",
+                        "value": {
+                            "houses": [
+                                EXAMPLE_HOUSE,
+                                {**EXAMPLE_HOUSE, "area": 3000, "airconditioning": "no"},
+                            ]
+                        },
+                    },
+                },
+            }
         },
     }
 }
@@ -28,7 +46,9 @@ _BODY_SCHEMA = {
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses={409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=responses.errors(
+        *responses.WRITE, 409, only={409: ("NoModelError", "ModelVersionError")}
+    ),
     openapi_extra=_BODY_SCHEMA,
 )
 async def predict(request: Request) -> Response:

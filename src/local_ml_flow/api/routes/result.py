@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from local_ml_flow.api import responses
 from local_ml_flow.api.deps import CachesDep
-from local_ml_flow.api.schemas import ErrorResponse, ResultResponse
+from local_ml_flow.api.schemas import ResultResponse
 from local_ml_flow.errors import NotFoundError
 
 router = APIRouter(prefix="/result", tags=["result"])
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/result", tags=["result"])
 @router.get(
     "/{bucket_name}",
     response_model=ResultResponse,
-    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+    responses=responses.errors(*responses.READ, 404, 409, only={409: ("NoModelError",)}),
 )
 async def get_result(bucket_name: str, caches: CachesDep) -> ResultResponse:
     """The current run's score (as in ``score.txt``) of the data bucket; other buckets are 404."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 
 from local_ml_flow import __version__
 from local_ml_flow.api.deps import RuntimeDep
@@ -11,9 +12,15 @@ from local_ml_flow.api.schemas import Link, RootResponse
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/", response_model=RootResponse)
-def read_root(request: Request, runtime: RuntimeDep) -> RootResponse:
-    """App name, version, mode and links to every endpoint."""
+@router.get(
+    "/",
+    response_model=RootResponse,
+    responses={307: {"description": "a browser (Accept: text/html) is sent to the dashboard"}},
+)
+def read_root(request: Request, runtime: RuntimeDep) -> RootResponse | Response:
+    """App name, version, mode and links to every endpoint; browsers go to /ui."""
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/ui", status_code=307)
     links = [
         Link(
             method=method.upper(),

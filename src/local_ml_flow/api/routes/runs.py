@@ -1,19 +1,29 @@
-"""Pipeline runs: start one (ingestion then inference), list them, read one."""
+"""Pipeline runs: start one (ingestion then inference), list them, read one, its test
+predictions, and make one current (rollback)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
+from local_ml_flow.api import responses
+from local_ml_flow.api.background import BackgroundRuns
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
-from local_ml_flow.api.schemas import ErrorResponse, Run, RunRequest, RunsResponse
+from local_ml_flow.api.schemas import (
+    RUN_REQUEST_EXAMPLES,
+    PredictionsResponse,
+    Run,
+    RunRequest,
+    RunsResponse,
+)
 from local_ml_flow.events import RunId
-from local_ml_flow.runner import run_pipeline
+from local_ml_flow.runner import queue_run, run_pipeline
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
-RunIdPath = Annotated[RunId, Path(description="a run id")]
+RunIdPath = Annotated[RunId, Path(description="a run id", examples=["20260101T120000Z-3f2a9c1b"])]
 
 
 @router.post(
@@ -21,27 +31,59 @@ RunIdPath = Annotated[RunId, Path(description="a run id")]
     status_code=201,
     response_model=Run,
     responses={
-        422: {"model": ErrorResponse},
-        502: {"model": ErrorResponse, "description": "a function failed; the run is recorded"},
-        503: {"model": ErrorResponse},
+        202: {
+            "model": Run,
+            "description": "started without waiting (`?wait=false` or `Prefer: respond-async`):"
+            " the run as queued; `Location` is where to follow it",
+            "headers": {"Location": {"description": "the run", "schema": {"type": "string"}}},
+        },
+        **responses.errors(*responses.WRITE, 409),
     },
 )
 def start_run(
+    request: Request,
+    response: Response,
     runs: RunsDep,
     invoker: InvokerDep,
     settings: SettingsDep,
     caches: CachesDep,
-    body: Annotated[RunRequest | None, Body()] = None,
+    body: Annotated[RunRequest | None, Body(openapi_examples=RUN_REQUEST_EXAMPLES)] = None,
+    wait: Annotated[
+        bool,
+        Query(description="false: answer 202 at once and run in the background"),
+    ] = True,
+    prefer: Annotated[
+        str | None,
+        Header(description="`respond-async`: the same as `wait=false` (RFC 7240)"),
+    ] = None,
 ) -> Run:
-    """Run ingestion then inference; returns the run record."""
+    """Run ingestion then inference and make the run current; returns the run record (201).
+
+    Without waiting the answer is 202 with the queued run and a `Location` to poll:
+    its status goes queued -> running -> succeeded (or failed)."""
+    options = body or RunRequest()
+    if not wait or (prefer is not None and "respond-async" in prefer.lower()):
+        run_id = queue_run(runs, options)
+        background: BackgroundRuns = request.app.state.background_runs
+
+        def work() -> None:
+            try:
+                run_pipeline(invoker, runs, settings, options, run_id=run_id)
+            finally:
+                caches.invalidate()
+
+        background.submit(run_id, work)
+        response.status_code = 202
+        response.headers["Location"] = f"/pipeline/runs/{run_id}"
+        return Run.model_validate(runs.record(run_id))
     try:
-        result = run_pipeline(invoker, runs, settings, body or RunRequest())
+        result = run_pipeline(invoker, runs, settings, options)
     finally:
         caches.invalidate()
     return Run.model_validate(runs.record(result["run_id"]))
 
 
-@router.get("/runs", response_model=RunsResponse)
+@router.get("/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ))
 def list_runs(
     runs: RunsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -50,7 +92,35 @@ def list_runs(
     return RunsResponse(runs=[Run.model_validate(r) for r in runs.list(limit)])
 
 
-@router.get("/runs/{run_id}", response_model=Run, responses={404: {"model": ErrorResponse}})
+@router.get("/runs/{run_id}", response_model=Run, responses=responses.errors(*responses.READ, 404))
 def get_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     """One run (404 if unknown)."""
     return Run.model_validate(runs.record(run_id))
+
+
+@router.get(
+    "/runs/{run_id}/predictions",
+    response_model=PredictionsResponse,
+    responses=responses.errors(*responses.READ, 404, 409, only={409: ("NoModelError",)}),
+)
+def get_predictions(run_id: RunIdPath, runs: RunsDep) -> PredictionsResponse:
+    """A scored run's test split: actual (`y_true`) and predicted (`y_pred`) prices; 409 for a
+    run not scored."""
+    return PredictionsResponse.model_validate(runs.predictions(run_id).model_dump())
+
+
+@router.post(
+    "/runs/{run_id}/promote",
+    response_model=Run,
+    responses=responses.errors(
+        400, 403, 404, 409, 502, 503, only={409: ("PromotionRefusedError", "ConcurrentUpdateError")}
+    ),
+)
+async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Run:
+    """Make a succeeded run current again (rollback): /predict and /result serve it next.
+    A queued, running, failed, corrupt or non-finite run is refused (409)."""
+    try:
+        await run_in_threadpool(runs.make_current, run_id)
+    finally:
+        caches.invalidate()
+    return Run.model_validate(await run_in_threadpool(runs.record, run_id))

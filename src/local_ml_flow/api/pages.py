@@ -1,0 +1,336 @@
+"""The dashboard's HTML, rendered on the server (no template engine): escaped, small, no CDN.
+
+Each page is one HTML document with the app's own CSS and JS (``static/ui``) and, where it
+draws charts, the vendored uPlot. Data the browser needs later is fetched from the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from local_ml_flow.api import assets
+from local_ml_flow.ml import dataset
+
+DASH = "\u2013"  # an empty cell
+STATUSES = ("queued", "running", "succeeded", "failed", "corrupt")
+
+
+def e(value: object) -> str:
+    """Escape anything for HTML text or an attribute."""
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> str:
+    """A whole page: navigation, the app's CSS/JS, uPlot when it draws charts."""
+    links = [("/ui", "Runs"), ("/ui/dataset", "Dataset"), ("/ui/predict", "Predict")]
+    nav = "".join(
+        f'<a href="{href}"{" class=active" if name == active else ""}>{name}</a>'
+        for href, name in links
+    )
+    chart_head = (
+        f'<link rel="stylesheet" href="{assets.UPLOT_CSS}">'
+        f'<script src="{assets.UPLOT_JS}" defer></script>'
+        if charts
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)} · local-ml-flow</title>
+<link rel="icon" href="{assets.FAVICON}">
+<link rel="stylesheet" href="{assets.UI_CSS}">{chart_head}
+<script src="{assets.UI_JS}" defer></script>
+</head><body>
+<header><strong>local-ml-flow</strong><nav>{nav}<a href="/docs">API docs</a>
+<a href="/redoc">ReDoc</a></nav></header>
+<main><h1>{e(title)}</h1>
+{body}
+</main></body></html>"""
+
+
+def _when(timestamp: Any) -> str:
+    """``2026-11-26T09:47:08.410799Z`` as ``2026-11-26 09:47:08`` (UTC)."""
+    if not timestamp:
+        return DASH
+    return str(timestamp).replace("T", " ")[:19]
+
+
+def _status(record: Mapping[str, Any]) -> str:
+    status = str(record.get("status"))
+    current = ' <span class="badge current">current</span>' if record.get("current") else ""
+    return f'<span class="status {e(status)}">{e(status)}</span>{current}'
+
+
+def _duration(record: Mapping[str, Any]) -> str:
+    from datetime import datetime
+
+    start, end = record.get("created_at"), record.get("finished_at")
+    if not start or not end:
+        return DASH
+    try:
+        seconds = (
+            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+            - datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        ).total_seconds()
+    except ValueError:
+        return DASH
+    return f"{seconds:.1f} s"
+
+
+def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: int) -> str:
+    """The runs table (newest first), a status filter, compare 2-4, start a run."""
+    options = "".join(
+        f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES
+    )
+    rows = []
+    for r in records:
+        m = r.get("metrics") or {}
+        p = r.get("parameters") or {}
+        run_id = e(r["run_id"])
+        rows.append(
+            f'<tr data-status="{e(r.get("status"))}">'
+            f'<td><input type="checkbox" name="run" value="{run_id}" form="compare"'
+            f' aria-label="compare {run_id}"></td>'
+            f'<td><a href="/ui/runs/{run_id}">{run_id}</a></td><td>{_status(r)}</td>'
+            f"<td>{e(p.get('model'))}</td><td>{e(p.get('feature_set'))}</td>"
+            f'<td class="num">{_fmt(m.get("r2"))}</td><td class="num">{_fmt(m.get("mae"))}</td>'
+            f'<td class="num">{_fmt(m.get("rmse"))}</td>'
+            f'<td class="mono">{e((r.get("dataset_sha256") or "")[:12]) or DASH}</td>'
+            f"<td>{e(_when(r.get('created_at')))}</td><td>{e(_when(r.get('finished_at')))}</td>"
+            f'<td class="num">{_duration(r)}</td></tr>'
+        )
+    table = "".join(rows) or '<tr><td colspan="12">no runs yet: start one below</td></tr>'
+    return layout(
+        "Runs",
+        f"""
+<section class="panel"><h2>Start a run</h2>{start_form()}</section>
+<section>
+<form method="get" action="/ui" class="inline">
+<label>status <select name="status" onchange="this.form.submit()">
+<option value="">all</option>{options}</select></label>
+<input type="hidden" name="limit" value="{limit}">
+<noscript><button>filter</button></noscript></form>
+<form id="compare" method="get" action="/ui/compare" class="inline">
+<button type="submit" id="compare-button" disabled>compare selected (2-4)</button></form>
+<table id="runs"><thead><tr><th></th><th>run</th><th>status</th><th>model</th>
+<th>features</th><th>R²</th><th>MAE</th><th>RMSE</th><th>dataset</th><th>created (UTC)</th>
+<th>finished</th><th>duration</th></tr></thead><tbody>{table}</tbody></table>
+<p class="muted">{len(records)} run(s) shown (newest first, at most {limit}).</p>
+</section>""",
+        active="Runs",
+    )
+
+
+def start_form() -> str:
+    from local_ml_flow.events import RunParameters
+    from local_ml_flow.ml.model import MODEL_KINDS
+
+    defaults = RunParameters()
+    models = "".join(
+        f"<option{' selected' if m == defaults.model else ''}>{e(m)}</option>" for m in MODEL_KINDS
+    )
+    sets = "".join(
+        f"<option{' selected' if f == defaults.feature_set else ''}>{e(f)}</option>"
+        for f in dataset.FEATURE_SETS
+    )
+    return f"""<form id="start-run" class="grid">
+<label>model <select name="model">{models}</select></label>
+<label>feature set <select name="feature_set">{sets}</select></label>
+<label>test size <input name="test_size" type="number" step="0.01" min="0.01" max="0.99"
+ value="{defaults.test_size}"></label>
+<label>random state <input name="random_state" type="number" step="1" min="0"
+ value="{defaults.random_state}"></label>
+<button type="submit">start run</button></form>
+<div id="run-progress" aria-live="polite"></div>"""
+
+
+def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
+    return "".join(f"<tr><th>{e(k)}</th><td>{e(_fmt(v))}</td></tr>" for k, v in pairs)
+
+
+def run_page(
+    record: Mapping[str, Any],
+    train: Mapping[str, Any] | None,
+    weights: tuple[str, list[tuple[str, float]]] | None,
+    note: str | None,
+) -> str:
+    """One run: parameters, metrics, features and weights, charts, error, make current."""
+    run_id = str(record["run_id"])
+    metrics = record.get("metrics") or {}
+    parts = [
+        f"<p>{_status(record)} · created {e(record.get('created_at'))}"
+        f" · finished {e(record.get('finished_at') or DASH)} · {_duration(record)}</p>"
+    ]
+    if record.get("status") == "succeeded" and not record.get("current"):
+        parts.append(
+            f'<p><button id="make-current" data-run="{e(run_id)}">make current</button>'
+            ' <span id="promote-result" aria-live="polite"></span></p>'
+        )
+    error = record.get("error")
+    if error:
+        parts.append(
+            f'<div class="error-box"><strong>{e(error.get("type"))}</strong>'
+            f" at {e(error.get('stage') or '?')}: {e(error.get('message'))}</div>"
+        )
+    test = [(k, metrics.get(k)) for k in ("r2", "mae", "rmse", "n_test", "n_train")]
+    train_rows = [(k, (train or {}).get(k)) for k in ("r2", "mae", "rmse", "n")]
+    parts.append(
+        '<div class="cols">'
+        f"<section><h2>Parameters</h2><table>{_kv((record.get('parameters') or {}).items())}"
+        f"</table></section>"
+        f"<section><h2>Test metrics</h2><table>{_kv(test)}</table></section>"
+        f"<section><h2>Train metrics</h2><table>{_kv(train_rows)}</table></section></div>"
+    )
+    if weights is not None:
+        kind, pairs = weights
+        rows = "".join(
+            f'<tr><td>{e(name)}</td><td class="num">{value:,.4g}</td></tr>'
+            for name, value in sorted(pairs, key=lambda p: -abs(p[1]))
+        )
+        parts.append(
+            f"<section><h2>Features ({e(kind)}s)</h2><table><thead><tr><th>feature</th>"
+            f"<th>{e(kind)}</th></tr></thead><tbody>{rows}</tbody></table></section>"
+        )
+    elif record.get("features"):
+        names = e(", ".join(record["features"]))
+        parts.append(f"<section><h2>Features</h2><p>{names}</p></section>")
+    if note:
+        parts.append(f'<p class="muted">{e(note)}</p>')
+    if record.get("status") == "succeeded":
+        parts.append(
+            '<div class="cols"><section><h2>Predicted vs actual</h2>'
+            f'<div class="chart" data-chart="scatter" data-runs="{e(json.dumps([run_id]))}">'
+            "</div></section><section><h2>Residuals (actual &minus; predicted)</h2>"
+            f'<div class="chart" data-chart="residuals" data-runs="{e(json.dumps([run_id]))}">'
+            "</div></section></div>"
+        )
+    return layout(f"Run {run_id}", "\n".join(parts), charts=True, active="Runs")
+
+
+def compare_page(records: Sequence[Mapping[str, Any]]) -> str:
+    """Runs side by side; a row whose values differ is highlighted; one chart for all."""
+    ids = [str(r["run_id"]) for r in records]
+    rows: list[tuple[str, list[Any]]] = [("status", [r.get("status") for r in records])]
+    params = sorted({k for r in records for k in (r.get("parameters") or {})})
+    rows += [(k, [(r.get("parameters") or {}).get(k) for r in records]) for k in params]
+    for k in ("r2", "mae", "rmse", "n_test", "n_train"):
+        rows.append((k, [(r.get("metrics") or {}).get(k) for r in records]))
+    rows.append(("dataset", [(r.get("dataset_sha256") or "")[:12] for r in records]))
+    head = "".join(f'<th><a href="/ui/runs/{e(i)}">{e(i)}</a></th>' for i in ids)
+    body = "".join(
+        f"<tr{' class=diff' if len({json.dumps(v, default=str) for v in values}) > 1 else ''}>"
+        f"<th>{e(name)}</th>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in values) + "</tr>"
+        for name, values in rows
+    )
+    scored = [i for i, r in zip(ids, records, strict=True) if r.get("status") == "succeeded"]
+    return layout(
+        "Compare runs",
+        f"""<table id="compare-table"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody>
+</table><p class="muted">Highlighted rows differ.</p>
+<section><h2>Predicted vs actual</h2>
+<div class="chart" data-chart="scatter" data-runs="{e(json.dumps(scored))}"></div></section>""",
+        charts=True,
+        active="Runs",
+    )
+
+
+def dataset_page(
+    summary: Mapping[str, Any],
+    page: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+) -> str:
+    """The current dataset (rows, sha256, columns), a page of rows, history, upload."""
+    offset, limit, total = int(page["offset"]), int(page["limit"]), int(page["row_count"])
+    columns = []
+    seen: Mapping[str, str] = summary.get("columns") or {}
+    for column in dataset.COLUMNS:
+        rule = dataset.NUMBER_RULES.get(column)
+        kind = rule.describe() if rule else "one of " + ", ".join(dataset.CHOICES[column])
+        columns.append(
+            f"<tr><td>{e(column)}</td><td>{e(kind)}</td><td>{e(seen.get(column, DASH))}</td></tr>"
+        )
+    values = page["values"]
+    header = list(values[0]) if values else list(dataset.COLUMNS)
+    preview = "".join(
+        "<tr>" + "".join(f"<td>{e(row.get(c))}</td>" for c in header) + "</tr>" for row in values
+    )
+    prev_link = (
+        f'<a href="/ui/dataset?offset={max(0, offset - limit)}">← previous</a>' if offset else ""
+    )
+    next_link = (
+        f'<a href="/ui/dataset?offset={offset + limit}">next →</a>'
+        if offset + limit < total
+        else ""
+    )
+    hist = (
+        "".join(
+            f'<tr><td class="mono">{e((h.get("sha256") or "")[:16])}</td><td>{_fmt(h.get("size"))}'
+            f"</td><td>{e(h.get('archived_at'))}</td><td>{'current' if h.get('current') else ''}"
+            "</td></tr>"
+            for h in history
+        )
+        or '<tr><td colspan="4">none yet</td></tr>'
+    )
+    return layout(
+        "Dataset",
+        f"""<div class="cols"><section><h2>Current file</h2><table>
+<tr><th>key</th><td>s3://{e(summary["bucket"])}/{e(summary["key"])}</td></tr>
+<tr><th>rows</th><td id="row-count">{_fmt(total)}</td></tr>
+<tr><th>sha256</th><td class="mono">{e(summary.get("sha256") or DASH)}</td></tr></table>
+<h2>Columns</h2><table id="columns"><thead><tr><th>column</th><th>rule</th><th>in this file</th>
+</tr></thead>
+<tbody>{"".join(columns)}</tbody></table></section>
+<section><h2>Upload a new dataset</h2>
+<form id="upload" enctype="multipart/form-data">
+<input type="file" name="file" accept=".csv,text/csv" required>
+<button type="submit">upload</button></form>
+<div id="upload-result" aria-live="polite"></div>
+<h2>History</h2><table id="history"><thead><tr><th>sha256</th><th>bytes</th><th>archived</th>
+<th></th></tr></thead><tbody>{hist}</tbody></table></section></div>
+<section><h2>Rows {offset + 1 if total else 0}&ndash;{min(total, offset + limit)} of {total}</h2>
+<p>{prev_link} {next_link}</p><div class="scroll"><table id="preview"><thead><tr>
+{"".join(f"<th>{e(c)}</th>" for c in header)}</tr></thead><tbody>{preview}</tbody></table>
+</div></section>""",
+        active="Dataset",
+    )
+
+
+def predict_page(example: Mapping[str, Any]) -> str:
+    """A form for one house, with the dataset's rules; the answer names its run."""
+    fields = []
+    for column in dataset.HOUSE_COLUMNS:
+        rule = dataset.NUMBER_RULES.get(column)
+        if rule is not None:
+            step = "1" if rule.integer else "any"
+            fields.append(
+                f'<label>{e(column)} <input name="{e(column)}" type="number" required'
+                f' min="{rule.minimum:g}" max="{rule.maximum:g}" step="{step}"'
+                f' value="{e(example.get(column))}"><small>{e(rule.describe())}</small></label>'
+            )
+        else:
+            choices = "".join(
+                f"<option{' selected' if c == example.get(column) else ''}>{e(c)}</option>"
+                for c in dataset.CHOICES[column]
+            )
+            select = f'<select name="{e(column)}">{choices}</select>'
+            fields.append(f"<label>{e(column)} {select}</label>")
+    return layout(
+        "Predict a price",
+        f"""<form id="predict" class="grid">{"".join(fields)}
+<button type="submit">predict</button></form>
+<div id="predict-result" aria-live="polite"></div>""",
+        active="Predict",
+    )
