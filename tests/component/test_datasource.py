@@ -140,8 +140,10 @@ def test_locate_with_nothing_says_how_to_provide_it(tmp_path):
 def plain_clone(tmp_path: Path) -> Path:
     """The tests and what they read, without a ../shared next to them."""
     repo = tmp_path / "clone" / "repo"
-    shutil.copytree(ROOT / "tests", repo / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", ".env.example"):
+    for folder in ("tests", "src"):
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / folder, repo / folder, ignore=ignore)
+    for name in ("pyproject.toml", ".env.example", ".importlinter"):
         shutil.copy(ROOT / name, repo / name)
     return repo
 

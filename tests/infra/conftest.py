@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import os
 import re
 import shutil
@@ -152,8 +153,9 @@ def ministack_python312() -> str:
             " MiniStack (none found; set LMF_PYTHON312=/path/to/python3.12)"
         )
         raise AssertionError("unreachable")
-    requirements = (LAMBDAS_DIR / "runtime-requirements.txt").read_text()
-    spec = f"{python312}\n{pinned_ministack()}\n{requirements}"
+    # boto3 as the Lambda runtime provides it to the functions: the locked version (the venv's)
+    boto3 = f"boto3=={importlib.metadata.version('boto3')}"
+    spec = f"{python312}\n{pinned_ministack()}\n{boto3}"
     stamp = PY312_VENV / ".lmf-spec"
     python = PY312_VENV / "bin" / "python"
     if not python.exists() or not stamp.exists() or stamp.read_text() != spec:
@@ -161,7 +163,7 @@ def ministack_python312() -> str:
         steps = [
             [python312, "-m", "venv", str(PY312_VENV)],
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             pinned_ministack(), "-r", str(LAMBDAS_DIR / "runtime-requirements.txt")],
+             pinned_ministack(), boto3],
         ]  # fmt: skip
         for step in steps:
             proc = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
