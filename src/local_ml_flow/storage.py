@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import joblib
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
@@ -329,6 +328,8 @@ class ArtifactStore:
     def put_joblib(self, bucket: str, key: str, value: Any) -> str:
         """A joblib (pickle) copy for the original project's users; this project never loads
         one back."""
+        import joblib  # only ingestion writes these
+
         buffer = io.BytesIO()
         joblib.dump(value, buffer)
         return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -56,7 +56,7 @@ def assert_first_is_current(store: ArtifactStore) -> None:
     assert set(runs.root_runs().values()) == {"first"}
 
 
-def ends_with(name: str, run_id: str | None = None):  # type: ignore[no-untyped-def]
+def ends_with(name: str, run_id: str | None = None) -> Callable[[str, str], bool]:
     suffix = f"/runs/{run_id}/{name}" if run_id else f"/{name}"
     return lambda method, path: path.split("?")[0].endswith(suffix)
 
