@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
     run_id = request.run_id or new_run_id()
     # The dataset read overlaps the run's first write; nothing is read before the run exists
     # is used unless that write succeeded.
-    reading = background(runs.store.get_dataset)
+    reading = background(partial(runs.store.get_dataset, limits.max_bytes))
     try:
         created_at = runs.create(run_id, request.parameters)
     except BaseException:

@@ -24,6 +24,7 @@ from local_ml_flow.errors import (
     AlreadyExistsError,
     ConcurrentUpdateError,
     CorruptStateError,
+    DatasetTooLargeError,
     IntegrityError,
     KeyNotFoundError,
     NonFiniteMetricsError,
@@ -366,8 +367,23 @@ class ArtifactStore:
             return None
 
     # -- dataset -----------------------------------------------------------------------
-    def get_dataset(self) -> bytes:
-        return self.get_bytes(self.data_bucket, self.dataset_key)
+    def get_dataset(self, max_bytes: int | None = None) -> bytes:
+        """The dataset's bytes; one above ``max_bytes`` is refused from its size, before its
+        body is read (a too large dataset never fills the memory)."""
+        bucket, key = self.data_bucket, self.dataset_key
+        with aws.translated(self._target(bucket, key)):
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            size = int(response.get("ContentLength", 0))
+            if max_bytes is None or size <= max_bytes:
+                return response["Body"].read()
+            response["Body"].close()
+        raise DatasetTooLargeError(
+            [
+                f"dataset s3://{bucket}/{key} is {size} bytes, above the limit of {max_bytes}"
+                " bytes (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
+                " (and the function's memory with it)"
+            ]
+        )
 
 
 def verified(data: bytes, where: str, expected_sha256: str) -> bytes:

@@ -9,7 +9,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from local_ml_flow import aws, bootstrap, handlers
-from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError, StorageError
+from local_ml_flow.errors import (
+    DatasetTooLargeError,
+    FunctionFailedError,
+    LocalMlFlowError,
+    StorageError,
+)
 from local_ml_flow.events import RunOptions
 from local_ml_flow.invoke import LocalInvoker
 from local_ml_flow.runlog import RunLog
@@ -147,3 +152,17 @@ def test_every_dataset_a_run_used_is_archived_and_only_once(proxied, settings, d
     proxy.heal()
     assert proxy.writes == []  # the same dataset: kept already
     assert {o.key for o in store.list_objects(store.data_bucket, "datasets/")} == archived
+
+
+def test_a_dataset_over_the_byte_limit_is_refused_from_its_size(store, settings, dataset_bytes):
+    limited = settings.model_copy(update={"max_dataset_bytes": len(dataset_bytes) - 1})
+    with pytest.raises(DatasetTooLargeError) as info:
+        handlers.ingestion({"run_id": "big"}, store=store, settings=limited)
+    assert info.value.details == [
+        f"dataset s3://{settings.data_bucket}/housing.csv is {len(dataset_bytes)} bytes, above"
+        f" the limit of {len(dataset_bytes) - 1} bytes (LMF_MAX_DATASET_BYTES): use a smaller"
+        " dataset or raise the limit (and the function's memory with it)"
+    ]
+    record = RunLog(store).record("big")
+    assert (record["status"], record["error"]["type"]) == ("failed", "DatasetTooLargeError")
+    assert store.list_objects(store.data_bucket, "datasets/") == []  # nothing archived
