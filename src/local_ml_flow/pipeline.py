@@ -83,8 +83,8 @@ def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> Non
 def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, Any]:
     """Read the dataset, validate and clean it, split, train, store the run, promote it."""
     run_id = request.run_id or new_run_id()
-    # The dataset read overlaps the run's first write; nothing is read before the run exists
-    # is used unless that write succeeded.
+    # The dataset is read while the run's first write is made; it is used only if that
+    # write succeeded (a run id is never reused).
     reading = background(partial(runs.store.get_dataset, limits.max_bytes))
     try:
         created_at = runs.create(run_id, request.parameters)
