@@ -1,9 +1,10 @@
 """A fault-injecting HTTP proxy in front of the emulator: cuts chosen S3 writes.
 
 ``FaultProxy(target).cut_write(n, where)`` makes the n-th write (PUT/POST/DELETE) whose path
-matches ``where`` fail with a 503, and so every retry of it, until a different request
-arrives: to the client, that write failed for good, while S3 keeps working for what follows
-(as after a network cut that healed).
+matches ``where`` fail with a 503, and so every retry of it (the client's ``S3_ATTEMPTS``
+attempts in all, however other requests interleave with them: writes may run concurrently):
+to the client, that write failed for good, while S3 keeps working for everything else and for
+what follows (as after a network cut that healed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from local_ml_flow.aws import S3_ATTEMPTS
 
 _ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
@@ -31,6 +34,7 @@ class FaultProxy:
         self._where: Callable[[str, str], bool] | None = None
         self._countdown = 0
         self._failing: tuple[str, str] | None = None
+        self._attempts_left = 0
         self.cut: list[tuple[str, str]] = []  # the writes that were cut
         self.writes: list[tuple[str, str]] = []  # every matching write forwarded
         proxy = self
@@ -87,21 +91,25 @@ class FaultProxy:
     def _should_fail(self, method: str, path: str) -> bool:
         with self._lock:
             request = (method, path)
-            if self._failing is not None:
-                if request == self._failing:
-                    return True  # a retry of the cut write
-                self._failing = None  # the client gave up on it: the cut heals
-                self._where = None
+            if self._failing is not None and request == self._failing:
+                self._attempts_left -= 1
+                if self._attempts_left <= 0:  # the client's last attempt: the cut heals
+                    self._failing = None
+                return True
             if self._where is None or method not in {"PUT", "POST", "DELETE"}:
                 return False
             if not self._where(method, path):
                 return False
             self.writes.append(request)
+            if self.cut:  # one cut per cut_write
+                return False
             if self._countdown > 0:
                 self._countdown -= 1
                 return False
-            self._failing = request
+            self._failing, self._attempts_left = request, S3_ATTEMPTS - 1
             self.cut.append(request)
+            if self._attempts_left <= 0:
+                self._failing = None
             return True
 
     def stop(self) -> None:

@@ -33,9 +33,13 @@ def archive_key(store: ArtifactStore, digest: str) -> str:
 def archive(store: ArtifactStore, data: bytes, digest: str) -> str:
     """Keep ``data`` under its sha256 (written once; the same bytes are never uploaded twice)."""
     key = archive_key(store, digest)
+    known = (store.data_bucket, key)
+    if known in store.written_once:  # archived before, by this process: write-once
+        return key
     if store.head(store.data_bucket, key) is None:
         with contextlib.suppress(AlreadyExistsError):  # a concurrent upload of the same bytes
             store.put_bytes(store.data_bucket, key, data, "text/csv", once=True)
+    store.written_once.add(known)
     return key
 
 

@@ -7,7 +7,9 @@ its store; the maths is in ``ml/``.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,12 +38,21 @@ from local_ml_flow.runlog import (
     Y_TEST_KEY,
     Manifest,
     Metrics,
+    Pointer,
     Predictions,
     RunLog,
     Scores,
     run_key,
 )
-from local_ml_flow.storage import sha256, utc_now
+from local_ml_flow.storage import (
+    array_from_bytes,
+    background,
+    gather,
+    model_from_bytes,
+    sha256,
+    utc_now,
+    verified,
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,16 @@ def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> Non
 def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, Any]:
     """Read the dataset, validate and clean it, split, train, store the run, promote it."""
     run_id = request.run_id or new_run_id()
-    created_at = runs.create(run_id, request.parameters)
+    # The dataset is read while the run's first write is made; it is used only if that
+    # write succeeded (a run id is never reused).
+    reading = background(partial(runs.store.get_dataset, limits.max_bytes))
     try:
-        manifest = _train(run_id, created_at, request.parameters, runs, limits)
+        created_at = runs.create(run_id, request.parameters)
+    except BaseException:
+        reading.exception()  # wait for it: nothing is left in flight
+        raise
+    try:
+        manifest = _train(run_id, created_at, request.parameters, runs, limits, reading.result)
     except LocalMlFlowError as exc:
         _record(runs, run_id, "ingestion", exc)
         raise
@@ -98,11 +116,16 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
 
 
 def _train(
-    run_id: str, created_at: str, parameters: RunParameters, runs: RunLog, limits: Limits
+    run_id: str,
+    created_at: str,
+    parameters: RunParameters,
+    runs: RunLog,
+    limits: Limits,
+    read_dataset: Callable[[], bytes],
 ) -> Manifest:
     """Train and store a run's artifacts; returns its manifest (written last)."""
     store = runs.store
-    raw = store.get_dataset()
+    raw = read_dataset()
     dataset_sha = sha256(raw)
     clean = dataset.load_dataset(raw, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
     x = dataset.features(clean, parameters.feature_set)
@@ -118,13 +141,18 @@ def _train(
     train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
     test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
     data, models = store.data_bucket, store.models_bucket
-    x_sha = store.put_array(data, run_key(run_id, X_TEST_FILE), parts.x_test.to_numpy())
-    y_sha = store.put_array(data, run_key(run_id, Y_TEST_FILE), parts.y_test.to_numpy())
-    model_sha = store.put_model(models, run_key(run_id, MODEL_FILE), fitted)
-    # the original project's pickles, for users' scripts (never loaded here)
-    store.put_joblib(data, run_key(run_id, X_TEST_KEY), parts.x_test)
-    store.put_joblib(data, run_key(run_id, Y_TEST_KEY), parts.y_test)
-    store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted)
+    # The artifacts and the dataset's archive are independent writes: all at once, all done
+    # (or the run fails) before the manifest, the run's last training write.
+    x_sha, y_sha, model_sha, *_ = gather(
+        lambda: store.put_array(data, run_key(run_id, X_TEST_FILE), parts.x_test.to_numpy()),
+        lambda: store.put_array(data, run_key(run_id, Y_TEST_FILE), parts.y_test.to_numpy()),
+        lambda: store.put_model(models, run_key(run_id, MODEL_FILE), fitted),
+        # the original project's pickles, for users' scripts (never loaded here)
+        lambda: store.put_joblib(data, run_key(run_id, X_TEST_KEY), parts.x_test),
+        lambda: store.put_joblib(data, run_key(run_id, Y_TEST_KEY), parts.y_test),
+        lambda: store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted),
+        lambda: datasets.archive(store, raw, dataset_sha),  # every dataset a run used is kept
+    )
     manifest = Manifest(
         run_id=run_id,
         parameters=parameters,
@@ -141,7 +169,6 @@ def _train(
         created_at=created_at,
         trained_at=utc_now(),
     )
-    datasets.archive(store, raw, dataset_sha)  # every dataset a run used is kept
     runs.write_manifest(manifest)
     return manifest
 
@@ -198,20 +225,39 @@ def _check_version(info: Manifest) -> None:
         )
 
 
+def _fetch(runs: RunLog, run_id: str, *keys: tuple[str, str]) -> tuple[Manifest, list[bytes]]:
+    """A run's manifest and the bytes of ``(bucket, key)`` objects, read at once (the bytes
+    are checked against the manifest's hashes before anything is loaded from them). A
+    missing or corrupt manifest is the error reported first."""
+    store = runs.store
+
+    def reader(bucket: str, key: str) -> Callable[[], bytes]:
+        return lambda: store.get_bytes(bucket, key)
+
+    info, *blobs = gather(lambda: runs.manifest(run_id), *(reader(b, k) for b, k in keys))
+    return info, blobs
+
+
+def _model(runs: RunLog, info: Manifest, blob: bytes) -> LoadedModel:
+    """The run's model from its fetched bytes: version, sha256, trusted types checked."""
+    _check_version(info)
+    store = runs.store
+    where = f"s3://{store.models_bucket}/{run_key(info.run_id, MODEL_FILE)}"
+    trusted = model.MODELS[info.parameters.model].trusted
+    fitted = model_from_bytes(verified(blob, where, info.model_sha256), where, trusted)
+    if not callable(getattr(fitted, "predict", None)):
+        raise IntegrityError(f"{where} is not a model")
+    return LoadedModel(info.run_id, fitted, info.parameters.feature_set, info)
+
+
 def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
     """The model of a run (default: the latest), after checking its sha256; only the types
     its kind trusts are created."""
     if run_id is None:
         run_id = runs.latest_run_id("no trained model yet: run the pipeline (ingestion) first")
-    info = runs.manifest(run_id)
-    _check_version(info)
-    store = runs.store
-    trusted = model.MODELS[info.parameters.model].trusted
-    key = run_key(run_id, MODEL_FILE)
-    fitted = store.get_model(store.models_bucket, key, info.model_sha256, trusted)
-    if not callable(getattr(fitted, "predict", None)):
-        raise IntegrityError(f"s3://{store.models_bucket}/{key} is not a model")
-    return LoadedModel(run_id, fitted, info.parameters.feature_set, info)
+    key = (runs.store.models_bucket, run_key(run_id, MODEL_FILE))
+    info, (blob,) = _fetch(runs, run_id, key)
+    return _model(runs, info, blob)
 
 
 # -- inference --------------------------------------------------------------------------
@@ -219,23 +265,37 @@ def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
 
 def evaluate(request: EvaluateEvent, runs: RunLog) -> dict[str, Any]:
     """Score a run's model on its test split; store metrics, and score.txt if it is the latest."""
-    run_id = request.run_id or runs.latest_run_id(
-        "no trained model yet: run the ingestion function first"
-    )
+    pointer: Pointer | None = None
+    run_id = request.run_id
+    if run_id is None:
+        pointer = runs.latest()
+        if pointer is None:
+            raise NoModelError("no trained model yet: run the ingestion function first")
+        run_id = pointer.run_id
     try:
-        return _score(run_id, runs)
+        return _score(run_id, runs, pointer)
     except LocalMlFlowError as exc:
         if not isinstance(exc, NotFoundError) or isinstance(exc, NoModelError):
             _record(runs, run_id, "inference", exc)
         raise
 
 
-def _score(run_id: str, runs: RunLog) -> dict[str, Any]:
-    loaded = load_model(runs, run_id)
-    info, store = loaded.manifest, runs.store
+def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]:
+    """``pointer``: the latest pointer as read to find this run (None: not read)."""
+    store = runs.store
     data = store.data_bucket
-    x_test = store.get_array(data, run_key(run_id, X_TEST_FILE), info.x_test_sha256)
-    y_test = store.get_array(data, run_key(run_id, Y_TEST_FILE), info.y_test_sha256)
+    x_key, y_key = run_key(run_id, X_TEST_FILE), run_key(run_id, Y_TEST_FILE)
+    info, (model_blob, x_blob, y_blob) = _fetch(
+        runs,
+        run_id,
+        (store.models_bucket, run_key(run_id, MODEL_FILE)),
+        (data, x_key),
+        (data, y_key),
+    )
+    loaded = _model(runs, info, model_blob)
+    x_where, y_where = f"s3://{data}/{x_key}", f"s3://{data}/{y_key}"
+    x_test = array_from_bytes(verified(x_blob, x_where, info.x_test_sha256), x_where)
+    y_test = array_from_bytes(verified(y_blob, y_where, info.y_test_sha256), y_where)
     if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
         raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
     frame = pd.DataFrame(x_test, columns=info.features)
@@ -251,14 +311,14 @@ def _score(run_id: str, runs: RunLog) -> dict[str, Any]:
     )
     with np.errstate(all="ignore"):
         y_pred = loaded.model.predict(frame)
-    runs.write_predictions(
-        Predictions(
-            run_id=run_id,
-            y_true=[float(v) for v in y_test],
-            y_pred=[float(v) for v in y_pred],
-            evaluated_at=scored.evaluated_at,
-        )
+    predictions = Predictions(
+        run_id=run_id,
+        y_true=[float(v) for v in y_test],
+        y_pred=[float(v) for v in y_pred],
+        evaluated_at=scored.evaluated_at,
     )
-    runs.write_metrics(scored)
-    runs.write_score_if_latest(run_id, metrics.score)
+    # Both are written once; if either write fails the run is recorded failed (error.json
+    # wins over metrics.json in its record, and a failed run is never promoted).
+    gather(lambda: runs.write_predictions(predictions), lambda: runs.write_metrics(scored))
+    runs.write_score_if_latest(run_id, metrics.score, pointer)
     return scored.model_dump(exclude={"evaluated_at"})

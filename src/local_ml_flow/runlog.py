@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +35,7 @@ from local_ml_flow.errors import (
 )
 from local_ml_flow.events import RunId, RunParameters
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import ArtifactStore, StoredObject, parse_document, utc_now
+from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
 
 # Seed-compatible root keys (the original project's users look for them here), which are
 # also the names of a run's own copies under its prefix.
@@ -322,9 +323,20 @@ class RunLog:
             score = scored.score
         return pointer.run_id, score
 
-    def check_promotable(self, run_id: str, manifest: Manifest, scored: Metrics | None) -> None:
-        """PromotionRefusedError unless the run succeeded with finite metrics over the gate."""
-        if self.store.exists(self._data, run_key(run_id, ERROR)):
+    def check_promotable(
+        self,
+        run_id: str,
+        manifest: Manifest,
+        scored: Metrics | None,
+        failed: bool | None = None,
+    ) -> None:
+        """PromotionRefusedError unless the run succeeded with finite metrics over the gate.
+
+        ``failed``: whether the run has an ``error.json``, if the caller looked (else a HEAD).
+        """
+        if failed is None:
+            failed = self.store.exists(self._data, run_key(run_id, ERROR))
+        if failed:
             raise PromotionRefusedError(f"run {run_id!r} failed: it cannot become current")
         test = manifest.test_metrics
         r2 = scored.r2 if scored is not None else (test.r2 if test is not None else None)
@@ -373,10 +385,15 @@ class RunLog:
             raise
 
     def _promote(self, run_id: str, manifest: Manifest | None) -> Pointer:
-        info = manifest if manifest is not None else self.manifest(run_id)
-        scored = self.metrics(run_id)
-        self.check_promotable(run_id, info, scored)
-        current, etag = self._pointer()
+        # What the promotion decides on, read at once: the manifest (unless the caller has
+        # it), the metrics, whether the run failed, and the pointer it compare-and-swaps.
+        info, scored, failed, (current, etag) = gather(
+            (lambda: manifest) if manifest is not None else (lambda: self.manifest(run_id)),
+            lambda: self.metrics(run_id),
+            lambda: self.store.exists(self._data, run_key(run_id, ERROR)),
+            self._pointer,
+        )
+        self.check_promotable(run_id, info, scored, failed)
         pointer = Pointer(
             run_id=run_id,
             model_sha256=info.model_sha256,
@@ -406,18 +423,32 @@ class RunLog:
         """The seed-compatible root copies of a run, each tagged with the run id."""
         store, data, models = self.store, self._data, self.store.models_bucket
         tag = {RUN_TAG: run_id}
-        store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY, metadata=tag)
-        store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY, metadata=tag)
-        store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY, metadata=tag)
-        if score is not None:
-            store.put_text(data, SCORE_KEY, score, metadata=tag)
-        else:  # not scored yet: no score.txt rather than another run's
-            store.delete(data, SCORE_KEY)
 
-    def write_score_if_latest(self, run_id: str, score: str) -> None:
+        def score_file() -> None:
+            if score is not None:
+                store.put_text(data, SCORE_KEY, score, metadata=tag)
+            else:  # not scored yet: no score.txt rather than another run's
+                store.delete(data, SCORE_KEY)
+
+        # Independent writes, all done (or the promotion fails) before the pointer moves.
+        gather(
+            lambda: store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY, metadata=tag),
+            lambda: store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY, metadata=tag),
+            lambda: store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY, metadata=tag),
+            score_file,
+        )
+
+    def write_score_if_latest(
+        self, run_id: str, score: str, pointer: Pointer | None = None
+    ) -> None:
         """``score.txt`` follows the current run only (inference of a run promoted before it
-        was scored, as ``aws lambda invoke`` of ingestion then inference does)."""
-        pointer = self.latest()
+        was scored, as ``aws lambda invoke`` of ingestion then inference does).
+
+        ``pointer``: the latest pointer as the caller read it earlier (else it is read now);
+        the pointer is read again after the write either way, and the root copies repaired
+        if it moved."""
+        if pointer is None:
+            pointer = self.latest()
         if pointer is None or pointer.run_id != run_id:
             return
         self.store.put_text(self._data, SCORE_KEY, score, metadata={RUN_TAG: run_id})
@@ -427,14 +458,29 @@ class RunLog:
 
     def root_runs(self) -> dict[str, str | None]:
         """Root key -> the run its copy came from (None: absent or untagged)."""
+        roots: dict[str, str | None] = gather(*self._root_heads())[0]
+        return roots
+
+    def _root_heads(self) -> list[Callable[[], Any]]:
+        """The HEADs of the root copies as calls to gather; the first one's result is
+        ``root_runs``' answer once all of them are done."""
         data, models = self._data, self.store.models_bucket
         out: dict[str, str | None] = {}
-        for bucket, key in ((models, MODEL_KEY), (data, X_TEST_KEY), (data, Y_TEST_KEY)):
-            head = self.store.head(bucket, key)
-            out[key] = head.metadata.get(RUN_TAG) if head is not None else None
-        head = self.store.head(data, SCORE_KEY)
-        out[SCORE_KEY] = head.metadata.get(RUN_TAG) if head is not None else None
-        return out
+        calls: list[Callable[[], Any]] = []
+        for bucket, key in (
+            (models, MODEL_KEY),
+            (data, X_TEST_KEY),
+            (data, Y_TEST_KEY),
+            (data, SCORE_KEY),
+        ):
+
+            def tag(bucket: str = bucket, key: str = key) -> dict[str, str | None]:
+                head = self.store.head(bucket, key)
+                out[key] = head.metadata.get(RUN_TAG) if head is not None else None
+                return out
+
+            calls.append(tag)
+        return calls
 
     def repair(self) -> bool:
         """Make the root copies name the current run again (after a promotion that failed or
@@ -445,8 +491,8 @@ class RunLog:
             pointer = self.latest()
             if pointer is None:
                 return repaired
-            roots = self.root_runs()
-            scored = self.metrics(pointer.run_id)
+            run_id = pointer.run_id
+            roots, *_, scored = gather(*self._root_heads(), partial(self.metrics, run_id))
             expected = pointer.run_id if scored is not None else None
             tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
             if tagged == (pointer.run_id,) * 3 and roots[SCORE_KEY] == expected:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import joblib
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
@@ -23,6 +24,7 @@ from local_ml_flow.errors import (
     AlreadyExistsError,
     ConcurrentUpdateError,
     CorruptStateError,
+    DatasetTooLargeError,
     IntegrityError,
     KeyNotFoundError,
     NonFiniteMetricsError,
@@ -35,6 +37,51 @@ if TYPE_CHECKING:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Independent S3 requests overlap on a small pool shared by the process (fewer than the
+# client's 10 pooled connections). Its tasks are single store calls: they never wait on
+# the pool themselves, so it cannot deadlock.
+_WORKERS = 8
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="lmf-s3")
+        return _pool
+
+
+def background(call: Callable[[], T]) -> Future[T]:
+    """Start ``call`` (one store call) on the shared pool; the caller must collect its
+    result (or wait for it) before it answers."""
+    return _executor().submit(call)
+
+
+def gather(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent store calls at once; their results in order.
+
+    Every call has finished when this returns or raises (no write is left in flight); the
+    first failure in argument order is raised.
+    """
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    futures = [_executor().submit(call) for call in calls]
+    results: list[Any] = []
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:  # collected, raised once all calls are done
+            error = error or exc
+            results.append(None)
+    if error is not None:
+        raise error
+    return results
 
 
 def utc_now() -> str:
@@ -84,6 +131,9 @@ class ArtifactStore:
         self.data_bucket = data_bucket
         self.models_bucket = models_bucket
         self.dataset_key = dataset_key
+        # Keys of write-once objects (dataset archives) this store saw written or present:
+        # they are never rewritten nor deleted, so they need not be looked up again.
+        self.written_once: set[tuple[str, str]] = set()
 
     def _target(self, bucket: str, key: str | None = None) -> aws.Target:
         return aws.Target("s3", bucket=bucket, key=key)
@@ -250,14 +300,7 @@ class ArtifactStore:
 
     # -- artifacts: written in safe formats, loaded only from those --------------------
     def _verified(self, bucket: str, key: str, expected_sha256: str) -> bytes:
-        data = self.get_bytes(bucket, key)
-        actual = sha256(data)
-        if actual != expected_sha256:
-            raise IntegrityError(
-                f"s3://{bucket}/{key} has sha256 {actual}, expected {expected_sha256}:"
-                " refusing to load it"
-            )
-        return data
+        return verified(self.get_bytes(bucket, key), f"s3://{bucket}/{key}", expected_sha256)
 
     def put_model(self, bucket: str, key: str, model: Any) -> str:
         """A fitted model in skops' format (no pickle); returns the sha256 stored."""
@@ -269,16 +312,8 @@ class ArtifactStore:
     def get_model(self, bucket: str, key: str, expected_sha256: str, trusted: Sequence[str]) -> Any:
         """Load a skops model whose bytes match ``expected_sha256``, creating no type outside
         skops' defaults and ``trusted`` (which the caller fixes in code)."""
-        import skops.io
-        from skops.io.exceptions import UntrustedTypesFoundException
-
         data = self._verified(bucket, key, expected_sha256)
-        try:
-            return skops.io.loads(data, trusted=list(trusted))
-        except UntrustedTypesFoundException as exc:
-            raise IntegrityError(f"s3://{bucket}/{key} holds types we never load: {exc}") from None
-        except Exception as exc:  # a zip or schema skops cannot read
-            raise CorruptStateError(f"s3://{bucket}/{key} is not a readable model: {exc}") from None
+        return model_from_bytes(data, f"s3://{bucket}/{key}", trusted)
 
     def put_array(self, bucket: str, key: str, array: np.ndarray) -> str:
         """A numeric array in NumPy's .npy format (no pickle); returns the sha256 stored."""
@@ -289,19 +324,13 @@ class ArtifactStore:
     def get_array(self, bucket: str, key: str, expected_sha256: str) -> np.ndarray:
         """Load a .npy array whose bytes match ``expected_sha256``; object arrays refused."""
         data = self._verified(bucket, key, expected_sha256)
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise IntegrityError(f"s3://{bucket}/{key} is not a plain array: {exc}") from None
-        except Exception as exc:
-            raise CorruptStateError(f"s3://{bucket}/{key} is not a .npy array: {exc}") from None
-        if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-            raise IntegrityError(f"s3://{bucket}/{key} is not a numeric array")
-        return array
+        return array_from_bytes(data, f"s3://{bucket}/{key}")
 
     def put_joblib(self, bucket: str, key: str, value: Any) -> str:
         """A joblib (pickle) copy for the original project's users; this project never loads
         one back."""
+        import joblib  # only ingestion writes these
+
         buffer = io.BytesIO()
         joblib.dump(value, buffer)
         return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
@@ -338,8 +367,60 @@ class ArtifactStore:
             return None
 
     # -- dataset -----------------------------------------------------------------------
-    def get_dataset(self) -> bytes:
-        return self.get_bytes(self.data_bucket, self.dataset_key)
+    def get_dataset(self, max_bytes: int | None = None) -> bytes:
+        """The dataset's bytes; one above ``max_bytes`` is refused from its size, before its
+        body is read (a too large dataset never fills the memory)."""
+        bucket, key = self.data_bucket, self.dataset_key
+        with aws.translated(self._target(bucket, key)):
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            size = int(response.get("ContentLength", 0))
+            if max_bytes is None or size <= max_bytes:
+                return response["Body"].read()
+            response["Body"].close()
+        raise DatasetTooLargeError(
+            [
+                f"dataset s3://{bucket}/{key} is {size} bytes, above the limit of {max_bytes}"
+                " bytes (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
+                " (and the function's memory with it)"
+            ]
+        )
+
+
+def verified(data: bytes, where: str, expected_sha256: str) -> bytes:
+    """``data`` if its sha256 is ``expected_sha256``; IntegrityError otherwise."""
+    actual = sha256(data)
+    if actual != expected_sha256:
+        raise IntegrityError(
+            f"{where} has sha256 {actual}, expected {expected_sha256}: refusing to load it"
+        )
+    return data
+
+
+def model_from_bytes(data: bytes, where: str, trusted: Sequence[str]) -> Any:
+    """A skops model from checked bytes, creating no type outside skops' defaults and
+    ``trusted``."""
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return skops.io.loads(data, trusted=list(trusted))
+    except UntrustedTypesFoundException as exc:
+        raise IntegrityError(f"{where} holds types we never load: {exc}") from None
+    except Exception as exc:  # a zip or schema skops cannot read
+        raise CorruptStateError(f"{where} is not a readable model: {exc}") from None
+
+
+def array_from_bytes(data: bytes, where: str) -> np.ndarray:
+    """A numeric .npy array from checked bytes; object arrays refused (no pickle)."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise IntegrityError(f"{where} is not a plain array: {exc}") from None
+    except Exception as exc:
+        raise CorruptStateError(f"{where} is not a .npy array: {exc}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise IntegrityError(f"{where} is not a numeric array")
+    return array
 
 
 def _canonical_skops(data: bytes) -> bytes:

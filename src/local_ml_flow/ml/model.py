@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import train_test_split
+
+# scikit-learn is imported where it is used: importing this module (the events and settings
+# do, for the model kinds) stays cheap, which a Lambda cold start and the CLI feel.
 
 
 class Regressor(Protocol):
@@ -22,6 +22,8 @@ class Regressor(Protocol):
 
 
 def _linear(random_state: int) -> Any:
+    from sklearn.linear_model import LinearRegression
+
     return LinearRegression()
 
 
@@ -96,6 +98,8 @@ def split(
             f"{len(x)} rows are too few for test_size {test_size}:"
             " need at least 2 rows in each of train and test"
         )
+    from sklearn.model_selection import train_test_split
+
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_size, random_state=random_state
     )
@@ -124,6 +128,8 @@ def array_predictor(model: Regressor, feature_names: list[str]) -> Regressor:
     fitted_names = getattr(model, "feature_names_in_", None)
     if fitted_names is not None and list(fitted_names) != list(feature_names):
         raise ValueError(f"model was fitted on {list(fitted_names)}, not on {list(feature_names)}")
+    from sklearn.linear_model import LinearRegression
+
     if isinstance(model, LinearRegression):
         return _LinearArrayPredictor(np.asarray(model.coef_), float(model.intercept_))
     clone = copy.copy(model)
@@ -147,6 +153,8 @@ class _LinearArrayPredictor:
 def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
     """R², MAE, RMSE and the number of rows scored (NaN or infinite when the numbers are
     too large for the arithmetic: see ``Metrics.finite``)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     with np.errstate(all="ignore"):
         predicted = model.predict(x)
         if not np.isfinite(predicted).all():  # scikit-learn's metrics refuse them outright

@@ -1,0 +1,266 @@
+"""S3 round trips of a warm pipeline run: handlers in-process, a moto server on loopback.
+
+    .venv/bin/python benchmarks/roundtrips.py                       # this checkout only
+    .venv/bin/python benchmarks/roundtrips.py --before e15a4c2      # interleaved A B A B
+
+Calls ``handlers.ingestion({})`` then ``handlers.inference({})`` (the ``aws lambda invoke``
+path: ingestion promotes its own run, inference scores the latest) and, with ``--runner``,
+also ingestion + inference + promotion as ``runner.run_pipeline`` does them for the API and
+the CLI (``{"run_id", "promote": false}``, ``{"run_id"}``, then ``RunLog.promote``).
+
+For each function it prints the S3 requests per run and the sequential round trips on the
+critical path: botocore's ``before-send`` / ``response-received`` hooks on the client count
+requests in flight, and a request sent while none is in flight starts a new round trip (so
+requests that overlap count once). ``--before REV`` exports that commit's ``src/`` and runs
+both trees in alternating child processes (A B A B ...) against the same moto server, so a
+loaded machine slows both alike; figures are medians. Prints figures; asserts nothing.
+Target (issue 13): warm <= 65 ms, <= 6 sequential round trips per function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = ROOT.parent / "shared/data/housing.csv"
+
+
+class Counter:
+    """Requests and overlapping-request waves (round trips on the critical path)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.inflight = 0
+        self.requests = 0
+        self.waves = 0
+        self.ops: list[str] = []
+
+    def sent(self, event_name: str = "", **_: Any) -> None:
+        with self.lock:
+            if self.inflight == 0:
+                self.waves += 1
+                self.ops.append("|")
+            self.inflight += 1
+            self.requests += 1
+            self.ops.append(event_name.rsplit(".", 1)[-1])
+
+    def received(self, **_: Any) -> None:
+        with self.lock:
+            self.inflight -= 1
+
+    def take(self) -> dict[str, Any]:
+        with self.lock:
+            out = {
+                "requests": self.requests,
+                "waves": self.waves,
+                "ops": " ".join(self.ops).strip("| "),
+            }
+            self.reset()
+        return out
+
+
+def child(endpoint: str, runs: int, runner: bool) -> None:
+    """One process: fresh buckets, the dataset, 2 warm-up runs, then ``runs`` timed runs."""
+    import boto3
+
+    import local_ml_flow
+    from local_ml_flow import handlers
+    from local_ml_flow.runlog import RunLog
+    from local_ml_flow.settings import Settings
+    from local_ml_flow.storage import make_store
+
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings(
+        _env_file=None, data_bucket=f"bench-data-{suffix}", models_bucket=f"bench-models-{suffix}"
+    )
+    admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for bucket in (settings.data_bucket, settings.models_bucket):
+        admin.create_bucket(Bucket=bucket)
+    admin.put_object(Bucket=settings.data_bucket, Key="housing.csv", Body=DATASET.read_bytes())
+    store = make_store(settings, endpoint_url=endpoint)
+    counter = Counter()
+    store.s3.meta.events.register("before-send.s3", counter.sent)
+    store.s3.meta.events.register("response-received.s3", counter.received)
+    kw: dict[str, Any] = {"store": store, "settings": settings}
+
+    def lambda_path() -> dict[str, dict[str, Any]]:
+        handlers.ingestion({}, **kw)
+        ingestion = counter.take()
+        handlers.inference({}, **kw)
+        return {"ingestion": ingestion, "inference": counter.take()}
+
+    def runner_path() -> dict[str, dict[str, Any]]:
+        run_id = uuid.uuid4().hex
+        handlers.ingestion({"run_id": run_id, "promote": False}, **kw)
+        ingestion = counter.take()
+        handlers.inference({"run_id": run_id}, **kw)
+        inference = counter.take()
+        RunLog.from_settings(store, settings).promote(run_id)
+        return {"ingestion": ingestion, "inference": inference, "promotion": counter.take()}
+
+    paths = {"lambda": lambda_path, **({"runner": runner_path} if runner else {})}
+    out: dict[str, Any] = {"module": local_ml_flow.__file__}
+    for name, path in paths.items():
+        for _ in range(2):
+            path()
+        times, counts = [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            counts.append(path())
+            times.append(time.perf_counter() - started)
+        out[name] = {"times": times, "counts": counts}
+    print(json.dumps(out))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return server, url
+        except OSError:
+            time.sleep(0.05)
+    server.terminate()
+    raise SystemExit("moto server did not start")
+
+
+def export(rev: str, into: Path) -> Path:
+    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def run_child(src: Path, endpoint: str, runs: int, runner: bool) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(src),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    command = [sys.executable, __file__, "--child", "--endpoint", endpoint, "--runs", str(runs)]
+    done = subprocess.run(
+        command + (["--runner"] if runner else []),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"child failed ({src}):\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not figures["module"].startswith(str(src)):
+        raise SystemExit(f"child imported {figures['module']}, not {src}")
+    return figures
+
+
+def import_seconds(src: Path) -> float:
+    """``import local_ml_flow.handlers`` in a fresh process (``-X importtime``'s total)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import local_ml_flow.handlers"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        cwd=ROOT,
+    )
+    last = [line for line in done.stderr.splitlines() if line.endswith("local_ml_flow.handlers")]
+    return int(last[-1].split("|")[1]) / 1e6
+
+
+def report(label: str, results: list[dict[str, Any]], path: str) -> None:
+    times = [t for r in results for t in r[path]["times"]]
+    counts = [c for r in results for c in r[path]["counts"]]
+    print(
+        f"  {label:<8} {path:<7} median {statistics.median(times) * 1000:6.1f} ms"
+        f" (min {min(times) * 1000:5.1f}, n {len(times)})"
+    )
+    for function in counts[0]:
+        requests = statistics.median(c[function]["requests"] for c in counts)
+        waves = statistics.median(c[function]["waves"] for c in counts)
+        print(f"           {function:<10} {requests:4.0f} S3 requests, {waves:3.0f} sequential")
+        print(f"             {counts[-1][function]['ops']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--before", help="a commit to compare with (interleaved)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per child process")
+    parser.add_argument("--runner", action="store_true", help="also the runner's path")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.endpoint, args.runs, args.runner)
+        return
+    server, endpoint = start_moto()
+    workdir = Path(tempfile.mkdtemp(prefix="lmf-roundtrips-"))
+    try:
+        trees = {"after": ROOT / "src"}
+        if args.before:
+            trees = {"before": export(args.before, workdir), **trees}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        imports: dict[str, list[float]] = {name: [] for name in trees}
+        for _ in range(args.rounds):  # A B A B: the machine's load hits both alike
+            for name, src in trees.items():
+                results[name].append(run_child(src, endpoint, args.runs, args.runner))
+                imports[name].append(import_seconds(src))
+        print(
+            f"warm pipeline, handlers in-process, moto server on loopback; {args.rounds} rounds"
+            f" x {args.runs} runs per tree, interleaved:"
+        )
+        for path in ("lambda", "runner") if args.runner else ("lambda",):
+            for name in trees:
+                label = f"{name}" + (f" ({args.before})" if name == "before" else "")
+                report(label, results[name], path)
+        for name in trees:
+            print(
+                f"  {name:<8} import local_ml_flow.handlers: median"
+                f" {statistics.median(imports[name]):.2f} s (n {len(imports[name])})"
+            )
+        print(
+            "targets: lambda path <= 65 ms, <= 6 sequential round trips per function;"
+            " handler import <= 1.0 s"
+        )
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
