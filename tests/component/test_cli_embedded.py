@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -79,3 +80,26 @@ def test_emulator_registers_functions_and_buckets(dataset_bytes):
     finally:
         emulator.stop()
     assert not emulator.running
+
+
+def test_serve_on_a_busy_port_says_so_before_anything_starts(tmp_path, dataset_path):
+    """Found before the emulator starts or a model is trained, not after a success line."""
+    state = tmp_path / "state"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli(
+            "serve",
+            "--embedded",
+            "--port",
+            str(port),
+            "--dataset",
+            str(dataset_path),
+            env={"LMF_STATE_DIR": str(state), "LMF_EMBEDDED_PORT": str(free_port())},
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: cannot serve on 127.0.0.1:{port}" in done.stderr
+    assert "--port or LMF_API_PORT" in done.stderr
+    assert "ingestion" not in done.stdout
+    assert not state.exists()  # the embedded emulator never started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -10,6 +11,7 @@ import uvicorn
 from local_ml_flow import bootstrap
 from local_ml_flow.api import access_log, limits
 from local_ml_flow.api.app import create_app
+from local_ml_flow.errors import ConfigurationError
 from local_ml_flow.events import RunOptions
 from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Mode, Settings
@@ -19,6 +21,20 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 
 def _say(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """ConfigurationError if ``host:port`` cannot be bound (uvicorn binds the same way)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc} (another local-ml-flow"
+                " or another server there?). Stop it, or pick another port: --port or"
+                " LMF_API_PORT."
+            ) from None
 
 
 def serve(
@@ -36,6 +52,7 @@ def serve(
     ``run_first`` None: run the pipeline once when the embedded stack has no model yet.
     """
     access_log.configure(settings.log_level, settings.log_json)
+    _check_port_free(host, port)  # before the emulator starts and a model is trained
     runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path, fresh=fresh)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
