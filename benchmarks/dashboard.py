@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.api.conftest import ApiServer  # noqa: E402
 from tests.browser.chromium import launch, watch, why_no_browser  # noqa: E402
+
+from local_ml_flow import aws  # noqa: E402
 
 DATA = "local-ml-flow-data"
 DOCUMENTS = ("request.json", "manifest.json", "metrics.json")
@@ -70,13 +71,7 @@ def load_ms(browser: Any, url: str) -> tuple[float, float]:
 
 def plant_runs(server: ApiServer, template: str, total: int) -> int:
     """Copies of run ``template``'s documents under new ids until there are ``total`` runs."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server.emulator_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = aws.client("s3", endpoint_url=server.emulator_url)
     docs = {
         name: s3.get_object(Bucket=DATA, Key=f"runs/{template}/{name}")["Body"].read().decode()
         for name in DOCUMENTS

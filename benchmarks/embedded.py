@@ -30,9 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import httpx
-from botocore.config import Config
+
+from local_ml_flow import aws
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -148,14 +148,8 @@ def run_once(url: str) -> float:
 
 
 def lambda_invokes(server: Server, n: int = 5) -> None:
-    client = boto3.client(
-        "lambda",
-        endpoint_url=server.emulator_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(read_timeout=600, retries={"max_attempts": 1}),
-    )
+    # no retries, and a read timeout of 600 s: room for a cold start
+    client = aws.client("lambda", endpoint_url=server.emulator_url, function_timeout_s=540)
     times: list[float] = []
     for _ in range(n):
         started = time.perf_counter()

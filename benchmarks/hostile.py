@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from local_ml_flow import aws
 from local_ml_flow.errors import DatasetValidationError
 from local_ml_flow.ml import dataset
 
@@ -145,15 +146,7 @@ _BIG_TARGET: dict[str, str] = {}
 
 
 def _put_big(data: bytes) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=_BIG_TARGET["endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = aws.client("s3", endpoint_url=_BIG_TARGET["endpoint"])
     s3.put_object(Bucket="local-ml-flow-data", Key="housing.csv", Body=data)
 
 

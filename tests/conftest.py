@@ -10,9 +10,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from local_ml_flow import datasource
@@ -52,14 +54,17 @@ class Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def s3_client(endpoint_url: str):
-    """A plain boto3 S3 client on an emulator, to look at (or break) what is stored."""
-    return boto3.client(
-        "s3",
+def emulator_client(service: str, endpoint_url: str) -> Any:
+    """A plain boto3 client on an emulator (any credentials do), to look at or break what is
+    stored, or invoke a function directly (room for a cold start, never retried)."""
+    config = Config(read_timeout=600, retries={"max_attempts": 1}) if service == "lambda" else None
+    return boto3.client(  # type: ignore[call-overload]
+        service,
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        config=config,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from tests.api.conftest import ApiServer, assert_error
-from tests.conftest import s3_client
+from tests.conftest import emulator_client
 
 HOUSE = EXAMPLE_HOUSE
 DATA = "local-ml-flow-data"
@@ -20,7 +20,7 @@ MODELS = "local-ml-flow-models"
 
 def s3_of(server: ApiServer):
     """A client on the server's embedded emulator, to look at (or break) what is stored."""
-    return s3_client(server.emulator_url)
+    return emulator_client("s3", server.emulator_url)
 
 
 def stored(server: ApiServer) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ import pytest
 from local_ml_flow.embedded import EmbeddedEmulator
 from local_ml_flow.settings import Settings
 from tests.api.conftest import ApiServer, assert_error, start_server
-from tests.conftest import free_port
+from tests.conftest import emulator_client, free_port
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,7 @@ def test_ready_goes_503_when_the_emulator_stops_and_200_when_back(
 
 
 def test_ready_names_what_is_missing(server_on_endpoint: ApiServer, emulator: EmbeddedEmulator):
-    import boto3
-
-    lam = boto3.client(
-        "lambda",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    lam = emulator_client("lambda", emulator.endpoint_url)
     config = lam.get_function(FunctionName="local-ml-flow-inference")
     lam.delete_function(FunctionName="local-ml-flow-inference")
     try:

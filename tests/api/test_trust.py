@@ -27,7 +27,7 @@ from local_ml_flow.settings import Settings
 from local_ml_flow.storage import sha256
 from tests.api.conftest import ApiServer, assert_error, start_server
 from tests.api.test_api import HOUSE
-from tests.conftest import Exploit, free_port, s3_client
+from tests.conftest import Exploit, emulator_client, free_port
 from tests.faults import FaultProxy
 
 DATA, MODELS = "lmf-trust-data", "lmf-trust-models"
@@ -72,7 +72,7 @@ def server(
 
 @pytest.fixture
 def s3(emulator: EmbeddedEmulator):
-    return s3_client(emulator.endpoint_url)
+    return emulator_client("s3", emulator.endpoint_url)
 
 
 def run(client: httpx.Client, **parameters: object) -> dict:

@@ -18,15 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
 from tests.api.conftest import ApiServer, assert_error
-from tests.conftest import free_port
+from tests.conftest import emulator_client, free_port
 
 DATA = "local-ml-flow-data"
 MODELS = "local-ml-flow-models"
@@ -39,17 +37,6 @@ def serve(state: Path, dataset_path: Path, *extra: str, env: dict[str, str] | No
     log = state.parent / f"server-{time.monotonic_ns()}.log"
     args = ["--embedded", "--dataset", str(dataset_path), "--no-run", *extra]
     return ApiServer(log, args, {"LMF_STATE_DIR": str(state), **(env or {})})
-
-
-def aws_client(service: str, endpoint: str) -> Any:
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(read_timeout=600, retries={"max_attempts": 1}),
-    )
 
 
 def emulator_pid(state: Path, port: int) -> int:
@@ -86,7 +73,7 @@ def test_runs_models_and_uploads_survive_a_restart(
             assert second.status_code == 201, second.text
             predicted = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
             history = http.get("/pipeline/runs").json()["runs"]
-        lam = aws_client("lambda", api.emulator_url)
+        lam = emulator_client("lambda", api.emulator_url)
         created = {
             n: lam.get_function(FunctionName=n)["Configuration"] for n in (INGESTION, INFERENCE)
         }
@@ -112,14 +99,14 @@ def test_runs_models_and_uploads_survive_a_restart(
             assert again == predicted
             dataset = http.get("/bucket/dataset", params={"limit": 1}).json()
             assert dataset["values"][0]["price"] == upload.split(b"\n")[1].split(b",")[0].decode()
-        s3 = aws_client("s3", api.emulator_url)
+        s3 = emulator_client("s3", api.emulator_url)
         stored = s3.get_object(Bucket=DATA, Key="housing.csv")["Body"].read()
         assert stored == upload  # provisioning never overwrites a user's dataset
         run_id = second.json()["run_id"]
         models = s3.list_objects_v2(Bucket=MODELS, Prefix=f"runs/{run_id}/")["Contents"]
         assert {o["Key"].rsplit("/", 1)[-1] for o in models} >= {"model.joblib"}
         # functions and bucket settings were saved on the clean stop, not re-created
-        lam = aws_client("lambda", api.emulator_url)
+        lam = emulator_client("lambda", api.emulator_url)
         for name, config in created.items():
             now = lam.get_function(FunctionName=name)["Configuration"]
             assert (now["LastModified"], now["CodeSha256"]) == (
@@ -141,7 +128,7 @@ def test_kill_9_of_the_emulator_loses_no_acknowledged_object(
         with httpx.Client(base_url=api.url, timeout=120) as http:
             run = http.post("/pipeline/runs", json={})
             assert run.status_code == 201, run.text
-        s3 = aws_client("s3", api.emulator_url)
+        s3 = emulator_client("s3", api.emulator_url)
         stop = threading.Event()
 
         def burst() -> None:
@@ -169,7 +156,7 @@ def test_kill_9_of_the_emulator_loses_no_acknowledged_object(
 
     api = serve(state, dataset_path)
     try:
-        s3 = aws_client("s3", api.emulator_url)
+        s3 = emulator_client("s3", api.emulator_url)
         for key, digest in acknowledged.items():
             body = s3.get_object(Bucket=DATA, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == digest, key
@@ -203,7 +190,7 @@ def aws_lambda_invoke(endpoint: str, function: str, out: Path) -> dict[str, Any]
         response: dict[str, Any] = json.loads(proc.stdout)
     else:
         print("aws CLI not found: invoking through boto3 with no payload, as the CLI does")
-        raw = aws_client("lambda", endpoint).invoke(FunctionName=function)
+        raw = emulator_client("lambda", endpoint).invoke(FunctionName=function)
         out.write_bytes(raw["Payload"].read())
         response = {k: v for k, v in raw.items() if k in {"StatusCode", "FunctionError"}}
     assert response["StatusCode"] == 200
@@ -221,7 +208,7 @@ def test_aws_lambda_invoke_runs_the_original_flow(
         scored = aws_lambda_invoke(api.emulator_url, INFERENCE, tmp_path / "inference.json")
         assert scored["run_id"] == trained["run_id"]
         assert scored["score"] == "65.29%"
-        s3 = aws_client("s3", api.emulator_url)
+        s3 = emulator_client("s3", api.emulator_url)
         data = {o["Key"] for o in s3.list_objects_v2(Bucket=DATA)["Contents"]}
         assert {"housing.csv", "x_test.joblib", "y_test.joblib", "score.txt"} <= data
         assert s3.get_object(Bucket=DATA, Key="score.txt")["Body"].read() == b"65.29%"
@@ -229,7 +216,7 @@ def test_aws_lambda_invoke_runs_the_original_flow(
         with httpx.Client(base_url=api.url, timeout=60) as http:  # the API sees that run
             assert http.get("/result/local-ml-flow-data").json() == {"content": "65.29%"}
         # a refused event: MiniStack reports every handler error as Runtime.HandlerError
-        lam = aws_client("lambda", api.emulator_url)
+        lam = emulator_client("lambda", api.emulator_url)
         refused = lam.invoke(FunctionName=INGESTION, Payload=b'{"test_size": 7}')
         error = json.loads(refused["Payload"].read())
         assert refused["FunctionError"] == "Unhandled"
@@ -259,7 +246,7 @@ def test_the_emulator_refuses_browser_requests(state: Path, dataset_path: Path) 
     api = serve(state, dataset_path)
     try:
         base = api.emulator_url
-        s3 = aws_client("s3", base)
+        s3 = emulator_client("s3", base)
         assert DATA in {b["Name"] for b in s3.list_buckets()["Buckets"]}  # SDKs get through
         page = {"Origin": "https://example.com"}
         for method, path, headers in [
