@@ -337,9 +337,11 @@ class ArtifactStore:
 
     # -- reading in pieces (dataset pages) --------------------------------------------
     def etag(self, bucket: str, key: str) -> str:
-        """The object's current ETag (a HEAD)."""
-        with aws.translated(self._target(bucket, key)):
-            return str(self.s3.head_object(Bucket=bucket, Key=key)["ETag"])
+        """The object's current ETag (a HEAD); KeyNotFoundError if it does not exist."""
+        head = self.head(bucket, key)
+        if head is None:
+            raise KeyNotFoundError(f"s3://{bucket}/{key} does not exist")
+        return head.etag
 
     def stream(
         self, bucket: str, key: str, chunk_bytes: int = 1 << 20
