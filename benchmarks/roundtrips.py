@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/roundtrips.py                       # this checkout only
     .venv/bin/python benchmarks/roundtrips.py --before e15a4c2      # interleaved A B A B
+    .venv/bin/python benchmarks/roundtrips.py --emulator ministack  # the embedded mode's S3
 
 Calls ``handlers.ingestion({})`` then ``handlers.inference({})`` (the ``aws lambda invoke``
 path: ingestion promotes its own run, inference scores the latest) and, with ``--runner``,
@@ -13,7 +14,10 @@ critical path: botocore's ``before-send`` / ``response-received`` hooks on the c
 requests in flight, and a request sent while none is in flight starts a new round trip (so
 requests that overlap count once). ``--before REV`` exports that commit's ``src/`` and runs
 both trees in alternating child processes (A B A B ...) against the same moto server, so a
-loaded machine slows both alike; figures are medians. Prints figures; asserts nothing.
+loaded machine slows both alike; figures are medians. It also prints what one request costs
+on the emulator and whether six at once overlap (moto's server answers them one after the
+other, so there time follows the number of requests, not of round trips). Prints figures;
+asserts nothing.
 Target (issue 13): warm <= 65 ms, <= 6 sequential round trips per function.
 """
 
@@ -129,6 +133,61 @@ def child(endpoint: str, runs: int, runner: bool) -> None:
     print(json.dumps(out))
 
 
+def request_floor(endpoint: str) -> dict[str, float]:
+    """Median time of one small PUT, one GET, and six PUTs at once against the emulator:
+    what a round trip costs there, and whether overlapping requests are served in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(max_pool_connections=8),
+    )
+    bucket = f"bench-floor-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    body = b"x" * 4096
+
+    def median_ms(call: Any, n: int = 60) -> float:
+        for _ in range(5):
+            call()
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+
+    with ThreadPoolExecutor(6) as pool:
+        return {
+            "put": median_ms(lambda: s3.put_object(Bucket=bucket, Key="k", Body=body)),
+            "get": median_ms(lambda: s3.get_object(Bucket=bucket, Key="k")["Body"].read()),
+            "six_puts": median_ms(
+                lambda: list(
+                    pool.map(
+                        lambda i: s3.put_object(Bucket=bucket, Key=f"p{i}", Body=body), range(6)
+                    )
+                ),
+                n=20,
+            ),
+        }
+
+
+def start_ministack() -> tuple[Any, str]:
+    """The embedded emulator (MiniStack, as ``serve --embedded`` runs it) on a free port,
+    with a private temporary state directory."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from local_ml_flow.embedded import EmbeddedEmulator
+
+    emulator = EmbeddedEmulator(port=free_port())
+    return emulator, emulator.start(fresh=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -221,13 +280,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per child process")
     parser.add_argument("--runner", action="store_true", help="also the runner's path")
+    parser.add_argument(
+        "--emulator",
+        choices=("moto", "ministack"),
+        default="moto",
+        help="the S3 on loopback: moto's server (the issue's measurement) or MiniStack"
+        " (what the embedded mode runs)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.endpoint, args.runs, args.runner)
         return
-    server, endpoint = start_moto()
+    server: Any
+    server, endpoint = start_moto() if args.emulator == "moto" else start_ministack()
     workdir = Path(tempfile.mkdtemp(prefix="lmf-roundtrips-"))
     try:
         trees = {"after": ROOT / "src"}
@@ -239,9 +306,10 @@ def main() -> None:
             for name, src in trees.items():
                 results[name].append(run_child(src, endpoint, args.runs, args.runner))
                 imports[name].append(import_seconds(src))
+        floor = request_floor(endpoint)
         print(
-            f"warm pipeline, handlers in-process, moto server on loopback; {args.rounds} rounds"
-            f" x {args.runs} runs per tree, interleaved:"
+            f"warm pipeline, handlers in-process, {args.emulator} on loopback; {args.rounds}"
+            f" rounds x {args.runs} runs per tree, interleaved:"
         )
         for path in ("lambda", "runner") if args.runner else ("lambda",):
             for name in trees:
@@ -253,12 +321,21 @@ def main() -> None:
                 f" {statistics.median(imports[name]):.2f} s (n {len(imports[name])})"
             )
         print(
+            f"  {args.emulator}: one PUT {floor['put']:.1f} ms, one GET {floor['get']:.1f} ms,"
+            f" six PUTs at once {floor['six_puts']:.1f} ms"
+            f" ({floor['six_puts'] / floor['put']:.1f}x one: overlapping requests"
+            f" {'are served one by one' if floor['six_puts'] > 4 * floor['put'] else 'overlap'})"
+        )
+        print(
             "targets: lambda path <= 65 ms, <= 6 sequential round trips per function;"
             " handler import <= 1.0 s"
         )
     finally:
-        server.terminate()
-        server.wait()
+        if args.emulator == "moto":
+            server.terminate()
+            server.wait()
+        else:
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

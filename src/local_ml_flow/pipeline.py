@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,12 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         raise
     try:
         manifest = _train(run_id, created_at, request.parameters, runs, limits, reading.result)
+        # The manifest is the run's last training write; a promotion to come reads the
+        # pointer it compare-and-swaps meanwhile (one round trip less).
+        _, seen = gather(
+            lambda: runs.write_manifest(manifest),
+            runs.peek_pointer if request.promote else lambda: None,
+        )
     except LocalMlFlowError as exc:
         _record(runs, run_id, "ingestion", exc)
         raise
@@ -101,7 +107,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         _record(runs, run_id, "ingestion", error)
         raise error from None
     if request.promote:
-        runs.promote(run_id, manifest)
+        runs.promote(run_id, manifest, just_trained=True, seen=seen)
     return {
         "run_id": run_id,
         "n_train": manifest.n_train,
@@ -123,7 +129,8 @@ def _train(
     limits: Limits,
     read_dataset: Callable[[], bytes],
 ) -> Manifest:
-    """Train and store a run's artifacts; returns its manifest (written last)."""
+    """Train and store a run's artifacts; returns its manifest (for the caller to write:
+    the run's last training write)."""
     store = runs.store
     raw = read_dataset()
     dataset_sha = sha256(raw)
@@ -169,7 +176,6 @@ def _train(
         created_at=created_at,
         trained_at=utc_now(),
     )
-    runs.write_manifest(manifest)
     return manifest
 
 
@@ -184,7 +190,12 @@ def _finite(metrics: model.Metrics, what: str) -> model.Metrics:
 
 def environment() -> dict[str, str]:
     """Versions that decide whether a stored model can be read back and gives the same
-    predictions."""
+    predictions (looked up once per process: they cannot change under it)."""
+    return dict(_environment())
+
+
+@cache
+def _environment() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version(), "local-ml-flow": __version__}

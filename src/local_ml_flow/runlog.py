@@ -167,6 +167,11 @@ class Pointer(_Document):
     previous_run_id: str | None = None
 
 
+# The latest pointer as read for a compare-and-swap: the document (None: no run promoted
+# yet) and its ETag.
+Seen = tuple[Pointer | None, str | None]
+
+
 def _age_s(timestamp: str | None) -> float:
     if not timestamp:
         return 0.0
@@ -290,7 +295,7 @@ class RunLog:
             self.store.put_json(self._data, run_key(run_id, ERROR), document, once=True)
 
     # -- the current run ----------------------------------------------------------------
-    def _pointer(self) -> tuple[Pointer | None, str | None]:
+    def _pointer(self) -> Seen:
         """The latest pointer and its ETag; (None, None) before the first promoted run."""
         try:
             blob = self.store.read(self._data, LATEST_KEY)
@@ -298,6 +303,14 @@ class RunLog:
             return None, None
         where = f"s3://{self._data}/{LATEST_KEY}"
         return parse_document(blob.data, Pointer, where), blob.etag
+
+    def peek_pointer(self) -> Seen | None:
+        """The pointer and its ETag for a promotion to come, or None if they could not be
+        read (the promotion reads them again and reports that failure as its own)."""
+        try:
+            return self._pointer()
+        except LocalMlFlowError:
+            return None
 
     def latest(self) -> Pointer | None:
         """The latest pointer, or None before the first promoted run."""
@@ -361,7 +374,13 @@ class RunLog:
         return self.promote(run_id, record_failure=False)
 
     def promote(
-        self, run_id: str, manifest: Manifest | None = None, *, record_failure: bool = True
+        self,
+        run_id: str,
+        manifest: Manifest | None = None,
+        *,
+        record_failure: bool = True,
+        just_trained: bool = False,
+        seen: Seen | None = None,
     ) -> Pointer:
         """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
         on its ETag. If another run was promoted meanwhile, that one stays current (this run
@@ -370,9 +389,14 @@ class RunLog:
         If it fails, the run is recorded as failed (stage promotion; unless ``record_failure``
         is False, as for a rollback to a finished run) unless the pointer did move to it, and
         the root copies are repaired to name the current run again.
+
+        ``just_trained``: the caller is the ingestion that trained the run a moment ago and
+        passes its ``manifest``: the run has no metrics and no failure yet, so neither is read;
+        ``seen``: the pointer and its ETag as the caller read them (``peek_pointer``) while it
+        wrote the manifest (else read here). The compare-and-swap makes an early read safe.
         """
         try:
-            return self._promote(run_id, manifest)
+            return self._promote(run_id, manifest, just_trained, seen)
         except LocalMlFlowError as exc:
             with contextlib.suppress(LocalMlFlowError):
                 pointer = self.latest()
@@ -384,15 +408,24 @@ class RunLog:
                 self.repair()
             raise
 
-    def _promote(self, run_id: str, manifest: Manifest | None) -> Pointer:
+    def _promote(
+        self, run_id: str, manifest: Manifest | None, just_trained: bool, seen: Seen | None
+    ) -> Pointer:
         # What the promotion decides on, read at once: the manifest (unless the caller has
         # it), the metrics, whether the run failed, and the pointer it compare-and-swaps.
-        info, scored, failed, (current, etag) = gather(
-            (lambda: manifest) if manifest is not None else (lambda: self.manifest(run_id)),
-            lambda: self.metrics(run_id),
-            lambda: self.store.exists(self._data, run_key(run_id, ERROR)),
-            self._pointer,
-        )
+        info: Manifest
+        scored: Metrics | None
+        failed: bool
+        if just_trained and manifest is not None:
+            info, scored, failed = manifest, None, False
+            current, etag = seen if seen is not None else self._pointer()
+        else:
+            info, scored, failed, (current, etag) = gather(
+                (lambda: manifest) if manifest is not None else (lambda: self.manifest(run_id)),
+                lambda: self.metrics(run_id),
+                lambda: self.store.exists(self._data, run_key(run_id, ERROR)),
+                self._pointer,
+            )
         self.check_promotable(run_id, info, scored, failed)
         pointer = Pointer(
             run_id=run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +71,46 @@ def test_array_predictor_predicts_like_the_model(clean, feature_set, kind):
     assert fast.predict(parts.x_test.to_numpy()) == pytest.approx(fitted.predict(parts.x_test))
     with pytest.raises(ValueError, match="model was fitted on"):
         model.array_predictor(fitted, list(reversed(dataset.feature_names(feature_set))))
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "test_size", "random_state"),
+    [(545, 0.2, 42), (545, 0.2, 0), (10, 0.5, 7), (1001, 0.33, 2**32 - 1), (8, 0.25, 3)],
+)
+def test_split_takes_the_rows_scikit_learn_takes(n_rows, test_size, random_state):
+    from sklearn.model_selection import train_test_split
+
+    x = pd.DataFrame({"a": np.arange(n_rows, dtype="float64")})
+    y = pd.Series(np.arange(n_rows, dtype="float64") * 2, name="price")
+    ours = model.split(x, y, test_size=test_size, random_state=random_state)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_size, random_state=random_state
+    )
+    pd.testing.assert_frame_equal(ours.x_train, x_train)
+    pd.testing.assert_frame_equal(ours.x_test, x_test)
+    pd.testing.assert_series_equal(ours.y_train, y_train)
+    pd.testing.assert_series_equal(ours.y_test, y_test)
+
+
+@pytest.mark.parametrize(
+    "case", ["reference", "noisy", "constant target", "constant and right", "perfect"]
+)
+def test_scores_are_scikit_learns_figures(clean, case):
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(1)
+    y = dataset.target(clean).to_numpy()
+    predicted = {
+        "reference": y * 0.9 + 1e5,
+        "noisy": y + rng.normal(0, 1e6, len(y)),
+        "constant target": np.full(len(y), 3.0),
+        "constant and right": np.full(len(y), 5.0),
+        "perfect": y.copy(),
+    }[case]
+    if case.startswith("constant"):  # no variance: scikit-learn's force_finite figures
+        y = np.full(len(y), 5.0)
+    ours = model.scores(y, predicted)
+    assert ours.r2 == pytest.approx(r2_score(y, predicted), rel=1e-12, abs=1e-12)
+    assert ours.mae == pytest.approx(mean_absolute_error(y, predicted), rel=1e-12)
+    assert ours.rmse == pytest.approx(np.sqrt(mean_squared_error(y, predicted)), rel=1e-12)
+    assert ours.n == len(y)

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,9 +145,10 @@ class RecordLines:
         return self._starts[record]
 
 
-def _lines(mask: pd.Series[bool], lines: RecordLines | None = None) -> str:
-    """'lines 2, 5, 9 (+3 more)': CSV line numbers (the header is line 1) where mask is true."""
-    idx = np.flatnonzero(mask.to_numpy())
+def _lines(mask: Any, lines: RecordLines | None = None) -> str:
+    """'lines 2, 5, 9 (+3 more)': CSV line numbers (the header is line 1) where ``mask`` (a
+    bool array) is true."""
+    idx = np.flatnonzero(mask)
     where = (lambda i: lines.line(i)) if lines is not None else (lambda i: i + 2)
     shown = ", ".join(str(where(int(i))) for i in idx[:_MAX_LINES_SHOWN])
     more = f" (+{len(idx) - _MAX_LINES_SHOWN} more)" if len(idx) > _MAX_LINES_SHOWN else ""
@@ -276,17 +277,37 @@ def _words(column: pd.Series[Any]) -> pd.Series[Any]:
     return column.astype(object).map(lambda v: str(v).strip().lower(), na_action="ignore")
 
 
-def _empty(column: pd.Series[Any]) -> pd.Series[bool]:
-    if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object:
-        return column.isna() | (column.astype("string").str.strip() == "").fillna(False)
-    return column.isna()
+def _per_category(column: pd.Series[Any], test: Callable[[str], bool], missing: bool) -> Any:
+    """``test`` of each cell of a categorical column as a bool array, computed once per
+    category and spread by the codes (``missing`` for an empty cell): linear, no strings
+    made per row."""
+    table = np.array([test(str(c)) for c in column.cat.categories] + [missing], dtype=bool)
+    return table[column.cat.codes.to_numpy()]  # code -1 (NaN) picks the last entry
+
+
+def _word_in(column: pd.Series[Any], allowed: Sequence[str]) -> Any:
+    """Whether each cell, stripped and lower-cased, is one of ``allowed`` (a bool array)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _per_category(column, lambda c: c.strip().lower() in allowed, False)
+    return _words(column).isin(allowed).to_numpy(dtype=bool)
+
+
+def _empty(column: pd.Series[Any]) -> Any:
+    """Whether each cell is empty or blank (a bool array)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _per_category(column, lambda c: not c.strip(), True)
+    if column.dtype == object:
+        blank = (column.astype("string").str.strip() == "").fillna(False)
+        return (column.isna() | blank).to_numpy(dtype=bool)
+    return column.isna().to_numpy(dtype=bool)
 
 
 def _number_problems(
-    column: str, raw: pd.Series[Any], present: pd.Series[bool], lines: RecordLines | None
+    column: str, raw: pd.Series[Any], present: Any, lines: RecordLines | None
 ) -> list[str]:
+    """``present``: a bool array, the cells that are not empty."""
     rule = NUMBER_RULES[column]
-    numbers = _numbers(raw)
+    numbers = _numbers(raw).to_numpy()
     problems: list[str] = []
     bad = present & ~np.isfinite(numbers)
     if bad.any():
@@ -301,8 +322,9 @@ def _number_problems(
         problems.append(
             f"column {column!r}: values above {rule.maximum:g} at {_lines(above, lines)}"
         )
-    if rule.integer:
-        fractional = ok & ~negative & ~above & (numbers % 1 != 0)
+    if rule.integer and raw.dtype.kind not in "iu":  # integers parsed as such are whole
+        with np.errstate(invalid="ignore"):
+            fractional = ok & ~negative & ~above & (numbers % 1 != 0)
         if fractional.any():
             problems.append(
                 f"column {column!r}: expected whole numbers at {_lines(fractional, lines)}"
@@ -325,8 +347,7 @@ def _value_problems(
             problems.extend(_number_problems(column, raw, present, lines))
         else:
             allowed = CHOICES[column]
-            words = _words(raw)
-            bad = present & ~words.isin(allowed)
+            bad = present & ~_word_in(raw, allowed)
             if bad.any():
                 what = (
                     "expected yes or no"
@@ -387,19 +408,46 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
         if column in frame.columns:
             out[column] = _numbers(frame[column]).to_numpy()
     for column in YES_NO_COLUMNS:
-        out[column] = (_words(frame[column]) == "yes").astype("int64").to_numpy()
-    out[FURNISHING] = pd.Categorical(_words(frame[FURNISHING]), categories=FURNISHING_VALUES)
+        raw = frame[column]
+        if isinstance(raw.dtype, pd.CategoricalDtype):
+            yes = _per_category(raw, lambda c: c.strip().lower() == "yes", False)
+        else:
+            yes = (_words(raw) == "yes").to_numpy()
+        out[column] = yes.astype("int64")
+    out[FURNISHING] = _furnishing(frame[FURNISHING])
     return out
+
+
+_FURNISHING_DTYPE = pd.CategoricalDtype(list(FURNISHING_VALUES))
+
+
+def _furnishing(column: pd.Series[Any]) -> pd.Categorical[object]:
+    """The furnishing column as a categorical of ``FURNISHING_VALUES`` (codes mapped once
+    per category when it is already categorical)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Categorical(_words(column), dtype=_FURNISHING_DTYPE)
+    index = {value: i for i, value in enumerate(FURNISHING_VALUES)}
+    table = np.array(
+        [index.get(str(c).strip().lower(), -1) for c in column.cat.categories] + [-1],
+        dtype=np.int8,
+    )
+    codes = table[column.cat.codes.to_numpy()]
+    return pd.Categorical.from_codes(codes, dtype=_FURNISHING_DTYPE)
 
 
 def features(clean_frame: pd.DataFrame, feature_set: str) -> pd.DataFrame:
     """Model inputs of a cleaned frame: the feature set's columns, furnishing one-hot."""
     names = feature_names(feature_set)
-    out = clean_frame.copy()
-    status = out[FURNISHING]
-    for name, value in FURNISHING_DUMMY_OF.items():
-        out[name] = (status == value).astype("int64")
-    return out[names].astype("float64")
+    # One float64 block, column-major: no intermediate frames, and rows are gathered
+    # column by column (contiguous) when the split takes them.
+    matrix = np.empty((len(clean_frame), len(names)), dtype="float64", order="F")
+    status = clean_frame[FURNISHING]
+    for j, name in enumerate(names):
+        if name in FURNISHING_DUMMY_OF:
+            matrix[:, j] = (status == FURNISHING_DUMMY_OF[name]).to_numpy()
+        else:
+            matrix[:, j] = clean_frame[name].to_numpy()
+    return pd.DataFrame(matrix, columns=names, copy=False)
 
 
 def target(clean_frame: pd.DataFrame) -> pd.Series[float]:

@@ -98,12 +98,22 @@ def split(
             f"{len(x)} rows are too few for test_size {test_size}:"
             " need at least 2 rows in each of train and test"
         )
-    from sklearn.model_selection import train_test_split
+    train_rows, test_rows = split_rows(len(x), n_test, random_state)
+    return Split(x.take(train_rows), x.take(test_rows), y.take(train_rows), y.take(test_rows))
 
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, random_state=random_state
-    )
-    return Split(x_train, x_test, y_train, y_test)
+
+def split_rows(n_rows: int, n_test: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train and test row positions scikit-learn's ``train_test_split(..., test_size,
+    random_state=random_state)`` picks (``n_test = ceil(n_rows * test_size)``): one
+    permutation by NumPy's legacy generator seeded with ``random_state``, its first
+    ``n_test`` rows for test, the rest for training (ShuffleSplit's rule).
+
+    Done here because ``sklearn.model_selection`` costs a second to import on a first run;
+    ``tests/unit/test_model.py`` checks the rows are scikit-learn's, so a change of that rule
+    fails a test.
+    """
+    permutation = np.random.RandomState(random_state).permutation(n_rows)
+    return permutation[n_test:], permutation[:n_test]
 
 
 def train(kind: str, x: pd.DataFrame, y: pd.Series[float], *, random_state: int = 42) -> Regressor:
@@ -153,16 +163,27 @@ class _LinearArrayPredictor:
 def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
     """R², MAE, RMSE and the number of rows scored (NaN or infinite when the numbers are
     too large for the arithmetic: see ``Metrics.finite``)."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
     with np.errstate(all="ignore"):
-        predicted = model.predict(x)
-        if not np.isfinite(predicted).all():  # scikit-learn's metrics refuse them outright
+        predicted = np.asarray(model.predict(x), dtype="float64").reshape(-1)
+        if not np.isfinite(predicted).all():
             return Metrics(r2=math.nan, mae=math.nan, rmse=math.nan, n=len(y))
+        return scores(np.asarray(y, dtype="float64").reshape(-1), predicted)
+
+
+def scores(y: np.ndarray, predicted: np.ndarray) -> Metrics:
+    """scikit-learn's r2_score, mean_absolute_error and root of mean_squared_error, computed
+    as they compute them (the same figures) without their per-call input checks."""
+    with np.errstate(all="ignore"):
+        squared = (y - predicted) ** 2
+        residual = float(np.sum(squared))
+        total = float(np.sum((y - np.mean(y)) ** 2))
+        # a constant target scores 1 or 0 (scikit-learn's force_finite convention)
+        constant = 1.0 if residual == 0 else 0.0
+        r2 = 1 - residual / total if total != 0 else constant
         return Metrics(
-            r2=float(r2_score(y, predicted)),
-            mae=float(mean_absolute_error(y, predicted)),
-            rmse=float(np.sqrt(mean_squared_error(y, predicted))),
+            r2=float(r2),
+            mae=float(np.mean(np.abs(predicted - y))),
+            rmse=float(np.sqrt(np.mean(squared))),
             n=len(y),
         )
 
