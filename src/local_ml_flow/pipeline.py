@@ -45,6 +45,7 @@ from local_ml_flow.runlog import (
     run_key,
 )
 from local_ml_flow.storage import (
+    ArtifactStore,
     array_from_bytes,
     background,
     gather,
@@ -91,8 +92,14 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
     except BaseException:
         reading.exception()  # wait for it: nothing is left in flight
         raise
+    # Only _train holds the dataset's bytes from here: they are let go as soon as they were
+    # parsed and archived (a large dataset is not kept through training).
+    pending = [reading]
+    del reading
     try:
-        manifest = _train(run_id, created_at, request.parameters, runs, limits, reading.result)
+        manifest = _train(
+            run_id, created_at, request.parameters, runs, limits, lambda: pending.pop().result()
+        )
         # The manifest is the run's last training write; a promotion to come reads the
         # pointer it compare-and-swaps meanwhile (one round trip less).
         _, seen = gather(
@@ -130,53 +137,75 @@ def _train(
     read_dataset: Callable[[], bytes],
 ) -> Manifest:
     """Train and store a run's artifacts; returns its manifest (for the caller to write:
-    the run's last training write)."""
+    the run's last training write).
+
+    Each large intermediate (the dataset's bytes, the cleaned frame, the whole feature
+    matrix) is let go once the next step has what it needs, so a large dataset's peak
+    memory is the training's, not the sum of every stage."""
     store = runs.store
     raw = read_dataset()
     dataset_sha = sha256(raw)
     clean = dataset.load_dataset(raw, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
-    x = dataset.features(clean, parameters.feature_set)
-    parts = model.split(
-        x,
-        dataset.target(clean),
-        test_size=parameters.test_size,
-        random_state=parameters.random_state,
-    )
-    fitted = model.train(
-        parameters.model, parts.x_train, parts.y_train, random_state=parameters.random_state
-    )
-    train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
-    test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
-    data, models = store.data_bucket, store.models_bucket
-    # The artifacts and the dataset's archive are independent writes: all at once, all done
-    # (or the run fails) before the manifest, the run's last training write.
-    x_sha, y_sha, model_sha, *_ = gather(
-        lambda: store.put_array(data, run_key(run_id, X_TEST_FILE), parts.x_test.to_numpy()),
-        lambda: store.put_array(data, run_key(run_id, Y_TEST_FILE), parts.y_test.to_numpy()),
-        lambda: store.put_model(models, run_key(run_id, MODEL_FILE), fitted),
-        # the original project's pickles, for users' scripts (never loaded here)
-        lambda: store.put_joblib(data, run_key(run_id, X_TEST_KEY), parts.x_test),
-        lambda: store.put_joblib(data, run_key(run_id, Y_TEST_KEY), parts.y_test),
-        lambda: store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted),
-        lambda: datasets.archive(store, raw, dataset_sha),  # every dataset a run used is kept
-    )
-    manifest = Manifest(
+    # Every dataset a run used is kept: archived while the run trains (write-once).
+    archiving = background(partial(datasets.archive, store, raw, dataset_sha))
+    del raw
+    try:
+        x, y = dataset.features(clean, parameters.feature_set), dataset.target(clean)
+        del clean
+        names = list(x.columns)
+        parts = model.split(
+            x, y, test_size=parameters.test_size, random_state=parameters.random_state
+        )
+        del x, y
+        fitted = model.train(
+            parameters.model, parts.x_train, parts.y_train, random_state=parameters.random_state
+        )
+        train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
+        test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
+        n_train, n_test = len(parts.x_train), len(parts.x_test)
+        x_test, y_test = parts.x_test, parts.y_test
+        del parts  # the training rows
+        x_sha, y_sha, model_sha = _store_artifacts(store, run_id, fitted, x_test, y_test)
+    finally:
+        archiving.exception()  # wait for it: nothing is left in flight
+    archiving.result()  # the archive failed: so does the run
+    return Manifest(
         run_id=run_id,
         parameters=parameters,
-        features=list(x.columns),
+        features=names,
         dataset_sha256=dataset_sha,
         model_sha256=model_sha,
         x_test_sha256=x_sha,
         y_test_sha256=y_sha,
-        n_train=len(parts.x_train),
-        n_test=len(parts.x_test),
+        n_train=n_train,
+        n_test=n_test,
         train_metrics=Scores(**train_metrics.as_dict()),
         test_metrics=Scores(**test_metrics.as_dict()),
         environment=environment(),
         created_at=created_at,
         trained_at=utc_now(),
     )
-    return manifest
+
+
+def _store_artifacts(
+    store: ArtifactStore,
+    run_id: str,
+    fitted: model.Regressor,
+    x_test: pd.DataFrame,
+    y_test: pd.Series[float],
+) -> tuple[str, str, str]:
+    """The run's model and test split, all written at once; their sha256s."""
+    data, models = store.data_bucket, store.models_bucket
+    x_sha, y_sha, model_sha, *_ = gather(
+        lambda: store.put_array(data, run_key(run_id, X_TEST_FILE), x_test.to_numpy()),
+        lambda: store.put_array(data, run_key(run_id, Y_TEST_FILE), y_test.to_numpy()),
+        lambda: store.put_model(models, run_key(run_id, MODEL_FILE), fitted),
+        # the original project's pickles, for users' scripts (never loaded here)
+        lambda: store.put_joblib(data, run_key(run_id, X_TEST_KEY), x_test),
+        lambda: store.put_joblib(data, run_key(run_id, Y_TEST_KEY), y_test),
+        lambda: store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted),
+    )
+    return x_sha, y_sha, model_sha
 
 
 def _finite(metrics: model.Metrics, what: str) -> model.Metrics:
@@ -309,8 +338,11 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
     y_test = array_from_bytes(verified(y_blob, y_where, info.y_test_sha256), y_where)
     if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
         raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
-    frame = pd.DataFrame(x_test, columns=info.features)
-    metrics = _finite(model.evaluate(loaded.model, frame, pd.Series(y_test)), "test")
+    frame = pd.DataFrame(x_test, columns=info.features, copy=False)
+    with np.errstate(all="ignore"):
+        y_pred = np.asarray(loaded.model.predict(frame), dtype="float64").reshape(-1)
+    y_true = np.asarray(y_test, dtype="float64").reshape(-1)
+    metrics = _finite(model.scores(y_true, y_pred), "test")
     scored = Metrics(
         run_id=run_id,
         r2=metrics.r2,
@@ -320,12 +352,10 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
         score=metrics.score,
         evaluated_at=utc_now(),
     )
-    with np.errstate(all="ignore"):
-        y_pred = loaded.model.predict(frame)
     predictions = Predictions(
         run_id=run_id,
-        y_true=[float(v) for v in y_test],
-        y_pred=[float(v) for v in y_pred],
+        y_true=y_true.tolist(),
+        y_pred=y_pred.tolist(),
         evaluated_at=scored.evaluated_at,
     )
     # Both are written once; if either write fails the run is recorded failed (error.json

@@ -165,14 +165,15 @@ def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
     too large for the arithmetic: see ``Metrics.finite``)."""
     with np.errstate(all="ignore"):
         predicted = np.asarray(model.predict(x), dtype="float64").reshape(-1)
-        if not np.isfinite(predicted).all():
-            return Metrics(r2=math.nan, mae=math.nan, rmse=math.nan, n=len(y))
-        return scores(np.asarray(y, dtype="float64").reshape(-1), predicted)
+    return scores(np.asarray(y, dtype="float64").reshape(-1), predicted)
 
 
 def scores(y: np.ndarray, predicted: np.ndarray) -> Metrics:
     """scikit-learn's r2_score, mean_absolute_error and root of mean_squared_error, computed
-    as they compute them (the same figures) without their per-call input checks."""
+    as they compute them (the same figures) without their per-call input checks; NaN when a
+    prediction is not finite."""
+    if not np.isfinite(predicted).all():
+        return Metrics(r2=math.nan, mae=math.nan, rmse=math.nan, n=len(y))
     with np.errstate(all="ignore"):
         squared = (y - predicted) ** 2
         residual = float(np.sum(squared))
