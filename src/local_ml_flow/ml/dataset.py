@@ -161,7 +161,7 @@ def _check_bytes(data: bytes, max_bytes: int) -> None:
         raise DatasetTooLargeError(
             [f"dataset is {len(data)} bytes, above the limit of {max_bytes} bytes"]
         )
-    if not data.strip():
+    if not data or data.isspace():  # (strip() would copy a large dataset to find out)
         raise DatasetValidationError(["dataset is empty"])
     try:
         data.decode("utf-8")
