@@ -359,7 +359,12 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
         evaluated_at=scored.evaluated_at,
     )
     # Both are written once; if either write fails the run is recorded failed (error.json
-    # wins over metrics.json in its record, and a failed run is never promoted).
-    gather(lambda: runs.write_predictions(predictions), lambda: runs.write_metrics(scored))
-    runs.write_score_if_latest(run_id, metrics.score, pointer)
+    # wins over metrics.json in its record, and a failed run is never promoted). The pointer,
+    # if not read yet, is read meanwhile: score.txt follows the current run only.
+    *_, latest = gather(
+        lambda: runs.write_predictions(predictions),
+        lambda: runs.write_metrics(scored),
+        (lambda: pointer) if pointer is not None else runs.latest,
+    )
+    runs.write_score_if_latest(run_id, metrics.score, latest)
     return scored.model_dump(exclude={"evaluated_at"})

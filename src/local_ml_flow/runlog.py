@@ -474,17 +474,12 @@ class RunLog:
             score_file,
         )
 
-    def write_score_if_latest(
-        self, run_id: str, score: str, pointer: Pointer | None = None
-    ) -> None:
+    def write_score_if_latest(self, run_id: str, score: str, pointer: Pointer | None) -> None:
         """``score.txt`` follows the current run only (inference of a run promoted before it
         was scored, as ``aws lambda invoke`` of ingestion then inference does).
 
-        ``pointer``: the latest pointer as the caller read it earlier (else it is read now);
-        the pointer is read again after the write either way, and the root copies repaired
-        if it moved."""
-        if pointer is None:
-            pointer = self.latest()
+        ``pointer``: the latest pointer as the caller read it (None: no run promoted yet);
+        after a write it is read again, and the root copies repaired if it moved."""
         if pointer is None or pointer.run_id != run_id:
             return
         self.store.put_text(self._data, SCORE_KEY, score, metadata={RUN_TAG: run_id})
