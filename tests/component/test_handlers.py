@@ -234,3 +234,34 @@ def test_list_runs_newest_first_and_limited(store, settings):
     assert [r["run_id"] for r in runs] == ["broken", "last", "mid"]
     assert [r["status"] for r in runs] == ["failed", "running", "running"]
     assert len(RunLog(store).list()) == 5
+
+
+def test_a_warm_run_makes_no_redundant_requests(store, settings):
+    """The request budget of issue 13 (requests are counted, not timed): ingestion that
+    promotes its own run reads neither its metrics nor its error.json (it knows there are
+    none), inference reads the pointer, the manifest and each artifact once."""
+    sent: list[str] = []
+    store.s3.meta.events.register(
+        "before-send.s3", lambda event_name, **_: sent.append(event_name.rsplit(".", 1)[-1])
+    )
+    for _ in range(2):  # the second run is warm: the dataset's archive is known
+        sent.clear()
+        ingest(store, settings, {})
+        ingestion = sorted(sent)
+        sent.clear()
+        infer(store, settings, {})
+        inference = sorted(sent)
+    # request.json and the dataset; 6 artifacts; the manifest and the pointer; 3 root
+    # copies and score.txt's removal (not scored yet); the pointer
+    assert ingestion == sorted(
+        ["PutObject", "GetObject"]
+        + ["PutObject"] * 6
+        + ["PutObject", "GetObject"]
+        + ["CopyObject"] * 3
+        + ["DeleteObject", "PutObject"]
+    )
+    # the pointer; manifest, model, x_test, y_test; metrics, predictions; score.txt; the
+    # pointer again (score.txt follows the current run only)
+    assert inference == sorted(
+        ["GetObject"] + ["GetObject"] * 4 + ["PutObject"] * 2 + ["PutObject", "GetObject"]
+    )
