@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bin/lib/venv.sh
 . bin/lib/venv.sh
+# Bytecode compiled once at install (about 35 s on a fresh venv, nothing when up to date):
+# where PYTHONDONTWRITEBYTECODE is set, as on CI machines, every process of the suite (API
+# servers, the emulator, its function workers, CLI runs) would otherwise compile pandas,
+# scikit-learn and friends from source again, about 5 s each.
+export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
 ensure_venv dev
 
 echo "==> ruff"
