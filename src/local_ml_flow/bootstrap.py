@@ -2,6 +2,8 @@
 
 - embedded: start MiniStack (embedded.py) on its state directory, provision it; functions
   run in-process (LocalInvoker) unless ``LMF_INVOKER=lambda`` (MiniStack's Lambda API).
+  In-process, the libraries a first run needs (scikit-learn, skops) are imported in a
+  thread while the emulator starts: a separate process, on another core.
 - localstack: ``AWS_ENDPOINT_URL`` is set (boto3 reads it); functions run in LocalStack.
 - aws: ``LMF_MODE=aws``; no endpoint, functions run on AWS Lambda.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +22,14 @@ from pathlib import Path
 from local_ml_flow import aws, datasource, handlers
 from local_ml_flow.embedded import EmbeddedEmulator
 from local_ml_flow.errors import LocalMlFlowError
-from local_ml_flow.invoke import Handler, Invoker, LambdaFunctions, LambdaInvoker, LocalInvoker
+from local_ml_flow.invoke import (
+    FunctionDirectory,
+    Handler,
+    Invoker,
+    LambdaFunctions,
+    LambdaInvoker,
+    LocalInvoker,
+)
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import InvokerKind, Mode, Settings
 from local_ml_flow.storage import ArtifactStore, make_store
@@ -51,8 +62,12 @@ class Runtime:
         self.runs = RunLog.from_settings(self.store, self.settings)
 
     def close(self) -> None:
+        """Stop the embedded emulator (after its provisioning, whose error is raised)."""
         if self.emulator is not None:
-            self.emulator.stop()
+            try:
+                self.emulator.wait_provisioned()
+            finally:
+                self.emulator.stop()
 
     def readiness(self) -> dict[str, bool]:
         """Check -> passed: S3 answers, both buckets and the dataset exist, both functions
@@ -84,6 +99,40 @@ def _passes(check: Callable[[], bool]) -> bool:
         return False
 
 
+class _Provisioned:
+    """A function directory that first waits for the emulator to finish registering them."""
+
+    def __init__(self, directory: FunctionDirectory, emulator: EmbeddedEmulator) -> None:
+        self.directory = directory
+        self.emulator = emulator
+
+    def names(self) -> list[str]:
+        self.emulator.wait_provisioned()
+        return self.directory.names()
+
+    def state(self, function_name: str) -> str | None:
+        self.emulator.wait_provisioned()
+        return self.directory.state(function_name)
+
+
+# What a first in-process run imports beyond the handlers' own imports (the model kinds
+# import scikit-learn where they use it; skops writes and reads the model). Only a speed-up:
+# a name missing here is imported when used.
+WARM_UP_MODULES = (
+    "sklearn.linear_model",
+    "sklearn.model_selection",
+    "sklearn.metrics",
+    "joblib",
+    "skops.io",
+)
+
+
+def _warm_up() -> None:
+    for name in WARM_UP_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 def local_functions(settings: Settings, store: ArtifactStore) -> dict[str, Handler]:
     """The handler functions by function name, bound to a store (for LocalInvoker)."""
     return {
@@ -102,14 +151,26 @@ def build(
     embedded: bool = False,
     dataset_path: Path | None = None,
     fresh: bool = False,
+    defer_functions: bool = False,
 ) -> Runtime:
     """Start (embedded) or connect to the AWS side and wire the collaborators.
 
-    ``fresh``: embedded mode starts on an empty state directory.
+    ``fresh``: embedded mode starts on an empty state directory. ``defer_functions``:
+    embedded mode with the in-process invoker returns before the emulator has registered the
+    functions (a pipeline run does not need them; asking which exist waits for them, and so
+    does ``close``).
     """
     mode = resolve_mode(settings, embedded=embedded)
+    kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
+    in_process = mode is Mode.EMBEDDED and kind is InvokerKind.LOCAL
     emulator: EmbeddedEmulator | None = None
     endpoint_url: str | None = None
+    warm_up: threading.Thread | None = None
+    if in_process:
+        # imports while the emulator starts; joined before anything can run a function, so
+        # no two threads ever import the same modules at once
+        warm_up = threading.Thread(target=_warm_up, name="lmf-warm-up", daemon=True)
+        warm_up.start()
     if mode is Mode.EMBEDDED:
         path = datasource.resolve(
             dataset_path or settings.dataset_path,
@@ -122,25 +183,30 @@ def build(
         )
         endpoint_url = emulator.start(fresh=fresh)
         try:
-            emulator.provision(settings, path.read_bytes())
+            emulator.provision(
+                settings, path.read_bytes(), functions_in_background=defer_functions and in_process
+            )
         except Exception:
             emulator.stop()
             raise
     store = make_store(settings, endpoint_url=endpoint_url)
-    lambda_client = aws.client(
-        "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
-    )
     # which functions exist is asked with bounded timeouts, unlike invokes
-    directory = LambdaFunctions(
+    directory: FunctionDirectory = LambdaFunctions(
         aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
     )
-    kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
+    if emulator is not None:
+        directory = _Provisioned(directory, emulator)
     invoker: Invoker
     if kind is InvokerKind.LOCAL:
         # functions run here; the Lambda API says which exist (the emulator registers them)
         invoker = LocalInvoker(local_functions(settings, store), directory)
     else:
+        lambda_client = aws.client(
+            "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
+        )
         invoker = LambdaInvoker(lambda_client, directory)
+    if warm_up is not None:
+        warm_up.join()
     runtime = Runtime(settings, mode, store, invoker, endpoint_url, emulator)
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write
