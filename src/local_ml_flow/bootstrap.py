@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,30 @@ def build(
     functions (a pipeline run does not need them; asking which exist waits for them, and so
     does ``close``).
     """
+    with _no_gc():
+        return _build(settings, embedded, dataset_path, fresh, defer_functions)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while starting: the imports allocate much and free
+    little, and its passes over the growing heap cost about 10 % of their time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build(
+    settings: Settings,
+    embedded: bool,
+    dataset_path: Path | None,
+    fresh: bool,
+    defer_functions: bool,
+) -> Runtime:
     mode = resolve_mode(settings, embedded=embedded)
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
     in_process = mode is Mode.EMBEDDED and kind is InvokerKind.LOCAL
