@@ -134,6 +134,22 @@ def _warm_up() -> None:
             importlib.import_module(name)
 
 
+@contextlib.contextmanager
+def _warming_up(enabled: bool) -> Iterator[None]:
+    """Import WARM_UP_MODULES in a thread while the block runs (the emulator starts: another
+    process, another core); joined at the end, before anything can run a function, so no
+    two threads ever import the same modules at once."""
+    if not enabled:
+        yield
+        return
+    thread = threading.Thread(target=_warm_up, name="lmf-warm-up", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
 def local_functions(settings: Settings, store: ArtifactStore) -> dict[str, Handler]:
     """The handler functions by function name, bound to a store (for LocalInvoker)."""
     return {
@@ -190,48 +206,42 @@ def _build(
     in_process = mode is Mode.EMBEDDED and kind is InvokerKind.LOCAL
     emulator: EmbeddedEmulator | None = None
     endpoint_url: str | None = None
-    warm_up: threading.Thread | None = None
-    if in_process:
-        # imports while the emulator starts; joined before anything can run a function, so
-        # no two threads ever import the same modules at once
-        warm_up = threading.Thread(target=_warm_up, name="lmf-warm-up", daemon=True)
-        warm_up.start()
+    dataset: bytes | None = None
     if mode is Mode.EMBEDDED:
-        path = datasource.resolve(
+        dataset = datasource.resolve(
             dataset_path or settings.dataset_path,
             url=settings.dataset_url,
             expected_sha256=settings.dataset_sha256,
             cache_dir=settings.cache_dir,
-        )
-        emulator = EmbeddedEmulator(
-            settings.embedded_host, settings.embedded_port, settings.state_dir
-        )
-        endpoint_url = emulator.start(fresh=fresh)
-        try:
-            emulator.provision(
-                settings, path.read_bytes(), functions_in_background=defer_functions and in_process
+        ).read_bytes()
+    with _warming_up(in_process):
+        if mode is Mode.EMBEDDED:
+            emulator = EmbeddedEmulator(
+                settings.embedded_host, settings.embedded_port, settings.state_dir
             )
-        except Exception:
-            emulator.stop()
-            raise
-    store = make_store(settings, endpoint_url=endpoint_url)
-    # which functions exist is asked with bounded timeouts, unlike invokes
-    directory: FunctionDirectory = LambdaFunctions(
-        aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
-    )
-    if emulator is not None:
-        directory = _Provisioned(directory, emulator)
-    invoker: Invoker
-    if kind is InvokerKind.LOCAL:
-        # functions run here; the Lambda API says which exist (the emulator registers them)
-        invoker = LocalInvoker(local_functions(settings, store), directory)
-    else:
-        lambda_client = aws.client(
-            "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
+            endpoint_url = emulator.start(fresh=fresh)
+            try:
+                background = defer_functions and in_process
+                emulator.provision(settings, dataset, functions_in_background=background)
+            except Exception:
+                emulator.stop()
+                raise
+        store = make_store(settings, endpoint_url=endpoint_url)
+        # which functions exist is asked with bounded timeouts, unlike invokes
+        directory: FunctionDirectory = LambdaFunctions(
+            aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
         )
-        invoker = LambdaInvoker(lambda_client, directory)
-    if warm_up is not None:
-        warm_up.join()
+        if emulator is not None:
+            directory = _Provisioned(directory, emulator)
+        invoker: Invoker
+        if kind is InvokerKind.LOCAL:
+            # functions run here; the Lambda API says which exist (the emulator registers them)
+            invoker = LocalInvoker(local_functions(settings, store), directory)
+        else:
+            lambda_client = aws.client(
+                "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
+            )
+            invoker = LambdaInvoker(lambda_client, directory)
     runtime = Runtime(settings, mode, store, invoker, endpoint_url, emulator)
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write
