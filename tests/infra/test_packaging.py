@@ -13,6 +13,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import struct
 import subprocess
 import zipfile
 from pathlib import Path
@@ -121,6 +123,71 @@ def test_packager_fails_over_the_size_limit(tmp_path: Path) -> None:
     out = tmp_path / "out.zip"
     assert packager.main([str(tmp_path / "tree"), str(out), "--max-unzipped-bytes", "10"]) == 1
     assert not out.exists()
+
+
+def an_unstripped_library() -> Path:
+    """A small extension module that still has its symbol table (numpy's, in the venv)."""
+    import numpy
+
+    return next(Path(numpy.__file__).parent.glob("linalg/lapack_lite.*.so"))
+
+
+def gnu_strip() -> str:
+    found = shutil.which("strip")
+    version = (
+        subprocess.run([found, "--version"], capture_output=True, text=True) if found else None
+    )
+    if found is None or version is None or not version.stdout.startswith("GNU strip"):
+        pytest.skip("NOT TESTED: no GNU strip (binutils) on this machine")
+    return found
+
+
+def test_strip_takes_the_symbols_of_extension_modules_never_of_vendored_libraries(
+    tmp_path: Path,
+) -> None:
+    packager = load_packager()
+    library = an_unstripped_library().read_bytes()
+    assert ".symtab" in (packager.elf_sections(library) or set())
+    module = tmp_path / "pkg" / "_core.cpython-312-x86_64-linux-gnu.so"
+    vendored = tmp_path / "pkg.libs" / "libcore-1a2b3c.so.1"
+    for path in (module, vendored):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(library)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+
+    removed, count, refused = packager.strip_extension_modules(tmp_path, gnu_strip())
+
+    assert (count, refused) == (1, [])
+    assert removed == len(library) - module.stat().st_size > 0
+    stripped = module.read_bytes()
+    assert ".symtab" not in (packager.elf_sections(stripped) or set())
+    assert ".dynsym" in (packager.elf_sections(stripped) or set())  # still linkable
+    assert packager.elf_loadable(stripped)
+    assert vendored.read_bytes() == library  # *.libs: never touched
+    assert packager.elf_sections(b"not an ELF file") is None
+
+
+def test_elf_loadable_refuses_a_segment_off_its_page(tmp_path: Path) -> None:
+    """The loader's rule ("ELF load command address/offset not page-aligned") that a strip
+    of a patchelf-ed library breaks."""
+    packager = load_packager()
+    data = bytearray(an_unstripped_library().read_bytes())
+    assert packager.elf_loadable(bytes(data))
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        entry = phoff + i * phentsize
+        if (
+            struct.unpack_from("<I", data, entry)[0] == 1
+            and struct.unpack_from("<Q", data, entry + 8)[0]
+        ):  # a PT_LOAD not at offset 0: move its file offset by 8 bytes
+            struct.pack_into(
+                "<Q", data, entry + 8, struct.unpack_from("<Q", data, entry + 8)[0] + 8
+            )
+            break
+    else:
+        raise AssertionError("no PT_LOAD segment past the start of the file")
+    assert not packager.elf_loadable(bytes(data))
 
 
 # ---------------------------------------------------------------- the real zip ---------
