@@ -68,13 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
-    # the run needs the buckets and the dataset, not the functions' registration
     runtime = bootstrap.build(
         settings,
         embedded=args.embedded,
         dataset_path=args.dataset,
         fresh=args.fresh,
-        defer_functions=True,
+        run_follows=True,
     )
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
