@@ -138,8 +138,8 @@ def _warm_up() -> None:
 @contextlib.contextmanager
 def _warming_up(enabled: bool) -> Iterator[None]:
     """Import WARM_UP_MODULES in a thread while the block runs (the emulator starts: another
-    process, another core); joined at the end, before anything can run a function, so no
-    two threads ever import the same modules at once."""
+    process, another core); joined at the end, before anything can run a function, so a
+    function never imports them while the thread does."""
     if not enabled:
         yield
         return
