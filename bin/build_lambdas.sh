@@ -14,6 +14,9 @@
 #   LMF_LAMBDA_BUILD_DIR  scratch directory, wiped before and after (default: lambdas/build)
 #   LMF_KEEP_BUILD=1      keep the unpacked tree in the scratch directory, to inspect it
 #   STRIP                 GNU strip to use (default: strip, if it is GNU binutils')
+#   LMF_LAMBDA_BYTECODE=1 ship the modules' bytecode (unchecked-hash .pyc, compiled by a CPython
+#                         3.12: LMF_PYTHON312, else python3.12): a faster Lambda cold start (no
+#                         compiling in a read-only /var/task) for about 37 MB more unzipped
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -101,8 +104,18 @@ for candidate in "${STRIP:-}" strip x86_64-linux-gnu-strip; do
     fi
 done
 
+BYTECODE_ARGS=()
+if [[ "${LMF_LAMBDA_BYTECODE:-0}" == 1 ]]; then
+    PY312="${LMF_PYTHON312:-$(command -v python3.12 || true)}"
+    if [[ -z "$PY312" ]]; then
+        echo "error: LMF_LAMBDA_BYTECODE=1 needs a CPython 3.12: set LMF_PYTHON312" >&2
+        exit 1
+    fi
+    BYTECODE_ARGS=(--bytecode "$PY312")
+fi
+
 echo "==> zip"
-"$PYTHON" "$ROOT/lambdas/package_zip.py" "$PKG" "$OUT" "${STRIP_ARGS[@]}"
+"$PYTHON" "$ROOT/lambdas/package_zip.py" "$PKG" "$OUT" "${STRIP_ARGS[@]}" "${BYTECODE_ARGS[@]}"
 
 if [[ "${LMF_KEEP_BUILD:-0}" != 1 ]]; then
     rm -rf "$BUILD_DIR"

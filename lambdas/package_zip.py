@@ -14,6 +14,11 @@ modules that still carry a symbol table. Never on the libraries the wheels vendo
 strip rewrites such a file into one the dynamic loader refuses ("ELF load command
 address/offset not page-aligned"); every stripped file is checked for that and kept
 unstripped if it fails.
+
+``--bytecode PYTHON``: a CPython 3.12 compiles every module to ``__pycache__/*.cpython-312.pyc``
+in ``unchecked-hash`` mode (valid whatever the files' timestamps; reproducible with
+``PYTHONHASHSEED=0``). On Lambda ``/var/task`` is read-only: without bytecode every cold start
+compiles what it imports. Costs about 37 MB unzipped.
 """
 
 from __future__ import annotations
@@ -133,6 +138,26 @@ def strip_extension_modules(root: Path, strip: str) -> tuple[int, int, list[str]
     return removed, stripped, refused
 
 
+def compile_bytecode(root: Path, python: str) -> int:
+    """Unchecked-hash bytecode of every module under root, by ``python`` (a CPython 3.12);
+    returns the bytes added."""
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if version != "cpython-312":
+        raise SystemExit(f"error: --bytecode needs a CPython 3.12, {python} is {version}")
+    before = tree_size(root)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    command = [python, "-m", "compileall", "-q", "-j", "0"]  # not -I: it ignores PYTHONHASHSEED
+    command += ["--invalidation-mode", "unchecked-hash", str(root)]
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return tree_size(root) - before
+
+
 def tree_size(root: Path) -> int:
     """Total size in bytes of the regular files under root."""
     return sum(path.stat().st_size for path in iter_files(root))
@@ -189,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_zip", type=Path)
     parser.add_argument("--max-unzipped-bytes", type=int, default=LAMBDA_MAX_UNZIPPED_BYTES)
     parser.add_argument("--strip", help="GNU strip, for the extension modules' symbol tables")
+    parser.add_argument("--bytecode", help="a CPython 3.12, to ship the modules' bytecode")
     args = parser.parse_args(argv)
 
     root: Path = args.build_dir
@@ -204,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note:     {name} left unstripped: stripped, it would not load")
     else:
         print("stripped: nothing (no GNU strip found: extension modules keep their symbols)")
+    if args.bytecode:
+        added = compile_bytecode(root, args.bytecode)
+        print(f"bytecode: {mb(added)} (unchecked-hash .pyc for CPython 3.12)")
     unzipped = write_zip(root, args.out_zip)
     zipped = args.out_zip.stat().st_size
 

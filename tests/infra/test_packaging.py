@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +25,7 @@ import pytest
 
 from tests.conftest import emulator_client
 
-from .conftest import BUILD_SCRIPT, LAMBDAS_DIR, TERRAFORM_DIR, LambdaZip
+from .conftest import BUILD_SCRIPT, LAMBDAS_DIR, TERRAFORM_DIR, LambdaZip, find_python312
 
 DATA_BUCKET = "local-ml-flow-data"
 MODELS_BUCKET = "local-ml-flow-models"
@@ -188,6 +189,23 @@ def test_elf_loadable_refuses_a_segment_off_its_page(tmp_path: Path) -> None:
     else:
         raise AssertionError("no PT_LOAD segment past the start of the file")
     assert not packager.elf_loadable(bytes(data))
+
+
+def test_bytecode_is_unchecked_hash_for_cpython_312_only(tmp_path: Path) -> None:
+    """LMF_LAMBDA_BYTECODE=1: .pyc valid whatever the timestamps, from a CPython 3.12 only."""
+    packager = load_packager()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("VALUE = frozenset({'a', 'b', 'c'})\n")
+    with pytest.raises(SystemExit, match=r"needs a CPython 3\.12"):
+        packager.compile_bytecode(tmp_path, sys.executable)  # the venv's 3.11
+    python312 = find_python312()
+    if python312 is None:
+        pytest.skip("NOT TESTED: no CPython 3.12 to compile with (LMF_PYTHON312)")
+    added = packager.compile_bytecode(tmp_path, python312)
+    pyc = tmp_path / "pkg" / "__pycache__" / "__init__.cpython-312.pyc"
+    assert added == pyc.stat().st_size > 16
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, source never checked (PEP 552)
 
 
 # ---------------------------------------------------------------- the real zip ---------
