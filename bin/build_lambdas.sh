@@ -13,6 +13,10 @@
 #   UV                    the uv to use (default: found or installed, see bin/lib/venv.sh)
 #   LMF_LAMBDA_BUILD_DIR  scratch directory, wiped before and after (default: lambdas/build)
 #   LMF_KEEP_BUILD=1      keep the unpacked tree in the scratch directory, to inspect it
+#   STRIP                 GNU strip to use (default: strip, if it is GNU binutils')
+#   LMF_LAMBDA_BYTECODE=1 ship the modules' bytecode (unchecked-hash .pyc, compiled by a CPython
+#                         3.12: LMF_PYTHON312, else python3.12): a faster Lambda cold start (no
+#                         compiling in a read-only /var/task) for about 37 MB more unzipped
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +41,51 @@ echo "==> dependencies (uv.lock's versions; CPython 3.12, manylinux x86_64 wheel
     --target "$PKG" --python-version 3.12 --python-platform x86_64-manylinux_2_34 \
     -r "$ROOT/lambdas/requirements.txt"
 
+# Parts of the dependencies the functions never import, dropped whole. Every entry was checked
+# by running both functions (every model kind) from the unzipped package on CPython 3.12 with
+# a dump of sys.modules: nothing under these paths is ever imported. tests/infra/
+# test_packaging.py runs the functions from the built zip the same way, so an upgrade that
+# starts to need one of them fails a test, not a deployment. A listed path that no longer
+# exists stops the build: check the list again after an upgrade.
+DROP=(
+    # skops' model cards (skops.card) and their table printer: never written by the functions
+    wcwidth 'wcwidth-*.dist-info' prettytable 'prettytable-*.dist-info'
+    # scipy subpackages that scikit-learn's linear, ensemble, tree, metrics and
+    # model_selection code never imports
+    scipy/signal scipy/cluster scipy/odr scipy/fftpack scipy/differentiate scipy/datasets
+    scipy/misc scipy/stats/_unuran
+    # scipy.optimize.minimize's COBYQA and COBYLA solvers (imported only when chosen)
+    scipy/_lib/cobyqa scipy/_lib/pyprima
+    # extension modules never imported: the MatrixMarket reader (loaded only inside
+    # scipy.io.mmread/mmwrite/mminfo) and numpy's SIMD test module (numpy's tests only)
+    'scipy/io/_fast_matrix_market/_fmm_core.cpython-312-x86_64-linux-gnu.so'
+    'numpy/_core/_simd.cpython-312-x86_64-linux-gnu.so'
+    # joblib's test suite; pydantic's v1 compatibility API
+    joblib/test pydantic/v1
+    # adapters for libraries that are not in the package (matplotlib, pyarrow, polars,
+    # dask, duckdb, ibis, pyspark, torch, cupy)
+    pandas/plotting/_matplotlib narwhals/_arrow narwhals/_polars narwhals/_dask
+    narwhals/_duckdb narwhals/_ibis narwhals/_spark_like narwhals/_sql
+    scipy/_lib/array_api_compat/torch scipy/_lib/array_api_compat/cupy
+    sklearn/externals/array_api_compat/torch sklearn/externals/array_api_compat/cupy
+    # scikit-learn's bundled toy datasets (read only by sklearn.datasets.load_*)
+    sklearn/datasets/data sklearn/datasets/descr sklearn/datasets/images
+)
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }'; }
+in_mb() { awk -v n="$1" 'BEGIN { printf "%.1f MB", n / 1048576 }'; }
+installed=$(tree_bytes "$PKG")
+echo "==> dropping what the functions never import (installed: $(in_mb "$installed"))"
+for entry in "${DROP[@]}"; do
+    # shellcheck disable=SC2206 # the glob in an entry expands here, on purpose
+    matches=("$PKG"/$entry)
+    if [[ ! -e "${matches[0]}" ]]; then
+        echo "error: $entry is not in the package any more: update DROP in $0" >&2
+        exit 1
+    fi
+    rm -rf "${matches[@]}"
+done
+echo "    dropped $(in_mb $(( installed - $(tree_bytes "$PKG") ))) (${#DROP[@]} entries)"
+
 echo "==> local_ml_flow (without the API, the CLI and the embedded emulator)"
 cp -R "$ROOT/src/local_ml_flow" "$PKG/local_ml_flow"
 rm -rf "$PKG/local_ml_flow/api" "$PKG/local_ml_flow/cli.py" "$PKG/local_ml_flow/embedded.py" \
@@ -45,8 +94,28 @@ rm -rf "$PKG/local_ml_flow/api" "$PKG/local_ml_flow/cli.py" "$PKG/local_ml_flow/
 echo "==> resolved distributions"
 find "$PKG" -maxdepth 1 -name '*.dist-info' -printf '    %f\n' | sed 's/\.dist-info$//' | sort
 
+# GNU strip for the extension modules' symbol tables (not another strip: macOS's cannot
+# write ELF); without it the zip is still valid, only larger.
+STRIP_ARGS=()
+for candidate in "${STRIP:-}" strip x86_64-linux-gnu-strip; do
+    if [[ -n "$candidate" ]] && "$candidate" --version 2>/dev/null | grep -q '^GNU strip'; then
+        STRIP_ARGS=(--strip "$(command -v "$candidate")")
+        break
+    fi
+done
+
+BYTECODE_ARGS=()
+if [[ "${LMF_LAMBDA_BYTECODE:-0}" == 1 ]]; then
+    PY312="${LMF_PYTHON312:-$(command -v python3.12 || true)}"
+    if [[ -z "$PY312" ]]; then
+        echo "error: LMF_LAMBDA_BYTECODE=1 needs a CPython 3.12: set LMF_PYTHON312" >&2
+        exit 1
+    fi
+    BYTECODE_ARGS=(--bytecode "$PY312")
+fi
+
 echo "==> zip"
-"$PYTHON" "$ROOT/lambdas/package_zip.py" "$PKG" "$OUT"
+"$PYTHON" "$ROOT/lambdas/package_zip.py" "$PKG" "$OUT" "${STRIP_ARGS[@]}" "${BYTECODE_ARGS[@]}"
 
 if [[ "${LMF_KEEP_BUILD:-0}" != 1 ]]; then
     rm -rf "$BUILD_DIR"

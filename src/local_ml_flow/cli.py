@@ -69,7 +69,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
     runtime = bootstrap.build(
-        settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
+        settings,
+        embedded=args.embedded,
+        dataset_path=args.dataset,
+        fresh=args.fresh,
+        run_follows=True,
     )
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"

@@ -13,7 +13,9 @@ guard that refuses browser-originated requests) in a session of its own, bound t
 ``stop()`` is graceful: SIGTERM (MiniStack saves its state), a wait, then SIGKILL to the
 whole process group (Lambda workers). ``provision()`` is idempotent: it creates what is
 missing, updates the functions' code when the package changed, and never overwrites an
-object a user wrote (an uploaded ``housing.csv`` stays).
+object a user wrote (an uploaded ``housing.csv`` stays). It can register the functions in
+a background thread (what the in-process invoker does not need to run a pipeline):
+``wait_provisioned()`` joins it and raises its error, ``stop()`` waits for it first.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +43,7 @@ from typing import IO, Any
 from local_ml_flow import aws, emulator_main, lambda_package
 from local_ml_flow.errors import AlreadyExistsError, LocalMlFlowError
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import make_store
+from local_ml_flow.storage import ArtifactStore
 
 ROLE_NAME = "local-ml-flow-lambda"
 HANDLERS = {
@@ -180,6 +184,7 @@ class EmbeddedEmulator:
         self.state_dir = Path(state_dir).resolve()
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: _StateLock | None = None
+        self._registering: Future[None] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -305,7 +310,15 @@ class EmbeddedEmulator:
             return "(no log)"
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Graceful stop: SIGTERM, wait (state is saved), then kill the process group."""
+        """Graceful stop: SIGTERM, wait (state is saved), then kill the process group.
+
+        A registration still running in the background is waited for first (its error is
+        for ``wait_provisioned``), so the state saved holds the functions.
+        """
+        registering, self._registering = self._registering, None
+        if registering is not None:
+            with contextlib.suppress(Exception):
+                registering.result(timeout=timeout_s + 60)
         process, self._process = self._process, None
         if process is not None:
             if process.poll() is None:
@@ -323,8 +336,14 @@ class EmbeddedEmulator:
 
     # ------------------------------------------------------------------ provisioning
 
-    def provision(self, settings: Settings, dataset: bytes | None) -> None:
-        """Create what is missing: buckets, versioning, dataset (never overwritten), functions."""
+    def provision(
+        self, settings: Settings, dataset: bytes | None, *, functions_in_background: bool = False
+    ) -> None:
+        """Create what is missing: buckets, versioning, dataset (never overwritten), functions.
+
+        ``functions_in_background``: return once the buckets and the dataset are there, and
+        register the functions in a thread (``wait_provisioned`` joins it).
+        """
         s3 = aws.client("s3", endpoint_url=self.endpoint_url)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         for bucket in (settings.data_bucket, settings.models_bucket):
@@ -334,23 +353,58 @@ class EmbeddedEmulator:
             Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"}
         )
         if dataset is not None:
-            store = make_store(settings, endpoint_url=self.endpoint_url)
+            store = ArtifactStore(  # on the same client: one client less to make
+                s3,
+                data_bucket=settings.data_bucket,
+                models_bucket=settings.models_bucket,
+                dataset_key=settings.dataset_key,
+            )
             # a conditional write: a dataset already there (a user's upload) stays
             with contextlib.suppress(AlreadyExistsError):
                 store.put_bytes(
                     store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
                 )
-        self._register_functions(settings)
-
-    def _register_functions(self, settings: Settings) -> None:
+        # clients made here, in the caller's thread: creating clients is not thread-safe
         iam = aws.client("iam", endpoint_url=self.endpoint_url)
+        lam = aws.client("lambda", endpoint_url=self.endpoint_url)
+        if not functions_in_background:
+            self._register_functions(settings, iam, lam)
+            return
+        self.wait_provisioned()  # one registration at a time
+        registering: Future[None] = Future()
+        self._registering = registering
+
+        def register() -> None:
+            try:
+                self._register_functions(settings, iam, lam)
+            except BaseException as exc:  # for wait_provisioned(), in the caller's thread
+                registering.set_exception(exc)
+            else:
+                registering.set_result(None)
+
+        threading.Thread(target=register, name="lmf-register-functions", daemon=True).start()
+
+    def wait_provisioned(self) -> None:
+        """Wait for a background registration of the functions; raise its error, if any."""
+        registering = self._registering
+        if registering is None:
+            return
+        try:
+            registering.result()
+        except LocalMlFlowError:
+            raise
+        except Exception as exc:
+            raise EmulatorError(
+                f"the embedded emulator could not register the functions: {exc}"
+            ) from exc
+
+    def _register_functions(self, settings: Settings, iam: Any, lam: Any) -> None:
         try:
             role_arn = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:
             role_arn = iam.create_role(
                 RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY)
             )["Role"]["Arn"]
-        lam = aws.client("lambda", endpoint_url=self.endpoint_url)
         package = lambda_package.source_zip()
         sha = lambda_package.code_sha256(package)
         names = {"ingestion": settings.ingestion_function, "inference": settings.inference_function}

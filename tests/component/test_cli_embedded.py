@@ -103,3 +103,58 @@ def test_serve_on_a_busy_port_says_so_before_anything_starts(tmp_path, dataset_p
     assert "--port or LMF_API_PORT" in done.stderr
     assert "ingestion" not in done.stdout
     assert not state.exists()  # the embedded emulator never started
+
+
+def test_run_embedded_saves_the_functions_registered_while_it_ran(tmp_path, dataset_path):
+    """`run` registers the functions in the background: stopping waits for that, so the
+    state saved at the stop holds both functions."""
+    state = tmp_path / "state"
+    done = run_cli(
+        "run", "--embedded", "--dataset", str(dataset_path), env={"LMF_STATE_DIR": str(state)}
+    )
+    assert done.returncode == 0, done.stderr
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()  # on the saved state, not provisioned again
+    try:
+        lam = aws.client("lambda", endpoint_url=emulator.endpoint_url)
+        names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+    finally:
+        emulator.stop()
+    assert names == {"local-ml-flow-ingestion", "local-ml-flow-inference"}
+
+
+def test_functions_registered_in_the_background(dataset_bytes):
+    settings = Settings(_env_file=None, data_bucket="lmf-bg-data", models_bucket="lmf-bg-m")
+    emulator = EmbeddedEmulator("127.0.0.1", free_port())
+    emulator.start()
+    try:
+        emulator.provision(settings, dataset_bytes, functions_in_background=True)
+        s3 = aws.client("s3", endpoint_url=emulator.endpoint_url)
+        body = s3.get_object(Bucket="lmf-bg-data", Key="housing.csv")["Body"].read()
+        assert body == dataset_bytes  # there when provision returns
+        emulator.wait_provisioned()
+        lam = aws.client("lambda", endpoint_url=emulator.endpoint_url)
+        for name in (settings.ingestion_function, settings.inference_function):
+            config = lam.get_function_configuration(FunctionName=name)
+            assert config["State"] == "Active"
+    finally:
+        emulator.stop()
+
+
+def test_a_failed_background_registration_is_raised_and_the_stop_still_stops(
+    dataset_bytes, monkeypatch
+):
+    def broken_package() -> bytes:
+        raise OSError("the package cannot be read")
+
+    monkeypatch.setattr("local_ml_flow.embedded.lambda_package.source_zip", broken_package)
+    settings = Settings(_env_file=None, data_bucket="lmf-bgf-data", models_bucket="lmf-bgf-m")
+    emulator = EmbeddedEmulator("127.0.0.1", free_port())
+    emulator.start()
+    try:
+        emulator.provision(settings, dataset_bytes, functions_in_background=True)
+        with pytest.raises(EmulatorError, match="could not register the functions: the package"):
+            emulator.wait_provisioned()
+    finally:
+        emulator.stop()
+    assert not emulator.running

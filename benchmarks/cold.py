@@ -1,0 +1,217 @@
+"""Cold start: process start to the first embedded run done, and the packaged handlers' import.
+
+    .venv/bin/python benchmarks/cold.py                        # this checkout
+    .venv/bin/python benchmarks/cold.py --before fc28ab9       # interleaved A B A B
+    .venv/bin/python benchmarks/cold.py --zip lambdas/dist/local-ml-flow-lambda.zip
+
+First embedded run: ``local-ml-flow run --embedded --dataset ...`` (the user's command that
+starts from nothing: a fresh state directory, the emulator started and provisioned, the
+first model trained and scored), run as ``python -m local_ml_flow.cli`` in a fresh process;
+prints the time from process start to the line ``==> done`` (the first run done: trained,
+scored, promoted) and to the process exit (the emulator stopped, its state saved). With
+``--before REV`` that commit's ``src/`` runs in alternating processes (A B A B), so a loaded
+machine slows both alike; figures are medians. The bytecode cache is allowed (as on a user's
+machine: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment) and one
+unmeasured run per tree fills it first.
+
+Packaged handlers (``--zip``, or ``--build`` to build one with bin/build_lambdas.sh): the zip
+unpacked, ``import local_ml_flow.handlers`` from it on CPython 3.12 (``--python312``, default
+the Terraform tests' ``.lmf/py312-ministack``, else ``python3.12``), in fresh processes: without
+bytecode (``-B``; on Lambda ``/var/task`` is read-only, so every cold start compiles) and with
+it cached (``__pycache__`` written by a first import), ``-X importtime``'s total, median. ``-B``
+writes nothing, as on Lambda's read-only ``/var/task``: it compiles every module unless the zip
+ships bytecode (``LMF_LAMBDA_BYTECODE=1 ./bin/build_lambdas.sh``).
+
+Prints figures; asserts nothing. Targets (issue 13): first embedded run <= 2.5 s from process
+start; handler import <= 1.0 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = ROOT.parent / "shared/data/housing.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return {**env, **extra}
+
+
+def first_run(src: Path, dataset: Path) -> tuple[float, float]:
+    """(process start -> ``==> done``, process start -> exit) of one ``run --embedded``."""
+    with tempfile.TemporaryDirectory(prefix="lmf-cold-state-") as state:
+        env = child_env(
+            PYTHONPATH=str(src), LMF_EMBEDDED_PORT=str(free_port()), LMF_STATE_DIR=state
+        )
+        command = [sys.executable, "-m", "local_ml_flow.cli", "run", "--embedded"]
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [*command, "--dataset", str(dataset)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        assert process.stdout is not None
+        done = None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if done is None and line.startswith("==> done"):
+                done = time.perf_counter() - started
+        code = process.wait()
+        exited = time.perf_counter() - started
+    if code != 0 or done is None:
+        raise SystemExit(f"local-ml-flow run failed ({src}):\n{''.join(lines)[-3000:]}")
+    return done, exited
+
+
+def export(rev: str, into: Path) -> Path:
+    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cold_runs(args: argparse.Namespace, workdir: Path) -> None:
+    trees = {"after": ROOT / "src"}
+    if args.before:
+        trees = {"before": export(args.before, workdir / "before"), **trees}
+    for src in trees.values():
+        first_run(src, args.dataset)  # unmeasured: fills the bytecode cache
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+    load = [load_average()]
+    for _ in range(args.rounds):  # A B A B
+        for name, src in trees.items():
+            results[name].append(first_run(src, args.dataset))
+    load.append(load_average())
+    print(
+        f"first embedded run, `local-ml-flow run --embedded` on a fresh state, {args.rounds}"
+        f" rounds interleaved (load average {load[0]} -> {load[1]}):"
+    )
+    for name, figures in results.items():
+        label = f"{name} ({args.before})" if name == "before" else name
+        done = statistics.median(f[0] for f in figures)
+        exited = statistics.median(f[1] for f in figures)
+        print(
+            f"  {label:<18} process start to first run done: median {done:.2f} s"
+            f" (min {min(f[0] for f in figures):.2f}); to exit {exited:.2f} s"
+        )
+    print("  target: process start to first run done <= 2.5 s")
+
+
+def find_python312(given: str | None) -> str | None:
+    candidates = [given] if given else []
+    candidates += [str(ROOT / ".lmf/py312-ministack/bin/python"), "python3.12"]
+    for candidate in candidates:
+        path = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+        if path:
+            return path
+    return None
+
+
+def import_seconds(python: str, tree: Path, *flags: str) -> float:
+    code = f"import sys; sys.path.insert(0, {str(tree)!r}); import local_ml_flow.handlers"
+    done = subprocess.run(
+        [python, "-I", *flags, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+    )
+    last = [line for line in done.stderr.splitlines() if line.endswith("local_ml_flow.handlers")]
+    return int(last[-1].split("|")[1]) / 1e6
+
+
+def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
+    python = find_python312(args.python312)
+    if python is None:
+        print("packaged handlers: NOT MEASURED, no CPython 3.12 (--python312)")
+        return
+    zip_path: Path | None = args.zip
+    if args.build:
+        zip_path = workdir / "lambda.zip"
+        subprocess.run(
+            ["bash", str(ROOT / "bin/build_lambdas.sh"), str(zip_path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "LMF_LAMBDA_BUILD_DIR": str(workdir / "build")},
+        )
+    if zip_path is None:
+        return
+    plain, cached = workdir / "task", workdir / "task-with-bytecode"
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(plain)
+        zf.extractall(cached)
+    import_seconds(python, cached)  # writes __pycache__
+    without, with_bytecode = [], []
+    load = [load_average()]
+    for _ in range(args.imports):
+        without.append(import_seconds(python, plain, "-B"))
+        with_bytecode.append(import_seconds(python, cached))
+    load.append(load_average())
+    print(
+        f"packaged handlers ({zip_path.name}, {zip_path.stat().st_size / 2**20:.1f} MB zipped),"
+        f" `import local_ml_flow.handlers` on CPython 3.12, {args.imports} fresh processes"
+        f" each (load average {load[0]} -> {load[1]}):"
+    )
+    print(
+        f"  as on Lambda (-B, nothing written):  median {statistics.median(without):.2f} s"
+        f" (min {min(without):.2f})"
+    )
+    print(
+        f"  bytecode written by a first import:  median {statistics.median(with_bytecode):.2f} s"
+        f" (min {min(with_bytecode):.2f})"
+    )
+    print("  target: handler import <= 1.0 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--before", help="a commit to compare with (interleaved)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs per tree")
+    parser.add_argument("--zip", type=Path, help="a built Lambda zip: time its handlers' import")
+    parser.add_argument("--build", action="store_true", help="build the zip first")
+    parser.add_argument("--python312", help="CPython 3.12 for the packaged import")
+    parser.add_argument("--imports", type=int, default=7, help="fresh imports per variant")
+    parser.add_argument("--no-runs", action="store_true", help="only the packaged import")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="lmf-cold-"))
+    try:
+        if not args.no_runs:
+            cold_runs(args, workdir)
+        packaged_import(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
