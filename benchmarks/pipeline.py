@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,10 @@ def child(dataset: Path, repeats: int) -> None:
     settings = Settings(
         _env_file=None, embedded_port=free_port(), dataset_path=dataset, state_dir=state
     )
-    runtime = bootstrap.build(settings, embedded=True)
+    # as `local-ml-flow run --embedded` starts (a run follows); older trees lack the flag
+    known = signature(bootstrap.build).parameters
+    follows = {"run_follows": True} if "run_follows" in known else {}
+    runtime = bootstrap.build(settings, embedded=True, **follows)
     t_ready = time.perf_counter()
     try:
         first = run_pipeline(runtime.invoker, runtime.runs, settings, RunOptions())

@@ -53,7 +53,15 @@ def serve(
     """
     access_log.configure(settings.log_level, settings.log_json)
     _check_port_free(host, port)  # before the emulator starts and a model is trained
-    runtime = bootstrap.build(settings, embedded=embedded, dataset_path=dataset_path, fresh=fresh)
+    # A run surely follows when asked for, or on a fresh state: what it imports is then
+    # imported while the emulator starts.
+    runtime = bootstrap.build(
+        settings,
+        embedded=embedded,
+        dataset_path=dataset_path,
+        fresh=fresh,
+        run_follows=run_first is True or (run_first is None and fresh),
+    )
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _say(f"mode {runtime.mode.value}: AWS at {where}")
