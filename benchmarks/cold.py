@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,14 +39,10 @@ import time
 import zipfile
 from pathlib import Path
 
+from common import export, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT.parent / "shared/data/housing.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -84,16 +79,6 @@ def first_run(src: Path, dataset: Path) -> tuple[float, float]:
     if code != 0 or done is None:
         raise SystemExit(f"local-ml-flow run failed ({src}):\n{''.join(lines)[-3000:]}")
     return done, exited
-
-
-def export(rev: str, into: Path) -> Path:
-    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
-    into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def load_average() -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common import export, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python benchmarks/pipeline.py` from a checkout
@@ -76,12 +77,6 @@ def synthetic_csv(rows: int, seed: int = 0) -> bytes:
     return (header + "\n" + "\n".join(body.tolist()) + "\n").encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def peak_rss_mb() -> float:
     """This process's peak RSS: VmHWM, which starts afresh at exec (ru_maxrss keeps the
     peak of the process that forked it, e.g. a parent that generated a large dataset)."""
@@ -109,7 +104,7 @@ def child(dataset: Path, repeats: int) -> None:
     )
     # as `local-ml-flow run --embedded` starts (a run follows); older trees lack the flag
     known = signature(bootstrap.build).parameters
-    follows = {"run_follows": True} if "run_follows" in known else {}
+    follows: dict[str, Any] = {"run_follows": True} if "run_follows" in known else {}
     runtime = bootstrap.build(settings, embedded=True, **follows)
     t_ready = time.perf_counter()
     try:
@@ -156,15 +151,6 @@ def cli_run_seconds(dataset: Path) -> float:
             env=env,
         )
         return time.perf_counter() - started
-
-
-def export(rev: str, into: Path) -> Path:
-    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def measure(dataset: Path, repeats: int, src: Path | None = None) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from common import export, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT.parent / "shared/data/housing.csv"
@@ -188,12 +189,6 @@ def start_ministack() -> tuple[Any, str]:
     return emulator, emulator.start(fresh=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
@@ -210,15 +205,6 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.05)
     server.terminate()
     raise SystemExit("moto server did not start")
-
-
-def export(rev: str, into: Path) -> Path:
-    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def run_child(src: Path, endpoint: str, runs: int, runner: bool) -> dict[str, Any]:
