@@ -7,7 +7,7 @@ Starts `local-ml-flow serve --embedded --run-first` on a free port, then drives 
 (8 connections, as in the issue's figures; 2 threads; 10 s per endpoint) when wrk is
 installed (`apt-get install wrk`), else with a bounded asyncio client. ``--before REV`` also
 serves that commit's ``src/`` (exported with `git archive`, imported through PYTHONPATH) and
-measures both servers in alternating rounds (A B A B ...), so a loaded machine slows both
+measures both servers in alternating rounds (A B B A ...), so a loaded machine slows both
 alike; ratios are taken within a round (each endpoint against the same server's /health in
 that round) and the figures printed are medians over the rounds. Prints figures; asserts
 nothing.
@@ -230,9 +230,12 @@ def main() -> None:
             f" load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
         results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in servers}
-        for _ in range(rounds):  # A B A B: the machine's load hits both alike
-            for name, (_, url) in servers.items():
+        order = list(servers)
+        for _ in range(rounds):  # A B B A ...: the machine's load hits both alike
+            for name in order:
+                url = servers[name][1]
                 results[name].append(measure(url, args.seconds, args.connections, use_wrk))
+            order.reverse()
         for name in servers:
             label = f"{name} ({args.before})" if name == "before" else name
             report(label + (f", median of {rounds} rounds" if rounds > 1 else ""), results[name])
