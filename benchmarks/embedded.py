@@ -11,6 +11,11 @@ state directory, and prints figures; asserts nothing:
   10 concurrent ``POST /pipeline/runs``;
 - restart to ready with ``--runs`` runs stored (graceful stop, start on the same state) and
   how many runs the restarted server still lists.
+
+``--before REV`` measures only the warm pipeline, of this checkout and of that commit's
+``src/`` (exported with `git archive`, imported through PYTHONPATH): two servers, their
+``POST /pipeline/runs`` alternating one by one (A B B A ...) so a loaded machine slows both
+alike. Target (issue 13): warm median <= 120 ms.
 """
 
 from __future__ import annotations
@@ -87,12 +92,15 @@ def listener_pid(port: int, among: list[int]) -> int | None:
 class Server:
     """``local-ml-flow serve --embedded --no-run`` on free ports."""
 
-    def __init__(self, dataset: Path, state_dir: Path, log: Path, invoker: str) -> None:
+    def __init__(
+        self, dataset: Path, state_dir: Path, log: Path, invoker: str, src: Path | None = None
+    ) -> None:
         self.port, self.emulator_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
         env = {
             **os.environ,
+            **({"PYTHONPATH": str(src)} if src is not None else {}),
             "LMF_EMBEDDED_PORT": str(self.emulator_port),
             "LMF_STATE_DIR": str(state_dir),
             "LMF_CACHE_DIR": str(state_dir.parent / "cache"),
@@ -199,6 +207,51 @@ def concurrent_rss(server: Server, n: int = 10) -> None:
     print(f"  {n} concurrent runs: {took:.2f} s; server tree peak RSS {peak_all:.0f} MB; {where}")
 
 
+def export(rev: str, into: Path) -> Path:
+    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def warm_before_after(dataset: Path, rev: str, invoker: str, runs: int) -> None:
+    """Warm ``POST /pipeline/runs`` of ``rev`` and of this checkout, alternating."""
+    with tempfile.TemporaryDirectory(prefix="lmf-bench-", ignore_cleanup_errors=True) as tmp:
+        trees = {"before": export(rev, Path(tmp)), "after": ROOT / "src"}
+        servers: dict[str, Server] = {}
+        try:
+            for name, src in trees.items():
+                home = Path(tmp) / name
+                home.mkdir()
+                servers[name] = Server(dataset, home / "state", home / "server.log", invoker, src)
+            load = os.getloadavg()
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(3):  # warm-up: the first runs import and load what they need
+                for server in servers.values():
+                    run_once(server.url)
+            order = list(servers)
+            for _ in range(runs):  # A B B A A B ...: neither always runs right after the other
+                for name in order:
+                    times[name].append(run_once(servers[name].url))
+                order.reverse()
+            print(
+                f"warm pipeline through the API, {runs} runs per server, alternating; load average"
+                f" {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+            )
+            for name, taken in times.items():
+                label = f"before ({rev})" if name == "before" else "after"
+                print(
+                    f"  {label:<18} median {statistics.median(taken) * 1000:5.0f} ms"
+                    f" (min {min(taken) * 1000:4.0f} ms)"
+                )
+            print("target: warm median <= 120 ms")
+        finally:
+            for server in servers.values():
+                server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared/data/housing.csv")
@@ -210,7 +263,12 @@ def main() -> None:
         help="how the API runs the functions (local: in-process, the default; lambda: through"
         " the emulator's Lambda API, one worker process per concurrent call)",
     )
+    parser.add_argument("--before", help="only the warm pipeline, against this commit")
+    parser.add_argument("--warm-runs", type=int, default=20, help="with --before, per server")
     args = parser.parse_args()
+    if args.before:
+        warm_before_after(args.dataset.resolve(), args.before, args.invoker, args.warm_runs)
+        return
     with tempfile.TemporaryDirectory(prefix="lmf-bench-", ignore_cleanup_errors=True) as tmp:
         state, log = Path(tmp) / "state", Path(tmp) / "server.log"
         server = Server(args.dataset, state, log, args.invoker)

@@ -545,11 +545,13 @@ class RunLog:
 
     def record(self, run_id: str) -> dict[str, Any]:
         """What is known of a run, from its own files: status, parameters, metrics, error."""
-        listed = self.store.list_objects(self._data, run_key(run_id, ""))
+        listed, current = gather(  # independent reads, at once
+            lambda: self.store.list_objects(self._data, run_key(run_id, "")), self._current
+        )
         files = {o.key.rsplit("/", 1)[-1]: o for o in listed}
         if REQUEST not in files and QUEUED not in files:
             raise RunNotFoundError(f"run {run_id!r} does not exist")
-        return self._full_record(run_id, files, self._current())
+        return self._full_record(run_id, files, current)
 
     def _full_record(
         self, run_id: str, files: Mapping[str, StoredObject], current: str | None
@@ -584,22 +586,34 @@ class RunLog:
 
     def _record(self, run_id: str, files: set[str]) -> dict[str, Any]:
         record = _blank(run_id)
+        # The documents the record is made of, read at once (the metrics only without an error).
+        wanted = [REQUEST if REQUEST in files else QUEUED, MANIFEST, ERROR]
+        wanted = [name for name in wanted if name in files]
+        if METRICS in files and ERROR not in files:
+            wanted.append(METRICS)
+        documents = dict(
+            zip(
+                wanted,
+                gather(*(partial(self._get, run_id, name, _KINDS[name]) for name in wanted)),
+                strict=True,
+            )
+        )
         if REQUEST in files:
-            request: Request = self._get(run_id, REQUEST, Request)
+            request: Request = documents[REQUEST]
             record.update(
                 status="running",
                 parameters=request.parameters.model_dump(),
                 created_at=request.created_at,
             )
         else:
-            queued: Queued = self._get(run_id, QUEUED, Queued)
+            queued: Queued = documents[QUEUED]
             record.update(status="queued", parameters=queued.options, created_at=queued.created_at)
-        info: Manifest | None = self._get(run_id, MANIFEST, Manifest) if MANIFEST in files else None
+        info: Manifest | None = documents.get(MANIFEST)
         if ERROR in files:
-            failure: Failure = self._get(run_id, ERROR, Failure)
+            failure: Failure = documents[ERROR]
             record.update(status="failed", finished_at=failure.failed_at, error=_error(failure))
         elif METRICS in files:
-            scored: Metrics = self._get(run_id, METRICS, Metrics)
+            scored: Metrics = documents[METRICS]
             record.update(status="succeeded", finished_at=scored.evaluated_at)
             record["metrics"] = {
                 "r2": scored.r2,
@@ -646,6 +660,15 @@ class RunLog:
             records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
         records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
         return records[:limit]
+
+
+_KINDS: dict[str, type[_Document]] = {
+    REQUEST: Request,
+    QUEUED: Queued,
+    MANIFEST: Manifest,
+    ERROR: Failure,
+    METRICS: Metrics,
+}
 
 
 def _blank(run_id: str) -> dict[str, Any]:

@@ -110,8 +110,10 @@ def test_concurrent_runs_are_isolated_and_latest_is_consistent(client, server, t
     assert after[f"{DATA}/x_test.joblib"] == after[f"{DATA}/runs/{latest}/x_test.joblib"]
     by_id = {r["run_id"]: r for r in runs}
     assert after[f"{DATA}/score.txt"].decode() == by_id[latest]["metrics"]["score"]
+    # told out of order by the finishing runs, this process still serves the last one at once
     predicted = client.post("/predict", json={"houses": [HOUSE]})
     assert predicted.json()["run_id"] == latest
+    assert client.get(f"/result/{DATA}").json()["content"] == by_id[latest]["metrics"]["score"]
 
 
 @pytest.fixture(scope="module")

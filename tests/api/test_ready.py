@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.embedded import EmbeddedEmulator
 from local_ml_flow.settings import Settings
 from tests.api.conftest import ApiServer, assert_error, start_server
@@ -49,7 +50,6 @@ def test_ready_goes_503_when_the_emulator_stops_and_200_when_back(
         first = http.get("/ready")
         assert first.status_code == 200, first.text
         assert first.json()["mode"] == "localstack"
-        assert http.post("/pipeline/runs").status_code == 201
 
         emulator.stop()
         try:
@@ -58,7 +58,10 @@ def test_ready_goes_503_when_the_emulator_stops_and_200_when_back(
             assert down.json()["status"] == "not ready"
             assert "s3" in down.json()["missing"]
             assert_error(http.get("/bucket/get-all-buckets"), 503, "EndpointUnreachableError")
+            # nothing in memory yet (no run made through this server): they must read S3
             assert_error(http.get("/result/lmf-ready-data"), 503, "EndpointUnreachableError")
+            predicted = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]})
+            assert_error(predicted, 503, "EndpointUnreachableError")
             assert_error(http.get("/lambda/get-all-lambdas"), 503, "EndpointUnreachableError")
             assert http.get("/health").status_code == 200
         finally:
@@ -66,6 +69,7 @@ def test_ready_goes_503_when_the_emulator_stops_and_200_when_back(
 
         back = http.get("/ready")
         assert back.status_code == 200, back.text
+        assert http.post("/pipeline/runs").status_code == 201
         assert http.get("/result/lmf-ready-data").json()["content"] == "65.29%"
 
 

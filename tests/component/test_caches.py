@@ -10,7 +10,7 @@ import pytest
 from local_ml_flow import handlers
 from local_ml_flow.api.caches import Caches
 from local_ml_flow.errors import NoModelError
-from local_ml_flow.runlog import RunLog
+from local_ml_flow.runlog import Pointer, RunLog
 
 
 def test_model_is_reloaded_only_when_the_latest_run_changes(store, settings):
@@ -53,3 +53,33 @@ def test_invalidate_reads_before_answering(store, settings):
         return first, await caches.score.get()
 
     assert asyncio.run(scenario()) == ("65.29%", "35.62%")
+
+
+def test_a_pointer_written_here_is_served_without_reading_it_back(store, settings):
+    runs = RunLog(store)
+    caches = Caches(runs, refresh_s=3600)
+
+    def train(run_id: str, feature_set: str) -> Pointer:
+        """As runner.run_pipeline does: ingestion, inference, then the promotion."""
+        event = {"run_id": run_id, "feature_set": feature_set, "promote": False}
+        handlers.ingestion(event, None, store=store, settings=settings)
+        handlers.inference({"run_id": run_id}, None, store=store, settings=settings)
+        return runs.promote(run_id)
+
+    async def scenario() -> None:
+        older = train("a", "all")
+        assert (await caches.model.get()).run_id == "a"
+        assert await caches.score.get() == "65.29%"
+        assert caches.pointer_reads == 2
+        newer = train("b", "seed")
+        assert newer.score == "35.62%"
+        caches.invalidate(newer)  # as after a run or a promotion made through this API
+        assert (await caches.model.get()).run_id == "b"
+        assert await caches.score.get() == "35.62%"
+        assert caches.pointer_reads == 2  # taken from the written pointer, not read back
+        caches.invalidate(older)  # told late, out of order: not taken, S3 is read
+        assert (await caches.model.get()).run_id == "b"
+        assert await caches.score.get() == "35.62%"
+        assert caches.pointer_reads == 4
+
+    asyncio.run(scenario())

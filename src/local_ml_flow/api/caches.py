@@ -1,8 +1,10 @@
 """What the API keeps in memory between requests: the latest model and the latest score.
 
 Both are served from memory and re-read from S3 in the background once older than
-``LMF_MODEL_REFRESH_S`` (stale-while-revalidate), so a hot endpoint never waits on S3;
-after a run finished in this process they are re-read before the next answer.
+``LMF_MODEL_REFRESH_S`` (stale-while-revalidate), so a hot endpoint never waits on S3 and a
+promotion made by another process is seen within about that bound. After a run or a
+promotion made in this process they are re-read before the next answer, from the pointer
+that promotion wrote (not read back from S3): the next request serves the new run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import pipeline
 from local_ml_flow.ml.model import Regressor
-from local_ml_flow.runlog import RunLog
+from local_ml_flow.runlog import Pointer, RunLog
 
 T = TypeVar("T")
 logger = logging.getLogger("local_ml_flow.api")
@@ -109,14 +111,46 @@ class Caches:
         self.model: Recent[ServedModel] = Recent(self._load_model, refresh_s)
         self.score: Recent[str] = Recent(self._load_score, refresh_s)
         self.model_loads = 0
+        self.pointer_reads = 0
+        # the newest pointer a promotion in this process wrote, and the caches yet to load it
+        self._written: Pointer | None = None
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
 
-    def invalidate(self) -> None:
-        self.model.invalidate()
-        self.score.invalidate()
+    def invalidate(self, written: Pointer | None = None) -> None:
+        """Re-read both before their next answer.
+
+        ``written``: the latest pointer as a promotion in this process just wrote it (or
+        found it, superseded); each cache's next load takes it instead of reading the
+        pointer back, later refreshes read S3 again. A pointer older than one already told
+        (``promoted_at``: compare-and-swapped pointers are written in that order; two runs
+        can finish out of order) is not taken: the caches read S3.
+        """
+        with self._lock:
+            newest = self._written
+            if written is not None and (newest is None or written.promoted_at > newest.promoted_at):
+                self._written, self._pending = written, {"model", "score"}
+            else:
+                self._pending = set()
+            self.model.invalidate()
+            self.score.invalidate()
+
+    def _take_written(self, cache: str) -> Pointer | None:
+        """The pointer told by ``invalidate`` if ``cache`` has not loaded from it yet."""
+        with self._lock:
+            if cache not in self._pending:
+                return None
+            self._pending.discard(cache)
+            return self._written
 
     def _load_model(self, current: ServedModel | None) -> ServedModel:
         """Read the latest pointer; load the model only when the latest run changed."""
-        run_id = self.runs.latest_run_id("no trained model yet: POST /pipeline/runs first")
+        written = self._take_written("model")
+        if written is not None:
+            run_id = written.run_id
+        else:
+            self.pointer_reads += 1
+            run_id = self.runs.latest_run_id("no trained model yet: POST /pipeline/runs first")
         if current is not None and current.run_id == run_id:
             return current
         loaded = pipeline.load_model(self.runs, run_id)
@@ -125,4 +159,8 @@ class Caches:
 
     def _load_score(self, current: str | None) -> str:
         """The current run's score, read through the latest pointer (not score.txt, a copy)."""
+        written = self._take_written("score")
+        if written is not None and written.score is not None:
+            return written.score
+        self.pointer_reads += 1
         return self.runs.current_score()[1]

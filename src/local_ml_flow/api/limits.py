@@ -198,7 +198,8 @@ def _counted(receive: Receive, limit: int, timeout_s: float) -> Receive:
         if done:  # the body is complete: what follows is a disconnect, wait for it freely
             return await receive()
         try:
-            message = await asyncio.wait_for(receive(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no task per message, unlike wait_for
+                message = await receive()
         except TimeoutError:
             raise GuardError(
                 408, "RequestTimeoutError", f"no request body data for {timeout_s:g} s"

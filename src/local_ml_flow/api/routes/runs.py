@@ -19,6 +19,7 @@ from local_ml_flow.api.schemas import (
     RunsResponse,
 )
 from local_ml_flow.events import RunId
+from local_ml_flow.runlog import Pointer
 from local_ml_flow.runner import queue_run, run_pipeline
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
@@ -67,19 +68,24 @@ def start_run(
         background: BackgroundRuns = request.app.state.background_runs
 
         def work() -> None:
+            written: list[Pointer] = []
             try:
-                run_pipeline(invoker, runs, settings, options, run_id=run_id)
+                run_pipeline(
+                    invoker, runs, settings, options, run_id=run_id, promoted=written.append
+                )
             finally:
-                caches.invalidate()
+                caches.invalidate(written[-1] if written else None)
 
         background.submit(run_id, work)
         response.status_code = 202
         response.headers["Location"] = f"/pipeline/runs/{run_id}"
         return Run.model_validate(runs.record(run_id))
+    written: list[Pointer] = []
     try:
-        result = run_pipeline(invoker, runs, settings, options)
+        result = run_pipeline(invoker, runs, settings, options, promoted=written.append)
     finally:
-        caches.invalidate()
+        # the next /predict and /result serve the new run, from the pointer just written
+        caches.invalidate(written[-1] if written else None)
     return Run.model_validate(runs.record(result["run_id"]))
 
 
@@ -119,8 +125,9 @@ def get_predictions(run_id: RunIdPath, runs: RunsDep) -> PredictionsResponse:
 async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Run:
     """Make a succeeded run current again (rollback): /predict and /result serve it next.
     A queued, running, failed, corrupt or non-finite run is refused (409)."""
+    written = None
     try:
-        await run_in_threadpool(runs.make_current, run_id)
+        written = await run_in_threadpool(runs.make_current, run_id)
     finally:
-        caches.invalidate()
+        caches.invalidate(written)
     return Run.model_validate(await run_in_threadpool(runs.record, run_id))
