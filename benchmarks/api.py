@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from common import export, free_port
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,21 +46,6 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 # path -> (least share of /health's throughput, largest p99 in ms or None)
 TARGETS: dict[str, tuple[float, float | None]] = {PREDICT: (0.70, 10.0), RESULT: (0.85, None)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def export(rev: str, into: Path) -> Path:
-    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def start_server(dataset: Path, src: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,16 +36,11 @@ from pathlib import Path
 
 import httpx
 
+from common import export, free_port
 from local_ml_flow import aws
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def children(pid: int) -> list[int]:
@@ -205,15 +199,6 @@ def concurrent_rss(server: Server, n: int = 10) -> None:
         else "emulator in the server process"
     )
     print(f"  {n} concurrent runs: {took:.2f} s; server tree peak RSS {peak_all:.0f} MB; {where}")
-
-
-def export(rev: str, into: Path) -> Path:
-    """``rev``'s ``src/`` as files (git archive), importable with PYTHONPATH."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def warm_before_after(dataset: Path, rev: str, invoker: str, runs: int) -> None:
