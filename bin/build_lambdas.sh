@@ -37,7 +37,9 @@ mkdir -p "$PKG"
 # Any manylinux wheel up to glibc 2.34, the glibc of Amazon Linux 2023 under the python3.12
 # runtime (current numpy/scipy wheels are manylinux_2_28 only).
 echo "==> dependencies (uv.lock's versions; CPython 3.12, manylinux x86_64 wheels) into $PKG"
-"$UV" pip install --quiet --no-config --require-hashes --only-binary :all: --no-compile \
+# (UV_COMPILE_BYTECODE from the caller's environment would contradict --no-compile)
+env -u UV_COMPILE_BYTECODE "$UV" pip install --quiet --no-config --require-hashes \
+    --only-binary :all: --no-compile \
     --target "$PKG" --python-version 3.12 --python-platform x86_64-manylinux_2_34 \
     -r "$ROOT/lambdas/requirements.txt"
 

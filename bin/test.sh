@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 # Bytecode compiled once at install (about 35 s on a fresh venv, nothing when up to date):
 # where PYTHONDONTWRITEBYTECODE is set, as on CI machines, every process of the suite (API
 # servers, the emulator, its function workers, CLI runs) would otherwise compile pandas,
-# scikit-learn and friends from source again, about 5 s each.
-export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
-ensure_venv dev
+# scikit-learn and friends from source again, about 5 s each. (For this sync only: the
+# Lambda build's own uv install must not inherit it.)
+UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}" ensure_venv dev
 
 echo "==> ruff"
 .venv/bin/ruff check .

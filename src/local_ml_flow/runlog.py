@@ -452,8 +452,22 @@ class RunLog:
                 raise ConcurrentUpdateError(f"the pointer vanished promoting {run_id!r}") from None
             return winner
         # A loser that wrote its root copies after ours repairs them once it has lost (it
-        # loops until the pointer stops moving), so the winner need not check them.
+        # loops until the pointer stops moving). But a repair that read the pointer before
+        # this swap may have copied that run over ours meanwhile, and stopped before the swap
+        # could show it: so the winner looks once (one wave of HEADs) and repairs if so. The
+        # promotion itself is done: a failure here is left to the next repair.
+        with contextlib.suppress(LocalMlFlowError):
+            if self._roots_name_other_than(run_id, pointer.score):
+                self.repair()
         return pointer
+
+    def _roots_name_other_than(self, run_id: str, score: str | None) -> bool:
+        """Whether a root copy does not come from ``run_id`` (score.txt: absent when the run
+        is not scored)."""
+        roots = self.root_runs()
+        expected_score = run_id if score is not None else None
+        tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
+        return tagged != (run_id,) * 3 or roots[SCORE_KEY] != expected_score
 
     def _write_roots(self, run_id: str, score: str | None) -> None:
         """The seed-compatible root copies of a run, each tagged with the run id."""

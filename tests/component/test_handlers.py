@@ -252,13 +252,14 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
         infer(store, settings, {})
         inference = sorted(sent)
     # request.json and the dataset; 6 artifacts; the manifest and the pointer; 3 root
-    # copies and score.txt's removal (not scored yet); the pointer
+    # copies and score.txt's removal (not scored yet); the pointer; the root copies' tags
     assert ingestion == sorted(
         ["PutObject", "GetObject"]
         + ["PutObject"] * 6
         + ["PutObject", "GetObject"]
         + ["CopyObject"] * 3
         + ["DeleteObject", "PutObject"]
+        + ["HeadObject"] * 4
     )
     # the pointer; manifest, model, x_test, y_test; metrics, predictions; score.txt; the
     # pointer again (score.txt follows the current run only)
