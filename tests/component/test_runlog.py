@@ -71,7 +71,9 @@ def test_promotion_is_a_compare_and_swap(store, settings, moto_endpoint):
     assert {runs.record(r)["status"] for r in "abcd"} == {"succeeded"}
 
 
-def test_a_stale_repair_landing_before_the_swap_is_undone_by_the_winner(store, settings):
+def test_a_stale_repair_landing_before_the_swap_is_undone_by_the_winner(
+    store, settings, monkeypatch
+):
     """A repair that read the pointer before a promotion's swap copies the older run over
     the root copies the promotion just wrote, and stops before the swap could show it: the
     winner notices and repairs (10 concurrent runs through the API once left model.joblib
@@ -86,11 +88,11 @@ def test_a_stale_repair_landing_before_the_swap_is_undone_by_the_winner(store, s
 
     def roots_then_a_stale_repair(run_id: str, score_text: str | None) -> None:
         write_roots(run_id, score_text)
-        runs._write_roots = write_roots  # type: ignore[method-assign]  # (once)
+        monkeypatch.setattr(runs, "_write_roots", write_roots)  # (once)
         old_score = stale.metrics("old")
         stale._write_roots("old", old_score.score if old_score else None)  # what it copies
 
-    runs._write_roots = roots_then_a_stale_repair  # type: ignore[method-assign]
+    monkeypatch.setattr(runs, "_write_roots", roots_then_a_stale_repair)
     assert runs.promote("new").run_id == "new"
     assert set(runs.root_runs().values()) == {"new"}
 
