@@ -23,7 +23,7 @@ from pathlib import Path
 
 from local_ml_flow import aws, datasource, handlers
 from local_ml_flow.embedded import EmbeddedEmulator
-from local_ml_flow.errors import LocalMlFlowError
+from local_ml_flow.errors import DatasetTooLargeError, LocalMlFlowError
 from local_ml_flow.invoke import (
     FunctionDirectory,
     Handler,
@@ -196,6 +196,20 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _read_dataset(path: Path, max_bytes: int) -> bytes:
+    """The dataset file's bytes; one above the limit is refused from its size before it is
+    read or uploaded (no run could train on it)."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DatasetTooLargeError(
+            [
+                f"dataset {path} is {size} bytes, above the limit of {max_bytes} bytes"
+                " (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
+            ]
+        )
+    return path.read_bytes()
+
+
 def _build(
     settings: Settings,
     embedded: bool,
@@ -211,12 +225,15 @@ def _build(
     endpoint_url: str | None = None
     dataset: bytes | None = None
     if mode is Mode.EMBEDDED:
-        dataset = datasource.resolve(
-            dataset_path or settings.dataset_path,
-            url=settings.dataset_url,
-            expected_sha256=settings.dataset_sha256,
-            cache_dir=settings.cache_dir,
-        ).read_bytes()
+        dataset = _read_dataset(
+            datasource.resolve(
+                dataset_path or settings.dataset_path,
+                url=settings.dataset_url,
+                expected_sha256=settings.dataset_sha256,
+                cache_dir=settings.cache_dir,
+            ),
+            settings.max_dataset_bytes,
+        )
     with _warming_up(run_here_now):
         if mode is Mode.EMBEDDED:
             emulator = EmbeddedEmulator(

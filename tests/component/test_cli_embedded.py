@@ -53,6 +53,28 @@ def test_bad_configuration_is_one_clear_line(dataset_path):
     assert "Traceback" not in done.stderr
 
 
+def test_a_dataset_above_the_limit_is_refused_before_anything_starts(dataset_path, tmp_path):
+    """Refused from its size: not read, not uploaded, no emulator started (a 550 MB file
+    once cost 9 s and 2.2 GB before ingestion refused it)."""
+    limit = dataset_path.stat().st_size - 1
+    state = tmp_path / "state"
+    done = run_cli(
+        "run",
+        "--embedded",
+        "--dataset",
+        str(dataset_path),
+        env={"LMF_MAX_DATASET_BYTES": str(limit), "LMF_STATE_DIR": str(state)},
+    )
+    assert done.returncode == 1
+    assert (
+        f"dataset {dataset_path} is {dataset_path.stat().st_size} bytes, above the limit of"
+        f" {limit} bytes (LMF_MAX_DATASET_BYTES)"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "embedded AWS" not in done.stdout  # the emulator never started
+    assert not (state / "s3").exists()
+
+
 def test_missing_dataset_file_is_a_clear_error(tmp_path):
     done = run_cli("run", "--embedded", "--dataset", str(tmp_path / "none.csv"))
     assert done.returncode == 1
