@@ -398,6 +398,13 @@ def verified(data: bytes, where: str, expected_sha256: str) -> bytes:
     return data
 
 
+# Reading a .npy header (NumPy's ast.literal_eval), which skops does for every array of a
+# model, is not thread-safe on CPython 3.11: two at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (seen with 10 concurrent runs in one API process).
+# Loads are short (about a millisecond): they take turns.
+_LOADING = threading.Lock()
+
+
 def model_from_bytes(data: bytes, where: str, trusted: Sequence[str]) -> Any:
     """A skops model from checked bytes, creating no type outside skops' defaults and
     ``trusted``."""
@@ -405,7 +412,8 @@ def model_from_bytes(data: bytes, where: str, trusted: Sequence[str]) -> Any:
     from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        return skops.io.loads(data, trusted=list(trusted))
+        with _LOADING:
+            return skops.io.loads(data, trusted=list(trusted))
     except UntrustedTypesFoundException as exc:
         raise IntegrityError(f"{where} holds types we never load: {exc}") from None
     except Exception as exc:  # a zip or schema skops cannot read
@@ -415,7 +423,8 @@ def model_from_bytes(data: bytes, where: str, trusted: Sequence[str]) -> Any:
 def array_from_bytes(data: bytes, where: str) -> np.ndarray:
     """A numeric .npy array from checked bytes; object arrays refused (no pickle)."""
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        with _LOADING:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise IntegrityError(f"{where} is not a plain array: {exc}") from None
     except Exception as exc:
