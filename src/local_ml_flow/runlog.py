@@ -172,6 +172,13 @@ class Pointer(_Document):
 Seen = tuple[Pointer | None, str | None]
 
 
+def _roots_follow(roots: Mapping[str, str | None], run_id: str, *, scored: bool) -> bool:
+    """Whether every root copy (``root_runs``: key -> the run it is tagged with) comes from
+    ``run_id``; score.txt is absent when that run is not scored."""
+    tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
+    return tagged == (run_id,) * 3 and roots[SCORE_KEY] == (run_id if scored else None)
+
+
 def _age_s(timestamp: str | None) -> float:
     if not timestamp:
         return 0.0
@@ -457,17 +464,9 @@ class RunLog:
         # could show it: so the winner looks once (one wave of HEADs) and repairs if so. The
         # promotion itself is done: a failure here is left to the next repair.
         with contextlib.suppress(LocalMlFlowError):
-            if self._roots_name_other_than(run_id, pointer.score):
+            if not _roots_follow(self.root_runs(), run_id, scored=pointer.score is not None):
                 self.repair()
         return pointer
-
-    def _roots_name_other_than(self, run_id: str, score: str | None) -> bool:
-        """Whether a root copy does not come from ``run_id`` (score.txt: absent when the run
-        is not scored)."""
-        roots = self.root_runs()
-        expected_score = run_id if score is not None else None
-        tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
-        return tagged != (run_id,) * 3 or roots[SCORE_KEY] != expected_score
 
     def _write_roots(self, run_id: str, score: str | None) -> None:
         """The seed-compatible root copies of a run, each tagged with the run id."""
@@ -538,9 +537,7 @@ class RunLog:
                 return repaired
             run_id = pointer.run_id
             roots, *_, scored = gather(*self._root_heads(), partial(self.metrics, run_id))
-            expected = pointer.run_id if scored is not None else None
-            tagged = (roots[MODEL_KEY], roots[X_TEST_KEY], roots[Y_TEST_KEY])
-            if tagged == (pointer.run_id,) * 3 and roots[SCORE_KEY] == expected:
+            if _roots_follow(roots, run_id, scored=scored is not None):
                 return repaired
             self._write_roots(pointer.run_id, scored.score if scored is not None else None)
             repaired = True
