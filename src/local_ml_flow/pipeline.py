@@ -339,8 +339,7 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
     if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
         raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
     frame = pd.DataFrame(x_test, columns=info.features, copy=False)
-    with np.errstate(all="ignore"):
-        y_pred = np.asarray(loaded.model.predict(frame), dtype="float64").reshape(-1)
+    y_pred = model.predict(loaded.model, frame)
     y_true = np.asarray(y_test, dtype="float64").reshape(-1)
     metrics = _finite(model.scores(y_true, y_pred), "test")
     scored = Metrics(

@@ -163,9 +163,14 @@ class _LinearArrayPredictor:
 def evaluate(model: Regressor, x: pd.DataFrame, y: pd.Series[float]) -> Metrics:
     """R², MAE, RMSE and the number of rows scored (NaN or infinite when the numbers are
     too large for the arithmetic: see ``Metrics.finite``)."""
+    return scores(np.asarray(y, dtype="float64").reshape(-1), predict(model, x))
+
+
+def predict(model: Regressor, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """The model's predictions as a flat float64 array (overflow gives inf, not a warning)."""
     with np.errstate(all="ignore"):
-        predicted = np.asarray(model.predict(x), dtype="float64").reshape(-1)
-    return scores(np.asarray(y, dtype="float64").reshape(-1), predicted)
+        predicted: np.ndarray = np.asarray(model.predict(x), dtype="float64").reshape(-1)
+    return predicted
 
 
 def scores(y: np.ndarray, predicted: np.ndarray) -> Metrics:
