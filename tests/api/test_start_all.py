@@ -58,6 +58,16 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> httpx.Res
     raise AssertionError(f"no answer from {url}:\n{log.read_text()}")
 
 
+def serve_once(args: list[str], log: Path, extra_env: dict[str, str]) -> list[str]:
+    """Start the script, wait until /health answers 200, stop it; the lines it logged."""
+    process, port = start(args, log, extra_env)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/health", process, log).status_code == 200
+    finally:
+        stop(process)
+    return log.read_text().splitlines()
+
+
 def stop(process: subprocess.Popen[bytes]) -> int:
     """Ctrl-C to the script's process group; killed (and the test failed) if it hangs."""
     os.killpg(process.pid, signal.SIGINT)
@@ -98,12 +108,7 @@ def test_start_all_without_docker_engine_falls_back_with_one_line(tmp_path, data
     )
     (fake_bin / "docker").chmod(0o755)
     path = {"PATH": f"{fake_bin}:{os.environ['PATH']}"}
-    process, port = start(["--dataset", str(dataset_path)], log, path)
-    try:
-        assert wait_for(f"http://127.0.0.1:{port}/health", process, log).status_code == 200
-    finally:
-        stop(process)
-    lines = log.read_text().splitlines()
+    lines = serve_once(["--dataset", str(dataset_path)], log, path)
     assert (
         "==> no Docker engine answers: using the embedded AWS emulator instead"
         " (same code, in-process Lambdas)"
@@ -243,12 +248,7 @@ def posts(env: dict[str, str]) -> list[str]:
 def test_docker_without_the_compose_plugin_falls_back_with_one_line(tmp_path, dataset_path):
     env = fake_docker_env(tmp_path, "no-compose")
     log = tmp_path / "start_all.log"
-    process, port = start(["--dataset", str(dataset_path)], log, env)
-    try:
-        assert wait_for(f"http://127.0.0.1:{port}/health", process, log).status_code == 200
-    finally:
-        stop(process)
-    lines = log.read_text().splitlines()
+    lines = serve_once(["--dataset", str(dataset_path)], log, env)
     assert (
         "==> Docker has no compose v2 plugin ('docker compose'):"
         " using the embedded AWS emulator instead"
