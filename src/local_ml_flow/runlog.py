@@ -63,6 +63,8 @@ _REPAIR_ROUNDS = 8
 # records are read at once when listing.
 _RECORD_CACHE_SIZE = 10_000
 _READERS = 8
+# A run's documents this log read lately, with their ETags (they are written once).
+_DOCUMENT_CACHE_SIZE = 1_000
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
@@ -209,6 +211,10 @@ class RunLog:
         self.min_r2 = min_r2
         # run id -> (its files' names, ETags and sizes; its record without "current")
         self._finished: dict[str, tuple[tuple[tuple[str, str, int], ...], dict[str, Any]]] = {}
+        # run key -> (ETag, document) of the documents read lately: a record made right after
+        # a promotion read the run's manifest and metrics takes them from here when the
+        # listing shows the same ETags (a rewritten document has another ETag: it is read).
+        self._read: dict[str, tuple[str, _Document]] = {}
 
     @classmethod
     def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
@@ -221,7 +227,19 @@ class RunLog:
         return self.store.data_bucket
 
     def _get(self, run_id: str, name: str, kind: type[Any]) -> Any:
-        return self.store.get_document(self._data, run_key(run_id, name), kind)
+        key = run_key(run_id, name)
+        blob = self.store.read(self._data, key)
+        value = parse_document(blob.data, kind, f"s3://{self._data}/{key}")
+        if blob.etag:
+            if len(self._read) >= _DOCUMENT_CACHE_SIZE:
+                self._read.pop(next(iter(self._read)), None)
+            self._read[key] = (blob.etag, value)
+        return value
+
+    def _read_lately(self, run_id: str, name: str, listed: StoredObject) -> Any | None:
+        """The document ``name`` of a run as read lately, if the listing shows its ETag."""
+        kept = self._read.get(run_key(run_id, name))
+        return kept[1] if kept is not None and listed.etag and kept[0] == listed.etag else None
 
     # -- a run's own documents ----------------------------------------------------------
     def queue(self, run_id: str, options: Mapping[str, Any]) -> None:
@@ -579,7 +597,7 @@ class RunLog:
             record = dict(kept[1])
         else:
             try:
-                record = self._record(run_id, set(files))
+                record = self._record(run_id, files)
             except CorruptStateError as exc:
                 record = _blank(run_id)
                 record["status"] = "corrupt"
@@ -595,17 +613,22 @@ class RunLog:
         record["current"] = run_id == current
         return record
 
-    def _record(self, run_id: str, files: set[str]) -> dict[str, Any]:
+    def _record(self, run_id: str, files: Mapping[str, StoredObject]) -> dict[str, Any]:
         record = _blank(run_id)
-        # The documents the record is made of, read at once (the metrics only without an error).
+        # The documents the record is made of (the metrics only without an error): those read
+        # lately with the listed ETag are known, the others are read at once.
         wanted = [REQUEST if REQUEST in files else QUEUED, MANIFEST, ERROR]
         wanted = [name for name in wanted if name in files]
         if METRICS in files and ERROR not in files:
             wanted.append(METRICS)
-        documents = dict(
+        documents: dict[str, Any] = {
+            name: self._read_lately(run_id, name, files[name]) for name in wanted
+        }
+        unread = [name for name, value in documents.items() if value is None]
+        documents.update(
             zip(
-                wanted,
-                gather(*(partial(self._get, run_id, name, _KINDS[name]) for name in wanted)),
+                unread,
+                gather(*(partial(self._get, run_id, name, _KINDS[name]) for name in unread)),
                 strict=True,
             )
         )

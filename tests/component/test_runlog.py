@@ -189,3 +189,44 @@ def test_listing_keeps_finished_records_until_a_document_changes(store, settings
     store.s3.put_object(Bucket=store.data_bucket, Key="runs/kept/metrics.json", Body=b"{junk")
     assert runs.list()[0]["status"] == "corrupt"
     assert runs.record("kept")["status"] == "corrupt"
+
+
+def _gets(store: ArtifactStore) -> list[str]:
+    """The keys of the GETs ``store`` sends from now on (appended as they go)."""
+    sent: list[str] = []
+
+    def note(request, **_) -> None:
+        if request.method == "GET":
+            sent.append(request.url.split("?")[0].rsplit("/", 1)[-1])
+
+    store.s3.meta.events.register("before-send.s3", note)
+    return sent
+
+
+def test_a_record_takes_the_documents_a_promotion_just_read(store, settings):
+    train(store, settings, "promoted")
+    score(store, "promoted")
+    runs = RunLog(store)
+    runs.promote("promoted")  # reads the manifest and the metrics
+    gets = _gets(store)
+    record = runs.record("promoted")
+    assert record["status"] == "succeeded"
+    assert record["metrics"]["n_train"] > 0
+    assert "manifest.json" not in gets
+    assert "metrics.json" not in gets
+    assert "request.json" in gets  # not read by the promotion
+
+
+def test_a_document_rewritten_after_it_was_read_is_read_again(store, settings):
+    train(store, settings, "rewritten")
+    score(store, "rewritten")
+    runs = RunLog(store)
+    runs.promote("rewritten")
+    key = "runs/rewritten/metrics.json"
+    metrics = json.loads(store.s3.get_object(Bucket=store.data_bucket, Key=key)["Body"].read())
+    store.s3.put_object(
+        Bucket=store.data_bucket, Key=key, Body=json.dumps({**metrics, "r2": 0.125}).encode()
+    )
+    gets = _gets(store)
+    assert runs.record("rewritten")["metrics"]["r2"] == 0.125  # the stored value, not the one read
+    assert "metrics.json" in gets
