@@ -3,6 +3,7 @@ predictions, runs without waiting, the dashboard's HTML, and the server's logs."
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -281,3 +282,26 @@ def test_dataset_page_names_the_current_file(client, dataset_bytes):
     assert "min 1,650" in page
     assert "max 16,200" in page
     assert re.search(r"semi-furnished \d+", page)
+
+
+def test_predictions_of_a_run_sampled_for_a_chart(client, runs):
+    run_id = runs["linear"]["run_id"]
+    whole = client.get(f"/pipeline/runs/{run_id}/predictions").json()
+    n = len(whole["y_true"])
+    assert whole["n_test"] == n
+    sample = client.get(f"/pipeline/runs/{run_id}/predictions", params={"max_points": 10}).json()
+    assert sample["n_test"] == n
+    assert len(sample["y_true"]) == len(sample["y_pred"]) == 10
+    pairs = list(zip(whole["y_true"], whole["y_pred"], strict=True))
+    picked = list(zip(sample["y_true"], sample["y_pred"], strict=True))
+    assert picked[0] == pairs[0]
+    assert picked[-1] == pairs[-1]  # the first and the last row, evenly spaced between
+    rows = [pairs.index(p) for p in picked]
+    assert rows == sorted(rows)
+    gaps = {b - a for a, b in itertools.pairwise(rows)}
+    assert max(gaps) - min(gaps) <= 1
+    more = client.get(f"/pipeline/runs/{run_id}/predictions", params={"max_points": n + 5})
+    assert more.json()["y_true"] == whole["y_true"]
+    for bad in ("1", "0", "-3", "ten", "2000000"):
+        response = client.get(f"/pipeline/runs/{run_id}/predictions", params={"max_points": bad})
+        assert_error(response, 422, "RequestValidationError")

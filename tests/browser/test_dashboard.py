@@ -184,3 +184,25 @@ def test_compare_page_draws_every_run(page, ui_server, api):
     assert page.locator("#compare-table thead th").count() == 3
     assert chart_pixels(page, ".chart") > 500
     assert_clean(seen)
+
+
+def test_a_large_runs_charts_show_an_even_sample(page, ui_server, api, dataset_path):
+    """A test split larger than a chart needs is sampled by the API, and the page says so."""
+    original = dataset_path.read_bytes()
+    header, rows = original.split(b"\n", 1)
+    large = header + b"\n" + rows.rstrip(b"\n") + (b"\n" + rows.rstrip(b"\n")) * 59 + b"\n"
+    upload = api.put("/bucket/dataset", files={"file": ("large.csv", large, "text/csv")})
+    assert upload.status_code == 200, upload.text
+    try:
+        run = api.post("/pipeline/runs", json={}, timeout=300).json()
+    finally:
+        api.put("/bucket/dataset", files={"file": ("housing.csv", original, "text/csv")})
+    n_test = run["metrics"]["n_test"]
+    assert n_test > 5000
+    seen = visit(page, ui_server, f"/ui/runs/{run['run_id']}")
+    selector = '.chart[data-chart="residuals"]'
+    page.wait_for_selector(f"{selector}[data-drawn]")
+    assert page.get_attribute(selector, "data-drawn") == "5000"
+    assert f"5,000 of {n_test:,} test rows shown" in page.inner_text(selector)
+    assert chart_pixels(page, selector) > 500
+    assert_clean(seen)

@@ -175,11 +175,13 @@ class RunsResponse(BaseModel):
 
 
 class PredictionsResponse(BaseModel):
-    """A scored run's test split: actual and predicted price of each row, in the same order."""
+    """A scored run's test split: actual and predicted price of each row, in the same order
+    (with ``max_points``, evenly spaced rows of it, the first and the last included)."""
 
     run_id: str
     y_true: list[float]
     y_pred: list[float]
+    n_test: int = Field(description="rows in the test split (more than returned if sampled)")
     evaluated_at: str
 
 

@@ -109,10 +109,33 @@ def get_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     response_model=PredictionsResponse,
     responses=responses.errors(*responses.READ, 404, 409, only={409: ("NoModelError",)}),
 )
-def get_predictions(run_id: RunIdPath, runs: RunsDep) -> PredictionsResponse:
+def get_predictions(
+    run_id: RunIdPath,
+    runs: RunsDep,
+    max_points: Annotated[
+        int | None,
+        Query(
+            ge=2,
+            le=1_000_000,
+            description="at most this many rows, evenly spaced through the test split (a"
+            " chart of a large run needs no more than a few thousand)",
+        ),
+    ] = None,
+) -> PredictionsResponse:
     """A scored run's test split: actual (`y_true`) and predicted (`y_pred`) prices; 409 for a
     run not scored."""
-    return PredictionsResponse.model_validate(runs.predictions(run_id).model_dump())
+    stored = runs.predictions(run_id)
+    y_true, y_pred, n = stored.y_true, stored.y_pred, len(stored.y_true)
+    if max_points is not None and n > max_points:
+        rows = [round(i * (n - 1) / (max_points - 1)) for i in range(max_points)]
+        y_true, y_pred = [y_true[i] for i in rows], [y_pred[i] for i in rows]
+    return PredictionsResponse(
+        run_id=stored.run_id,
+        y_true=y_true,
+        y_pred=y_pred,
+        n_test=n,
+        evaluated_at=stored.evaluated_at,
+    )
 
 
 @router.post(

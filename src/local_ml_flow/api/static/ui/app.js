@@ -141,6 +141,8 @@ function initPredict() {
 
 // -- charts (uPlot): predicted vs actual with the identity line, residuals -------------------
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea"];
+// A large run's test split is sampled by the API (evenly spaced rows): enough for a chart.
+const CHART_POINTS = 5000;
 
 function points(color) {
   return { stroke: color, fill: color, paths: () => null, points: { show: true, size: 5, stroke: color, fill: color } };
@@ -151,7 +153,8 @@ async function drawChart(el) {
   if (!ids.length || typeof uPlot === "undefined") return;
   const sets = [];
   for (const id of ids) {
-    const { response, data } = await api("GET", `/pipeline/runs/${encodeURIComponent(id)}/predictions`);
+    const url = `/pipeline/runs/${encodeURIComponent(id)}/predictions?max_points=${CHART_POINTS}`;
+    const { response, data } = await api("GET", url);
     if (!response.ok) { el.innerHTML = errorHtml(data); return; }
     sets.push(data);
   }
@@ -188,6 +191,13 @@ async function drawChart(el) {
   el.innerHTML = "";
   new uPlot(opts, table, el);
   el.dataset.drawn = String(table[0].length);
+  const sampled = sets.filter((d) => d.n_test > d.y_true.length);
+  if (sampled.length) {
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = sampled.map((d) => `${d.run_id}: ${d.y_true.length.toLocaleString()} of ${d.n_test.toLocaleString()} test rows shown (evenly spaced)`).join("; ");
+    el.appendChild(note);
+  }
 }
 
 function initCharts() {
