@@ -230,7 +230,7 @@ class RunLog:
         key = run_key(run_id, name)
         blob = self.store.read(self._data, key)
         value = parse_document(blob.data, kind, f"s3://{self._data}/{key}")
-        if blob.etag:
+        if blob.etag and name in _KINDS:  # a record's small documents (not the predictions)
             if len(self._read) >= _DOCUMENT_CACHE_SIZE:
                 self._read.pop(next(iter(self._read)), None)
             self._read[key] = (blob.etag, value)

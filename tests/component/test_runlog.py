@@ -230,3 +230,13 @@ def test_a_document_rewritten_after_it_was_read_is_read_again(store, settings):
     gets = _gets(store)
     assert runs.record("rewritten")["metrics"]["r2"] == 0.125  # the stored value, not the one read
     assert "metrics.json" in gets
+
+
+def test_the_predictions_are_not_kept_in_memory(store, settings):
+    train(store, settings, "large")
+    score(store, "large")
+    runs = RunLog(store)
+    runs.predictions("large")
+    runs.record("large")
+    assert runs._read  # the record's documents are kept...
+    assert not any(key.endswith("predictions.json") for key in runs._read)  # ...not these
