@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +67,7 @@ _READERS = 8
 # A run's documents this log read lately, with their ETags (they are written once).
 _DOCUMENT_CACHE_SIZE = 1_000
 
+V = TypeVar("V")
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
 
@@ -231,9 +233,7 @@ class RunLog:
         blob = self.store.read(self._data, key)
         value = parse_document(blob.data, kind, f"s3://{self._data}/{key}")
         if blob.etag and name in _KINDS:  # a record's small documents (not the predictions)
-            if len(self._read) >= _DOCUMENT_CACHE_SIZE:
-                self._read.pop(next(iter(self._read)), None)
-            self._read[key] = (blob.etag, value)
+            _keep(self._read, key, (blob.etag, value), _DOCUMENT_CACHE_SIZE)
         return value
 
     def _read_lately(self, run_id: str, name: str, listed: StoredObject) -> Any | None:
@@ -607,9 +607,7 @@ class RunLog:
                     "message": exc.message,
                 }
             if record["status"] not in ("queued", "running"):
-                if len(self._finished) >= _RECORD_CACHE_SIZE:
-                    self._finished.pop(next(iter(self._finished)), None)
-                self._finished[run_id] = (signature, dict(record))
+                _keep(self._finished, run_id, (signature, dict(record)), _RECORD_CACHE_SIZE)
         record["current"] = run_id == current
         return record
 
@@ -694,6 +692,18 @@ class RunLog:
             records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
         records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
         return records[:limit]
+
+
+_KEEPING = threading.Lock()
+
+
+def _keep(cache: dict[str, V], key: str, value: V, size: int) -> None:
+    """Put ``value`` in ``cache``, the oldest entry out when it holds ``size`` (a listing
+    fills the caches from several threads: one at a time)."""
+    with _KEEPING:
+        if len(cache) >= size:
+            cache.pop(next(iter(cache)), None)
+        cache[key] = value
 
 
 _KINDS: dict[str, type[_Document]] = {
