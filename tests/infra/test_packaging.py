@@ -198,14 +198,98 @@ def test_bytecode_is_unchecked_hash_for_cpython_312_only(tmp_path: Path) -> None
     (tmp_path / "pkg" / "__init__.py").write_text("VALUE = frozenset({'a', 'b', 'c'})\n")
     with pytest.raises(SystemExit, match=r"needs a CPython 3\.12"):
         packager.compile_bytecode(tmp_path, sys.executable)  # the venv's 3.11
-    python312 = find_python312()
-    if python312 is None:
-        pytest.skip("NOT TESTED: no CPython 3.12 to compile with (LMF_PYTHON312)")
-    added = packager.compile_bytecode(tmp_path, python312)
+    added = packager.compile_bytecode(tmp_path, python312_or_skip())
     pyc = tmp_path / "pkg" / "__pycache__" / "__init__.cpython-312.pyc"
     assert added == pyc.stat().st_size > 16
     flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
     assert flags == 0b01  # hash-based, source never checked (PEP 552)
+
+
+def python312_or_skip() -> str:
+    python312 = find_python312()
+    if python312 is None:
+        pytest.skip("NOT TESTED: no CPython 3.12 to compile with (LMF_PYTHON312)")
+    return python312
+
+
+def test_bytecode_is_the_same_wherever_the_tree_is_built(tmp_path: Path) -> None:
+    """Two builds give the same zip: the bytecode names no build directory (code objects name
+    their file under /var/task) and no hash seed shows (a frozenset's order)."""
+    packager = load_packager()
+    python312 = python312_or_skip()
+    trees = [tmp_path / "a", tmp_path / "somewhere" / "else"]
+    for tree in trees:
+        (tree / "pkg").mkdir(parents=True)
+        (tree / "pkg" / "__init__.py").write_text(
+            "WORDS = frozenset({'alpha', 'beta', 'gamma', 'delta'})\n"
+            "def where() -> str:\n    return __file__\n"
+        )
+        packager.compile_bytecode(tree, python312)
+    first, second = (tree / "pkg" / "__pycache__" / "__init__.cpython-312.pyc" for tree in trees)
+    assert first.read_bytes() == second.read_bytes()
+    assert b"/var/task/pkg/__init__.py" in first.read_bytes()
+
+
+# Run by CPython 3.12 with -B (nothing written, as in Lambda's read-only /var/task): imports
+# what argv names from the tree in argv[1] and prints, as JSON, the module files of the tree
+# compiled from source on the way (a valid .pyc is loaded without compiling its source).
+RECORD_COMPILES = """
+import importlib.machinery
+
+_compile = importlib.machinery.SourceFileLoader.source_to_code
+COMPILED = []
+
+
+def source_to_code(self, data, path, *, _optimize=-1):
+    COMPILED.append(path)
+    return _compile(self, data, path, _optimize=_optimize)
+
+
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
+"""
+
+
+def read_only(tree: Path) -> None:
+    """Every folder of the tree made read-only (as /var/task; root ignores it, -B does not)."""
+    for folder in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
+        folder.chmod(0o555)
+
+
+def writable(tree: Path) -> None:
+    for folder in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
+
+
+def test_shipped_bytecode_is_what_runs_on_a_read_only_tree(tmp_path: Path) -> None:
+    """The .pyc are used as they are: the source is neither compiled nor even compared with
+    them (an edited source changes nothing), and only a module without one is compiled."""
+    packager = load_packager()
+    python312 = python312_or_skip()
+    tree = tmp_path / "task"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "__init__.py").write_text("VALUE = 'compiled at build time'\n")
+    packager.compile_bytecode(tree, python312)
+    (tree / "pkg" / "__init__.py").write_text("VALUE = 'edited since'\n")  # hash not checked
+    (tree / "pkg" / "late.py").write_text("VALUE = 'no bytecode'\n")  # added after the build
+    code = RECORD_COMPILES + (
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport pkg, pkg.late\n"
+        "print(json.dumps([pkg.VALUE, pkg.late.VALUE, COMPILED]))\n"
+    )
+    read_only(tree)
+    try:
+        proc = subprocess.run(
+            [python312, "-I", "-B", "-c", code, str(tree)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        writable(tree)
+    value, late, compiled = json.loads(proc.stdout)
+    assert value == "compiled at build time"
+    assert late == "no bytecode"
+    assert compiled == [str(tree / "pkg" / "late.py")]
+    assert not (tree / "pkg" / "__pycache__" / "late.cpython-312.pyc").exists()
 
 
 # ---------------------------------------------------------------- the real zip ---------
