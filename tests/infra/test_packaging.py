@@ -379,8 +379,8 @@ def test_extension_modules_are_stripped_and_every_library_loads(lambda_zip: Lamb
 
 # Run in the unzipped package by the Python 3.12 of MiniStack's virtualenv, with only the
 # package and what the Lambda runtime provides (boto3) importable: both functions, every model
-# kind, then where each imported module came from.
-RUN_FROM_PACKAGE = """
+# kind, then where each imported module came from and which ones were compiled from source.
+RUN_BOTH_FUNCTIONS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from local_ml_flow import handlers
@@ -390,22 +390,30 @@ for model, feature_set in (("linear", "all"), ("gradient_boosting", "seed")):
     scored = handlers.inference_handler({}, None)
     results.append({"model": model, "run_id": trained["run_id"], **scored})
 modules = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
-print(json.dumps({"results": results, "modules": modules}))
+print(json.dumps({"results": results, "modules": modules, "compiled": COMPILED}))
 """
+RUN_FROM_PACKAGE = RECORD_COMPILES + RUN_BOTH_FUNCTIONS
 # What the python3.12 Lambda runtime provides (and MiniStack's virtualenv, as the test runs)
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3"}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bytecode", [False, True], ids=["default", "LMF_LAMBDA_BYTECODE=1"])
 def test_functions_run_from_the_unzipped_package_on_cpython_312(
-    lambda_zip: LambdaZip,
+    bytecode: bool,
+    request: pytest.FixtureRequest,
     ministack_python312: str,
     private_moto: str,
     dataset_bytes: bytes,
     tmp_path: Path,
 ) -> None:
     """Every model kind trains and scores from the package as built: a part the build drops
-    (DROP in bin/build_lambdas.sh) and that a function needs fails here, not in production."""
+    (DROP in bin/build_lambdas.sh) and that a function needs fails here, not in production.
+    With the bytecode shipped, nothing of the package is compiled on the way; without it,
+    every module the functions load is (what each Lambda cold start pays)."""
+    lambda_zip: LambdaZip = request.getfixturevalue(
+        "lambda_zip_with_bytecode" if bytecode else "lambda_zip"
+    )
     task = tmp_path / "task"
     with zipfile.ZipFile(lambda_zip.path) as zf:
         zf.extractall(task)
@@ -420,16 +428,21 @@ def test_functions_run_from_the_unzipped_package_on_cpython_312(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    # -I: no PYTHONPATH, no user site, not the current folder; -B: no bytecode, as on Lambda
-    proc = subprocess.run(
-        [ministack_python312, "-I", "-B", "-c", RUN_FROM_PACKAGE, str(task)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-        check=False,
-    )
+    # -I: no PYTHONPATH, no user site, not the current folder; -B and a read-only tree: no
+    # bytecode written, as in Lambda's /var/task
+    read_only(task)
+    try:
+        proc = subprocess.run(
+            [ministack_python312, "-I", "-B", "-c", RUN_FROM_PACKAGE, str(task)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        writable(task)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     linear, boosting = out["results"]
@@ -438,6 +451,16 @@ def test_functions_run_from_the_unzipped_package_on_cpython_312(
     assert 0 < boosting["r2"] < 1
     score = s3.get_object(Bucket=DATA_BUCKET, Key="score.txt")["Body"].read().decode()
     assert score == boosting["score"]
+
+    loaded = {f for f in out["modules"].values() if f and f.startswith(str(task))}
+    compiled = {path for path in out["compiled"] if path.startswith(str(task))}
+    if bytecode:
+        assert compiled == set()
+        assert not [f for f in loaded if f.endswith(".pyc")]  # the sources are kept
+    else:  # every module loaded was compiled (and some whose import failed: dateutil.tz.win)
+        assert compiled >= {f for f in loaded if f.endswith(".py")}
+        assert str(task / "local_ml_flow" / "handlers.py") in compiled
+    assert len([f for f in loaded if f.endswith(".py")]) > 1000  # both functions ran
 
     where_stdlib = "import sysconfig; print(sysconfig.get_paths()['stdlib'])"
     stdlib = subprocess.run(
