@@ -1,8 +1,9 @@
 """The Lambda zip: contents, limits, versions, reproducibility.
 
-The zip is built once per session (bin/build_lambdas.sh, no Docker). That it really runs
-the pipeline is proven here (both functions, every model kind, run from the unzipped package
-on CPython 3.12: what the build drops is never imported) and in test_terraform (applied with
+The zip is built once per session (bin/build_lambdas.sh, no Docker; once more with
+LMF_LAMBDA_BYTECODE=1). That it really runs the pipeline is proven here (both functions, every
+model kind, run from the unzipped package on CPython 3.12: what the build drops is never
+imported; the shipped bytecode is what runs) and in test_terraform (applied with
 Terraform to MiniStack on CPython 3.12, both functions invoked through the Lambda API).
 """
 
@@ -230,9 +231,8 @@ def test_bytecode_is_the_same_wherever_the_tree_is_built(tmp_path: Path) -> None
     assert b"/var/task/pkg/__init__.py" in first.read_bytes()
 
 
-# Run by CPython 3.12 with -B (nothing written, as in Lambda's read-only /var/task): imports
-# what argv names from the tree in argv[1] and prints, as JSON, the module files of the tree
-# compiled from source on the way (a valid .pyc is loaded without compiling its source).
+# Put before a script run by CPython 3.12: COMPILED lists the files compiled from source while
+# it runs (a module with a valid .pyc is loaded without compiling its source).
 RECORD_COMPILES = """
 import importlib.machinery
 
@@ -256,6 +256,7 @@ def read_only(tree: Path) -> None:
 
 
 def writable(tree: Path) -> None:
+    """Undo `read_only` (so that the temporary directory can be removed)."""
     for folder in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
         folder.chmod(0o755)
 
