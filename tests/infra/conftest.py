@@ -186,27 +186,47 @@ class LambdaZip:
 
 @pytest.fixture(scope="session")
 def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
-    """Build the Lambda zip once per session, into a temporary directory.
+    """The Lambda zip as bin/build_lambdas.sh builds it by default, once per session."""
+    return shared_zip(tmp_path_factory, "lambda-build", {})
+
+
+@pytest.fixture(scope="session")
+def lambda_zip_with_bytecode(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
+    """The zip built with LMF_LAMBDA_BYTECODE=1 (the modules' .pyc shipped), once per session."""
+    python312 = find_python312()
+    if python312 is None:
+        missing("NOT TESTED: LMF_LAMBDA_BYTECODE=1 needs CPython 3.12 (set LMF_PYTHON312)")
+        raise AssertionError("unreachable")
+    env = {"LMF_LAMBDA_BYTECODE": "1", "LMF_PYTHON312": python312}
+    return shared_zip(tmp_path_factory, "lambda-build-bytecode", env)
+
+
+def shared_zip(
+    tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+) -> LambdaZip:
+    """Build a Lambda zip once per session, into a temporary directory.
 
     Under pytest-xdist the workers share it: the first one to need it builds it while the
     others wait on a lock, in the session's temporary root that all workers have in common.
     """
     shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
     base = tmp_path_factory.getbasetemp().parent if shared else tmp_path_factory.getbasetemp()
-    work = base / "lambda-build"
+    work = base / name
     work.mkdir(exist_ok=True)
     with (work / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = work / "local-ml-flow-lambda.zip"
         log = work / "build.log"
         if not log.exists():
-            log.write_text(build_zip(work, out))
+            log.write_text(build_zip(work, out, env))
         return LambdaZip(path=out, build_log=log.read_text())
 
 
-def build_zip(work: Path, out: Path) -> str:
+def build_zip(work: Path, out: Path, extra_env: dict[str, str] | None = None) -> str:
     """Run bin/build_lambdas.sh into `out`; its output."""
     env = {**os.environ, "PYTHON": sys.executable, "LMF_LAMBDA_BUILD_DIR": str(work / "build")}
+    env.pop("LMF_LAMBDA_BYTECODE", None)  # the default build, unless extra_env says otherwise
+    env.update(extra_env or {})
     started = time.monotonic()
     proc = subprocess.run(
         ["bash", str(BUILD_SCRIPT), str(out)],

@@ -1,8 +1,9 @@
 """The Lambda zip: contents, limits, versions, reproducibility.
 
-The zip is built once per session (bin/build_lambdas.sh, no Docker). That it really runs
-the pipeline is proven here (both functions, every model kind, run from the unzipped package
-on CPython 3.12: what the build drops is never imported) and in test_terraform (applied with
+The zip is built once per session (bin/build_lambdas.sh, no Docker; once more with
+LMF_LAMBDA_BYTECODE=1). That it really runs the pipeline is proven here (both functions, every
+model kind, run from the unzipped package on CPython 3.12: what the build drops is never
+imported; the shipped bytecode is what runs) and in test_terraform (applied with
 Terraform to MiniStack on CPython 3.12, both functions invoked through the Lambda API).
 """
 
@@ -198,14 +199,98 @@ def test_bytecode_is_unchecked_hash_for_cpython_312_only(tmp_path: Path) -> None
     (tmp_path / "pkg" / "__init__.py").write_text("VALUE = frozenset({'a', 'b', 'c'})\n")
     with pytest.raises(SystemExit, match=r"needs a CPython 3\.12"):
         packager.compile_bytecode(tmp_path, sys.executable)  # the venv's 3.11
-    python312 = find_python312()
-    if python312 is None:
-        pytest.skip("NOT TESTED: no CPython 3.12 to compile with (LMF_PYTHON312)")
-    added = packager.compile_bytecode(tmp_path, python312)
+    added = packager.compile_bytecode(tmp_path, python312_or_skip())
     pyc = tmp_path / "pkg" / "__pycache__" / "__init__.cpython-312.pyc"
     assert added == pyc.stat().st_size > 16
     flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
     assert flags == 0b01  # hash-based, source never checked (PEP 552)
+
+
+def python312_or_skip() -> str:
+    python312 = find_python312()
+    if python312 is None:
+        pytest.skip("NOT TESTED: no CPython 3.12 to compile with (LMF_PYTHON312)")
+    return python312
+
+
+def test_bytecode_is_the_same_wherever_the_tree_is_built(tmp_path: Path) -> None:
+    """Two builds give the same zip: the bytecode names no build directory (code objects name
+    their file under /var/task) and no hash seed shows (a frozenset's order)."""
+    packager = load_packager()
+    python312 = python312_or_skip()
+    trees = [tmp_path / "a", tmp_path / "somewhere" / "else"]
+    for tree in trees:
+        (tree / "pkg").mkdir(parents=True)
+        (tree / "pkg" / "__init__.py").write_text(
+            "WORDS = frozenset({'alpha', 'beta', 'gamma', 'delta'})\n"
+            "def where() -> str:\n    return __file__\n"
+        )
+        packager.compile_bytecode(tree, python312)
+    first, second = (tree / "pkg" / "__pycache__" / "__init__.cpython-312.pyc" for tree in trees)
+    assert first.read_bytes() == second.read_bytes()
+    assert b"/var/task/pkg/__init__.py" in first.read_bytes()
+
+
+# Put before a script run by CPython 3.12: COMPILED lists the files compiled from source while
+# it runs (a module with a valid .pyc is loaded without compiling its source).
+RECORD_COMPILES = """
+import importlib.machinery
+
+_compile = importlib.machinery.SourceFileLoader.source_to_code
+COMPILED = []
+
+
+def source_to_code(self, data, path, *, _optimize=-1):
+    COMPILED.append(path)
+    return _compile(self, data, path, _optimize=_optimize)
+
+
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
+"""
+
+
+def read_only(tree: Path) -> None:
+    """Every folder of the tree made read-only (as /var/task; root ignores it, -B does not)."""
+    for folder in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
+        folder.chmod(0o555)
+
+
+def writable(tree: Path) -> None:
+    """Undo `read_only` (so that the temporary directory can be removed)."""
+    for folder in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
+
+
+def test_shipped_bytecode_is_what_runs_on_a_read_only_tree(tmp_path: Path) -> None:
+    """The .pyc are used as they are: the source is neither compiled nor even compared with
+    them (an edited source changes nothing), and only a module without one is compiled."""
+    packager = load_packager()
+    python312 = python312_or_skip()
+    tree = tmp_path / "task"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "__init__.py").write_text("VALUE = 'compiled at build time'\n")
+    packager.compile_bytecode(tree, python312)
+    (tree / "pkg" / "__init__.py").write_text("VALUE = 'edited since'\n")  # hash not checked
+    (tree / "pkg" / "late.py").write_text("VALUE = 'no bytecode'\n")  # added after the build
+    code = RECORD_COMPILES + (
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport pkg, pkg.late\n"
+        "print(json.dumps([pkg.VALUE, pkg.late.VALUE, COMPILED]))\n"
+    )
+    read_only(tree)
+    try:
+        proc = subprocess.run(
+            [python312, "-I", "-B", "-c", code, str(tree)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        writable(tree)
+    value, late, compiled = json.loads(proc.stdout)
+    assert value == "compiled at build time"
+    assert late == "no bytecode"
+    assert compiled == [str(tree / "pkg" / "late.py")]
+    assert not (tree / "pkg" / "__pycache__" / "late.cpython-312.pyc").exists()
 
 
 # ---------------------------------------------------------------- the real zip ---------
@@ -295,8 +380,8 @@ def test_extension_modules_are_stripped_and_every_library_loads(lambda_zip: Lamb
 
 # Run in the unzipped package by the Python 3.12 of MiniStack's virtualenv, with only the
 # package and what the Lambda runtime provides (boto3) importable: both functions, every model
-# kind, then where each imported module came from.
-RUN_FROM_PACKAGE = """
+# kind, then where each imported module came from and which ones were compiled from source.
+RUN_BOTH_FUNCTIONS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from local_ml_flow import handlers
@@ -306,22 +391,30 @@ for model, feature_set in (("linear", "all"), ("gradient_boosting", "seed")):
     scored = handlers.inference_handler({}, None)
     results.append({"model": model, "run_id": trained["run_id"], **scored})
 modules = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
-print(json.dumps({"results": results, "modules": modules}))
+print(json.dumps({"results": results, "modules": modules, "compiled": COMPILED}))
 """
+RUN_FROM_PACKAGE = RECORD_COMPILES + RUN_BOTH_FUNCTIONS
 # What the python3.12 Lambda runtime provides (and MiniStack's virtualenv, as the test runs)
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3"}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bytecode", [False, True], ids=["default", "LMF_LAMBDA_BYTECODE=1"])
 def test_functions_run_from_the_unzipped_package_on_cpython_312(
-    lambda_zip: LambdaZip,
+    bytecode: bool,
+    request: pytest.FixtureRequest,
     ministack_python312: str,
     private_moto: str,
     dataset_bytes: bytes,
     tmp_path: Path,
 ) -> None:
     """Every model kind trains and scores from the package as built: a part the build drops
-    (DROP in bin/build_lambdas.sh) and that a function needs fails here, not in production."""
+    (DROP in bin/build_lambdas.sh) and that a function needs fails here, not in production.
+    With the bytecode shipped, nothing of the package is compiled on the way; without it,
+    every module the functions load is (what each Lambda cold start pays)."""
+    lambda_zip: LambdaZip = request.getfixturevalue(
+        "lambda_zip_with_bytecode" if bytecode else "lambda_zip"
+    )
     task = tmp_path / "task"
     with zipfile.ZipFile(lambda_zip.path) as zf:
         zf.extractall(task)
@@ -336,16 +429,21 @@ def test_functions_run_from_the_unzipped_package_on_cpython_312(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    # -I: no PYTHONPATH, no user site, not the current folder; -B: no bytecode, as on Lambda
-    proc = subprocess.run(
-        [ministack_python312, "-I", "-B", "-c", RUN_FROM_PACKAGE, str(task)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-        check=False,
-    )
+    # -I: no PYTHONPATH, no user site, not the current folder; -B and a read-only tree: no
+    # bytecode written, as in Lambda's /var/task
+    read_only(task)
+    try:
+        proc = subprocess.run(
+            [ministack_python312, "-I", "-B", "-c", RUN_FROM_PACKAGE, str(task)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        writable(task)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     linear, boosting = out["results"]
@@ -354,6 +452,16 @@ def test_functions_run_from_the_unzipped_package_on_cpython_312(
     assert 0 < boosting["r2"] < 1
     score = s3.get_object(Bucket=DATA_BUCKET, Key="score.txt")["Body"].read().decode()
     assert score == boosting["score"]
+
+    loaded = {f for f in out["modules"].values() if f and f.startswith(str(task))}
+    compiled = {path for path in out["compiled"] if path.startswith(str(task))}
+    if bytecode:
+        assert compiled == set()
+        assert not [f for f in loaded if f.endswith(".pyc")]  # the sources are kept
+    else:  # every module loaded was compiled (and some whose import failed: dateutil.tz.win)
+        assert compiled >= {f for f in loaded if f.endswith(".py")}
+        assert str(task / "local_ml_flow" / "handlers.py") in compiled
+    assert len([f for f in loaded if f.endswith(".py")]) > 1000  # both functions ran
 
     where_stdlib = "import sysconfig; print(sysconfig.get_paths()['stdlib'])"
     stdlib = subprocess.run(
