@@ -110,6 +110,14 @@ def cold_runs(args: argparse.Namespace, workdir: Path) -> None:
             f"  {label:<18} process start to first run done: median {done:.2f} s"
             f" (min {min(f[0] for f in figures):.2f}); to exit {exited:.2f} s"
         )
+    if "before" in results:  # paired by round: both sides of a round met the same load
+        pairs = list(zip(results["before"], results["after"], strict=True))
+        faster = sum(after[0] < before[0] for before, after in pairs)
+        diffs = sorted(after[0] - before[0] for before, after in pairs)
+        print(
+            f"  after - before, round by round: median {statistics.median(diffs):+.2f} s;"
+            f" after faster in {faster} of {len(pairs)} rounds"
+        )
     print("  target: process start to first run done <= 2.5 s")
 
 

@@ -121,11 +121,21 @@ def client(
     invokes = service == "lambda" and function_timeout_s is not None
     config = lambda_config(function_timeout_s) if invokes and function_timeout_s else s3_config()
     kwargs: dict[str, Any] = {"config": config, "region_name": region()}
+    session = _default_session()
     if endpoint_url is not None:
         kwargs["endpoint_url"] = endpoint_url
-        if boto3.Session().get_credentials() is None:
+        if session.get_credentials() is None:
             kwargs.update(EMULATOR_CREDENTIALS)
-    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+    return session.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+def _default_session() -> boto3.Session:
+    """boto3's default session, the one ``boto3.client`` uses: asked for credentials, it
+    keeps those it found (a fresh session per client looked them up again, about 10 ms)."""
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION
 
 
 # -- errors --------------------------------------------------------------------------------

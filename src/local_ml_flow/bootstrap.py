@@ -2,9 +2,9 @@
 
 - embedded: start MiniStack (embedded.py) on its state directory, provision it; functions
   run in-process (LocalInvoker) unless ``LMF_INVOKER=lambda`` (MiniStack's Lambda API).
-  When a run follows at once (``local-ml-flow run``), the libraries it needs (scikit-learn,
-  skops) are imported in a thread while the emulator starts (a separate process, on another
-  core) and the functions are registered in the background.
+  launch.py spawns it before the heavy imports, which happen while it starts. When a run
+  follows at once in this process (``local-ml-flow run``), the functions are registered in
+  the background while the libraries the run needs (scikit-learn, skops) are imported.
 - localstack: ``AWS_ENDPOINT_URL`` is set (boto3 reads it); functions run in LocalStack.
 - aws: ``LMF_MODE=aws``; no endpoint, functions run on AWS Lambda.
 """
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import importlib
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_ml_flow import aws, datasource, handlers
+from local_ml_flow import aws, handlers, launch
 from local_ml_flow.embedded import EmbeddedEmulator
-from local_ml_flow.errors import DatasetTooLargeError, LocalMlFlowError
+from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.invoke import (
     FunctionDirectory,
     Handler,
@@ -35,17 +32,6 @@ from local_ml_flow.invoke import (
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import InvokerKind, Mode, Settings
 from local_ml_flow.storage import ArtifactStore, make_store
-
-
-def resolve_mode(settings: Settings, *, embedded: bool = False) -> Mode:
-    """--embedded wins, then LMF_MODE, then an AWS endpoint means LocalStack, else embedded."""
-    if embedded:
-        return Mode.EMBEDDED
-    if settings.mode is not None:
-        return settings.mode
-    if os.environ.get("AWS_ENDPOINT_URL"):
-        return Mode.LOCALSTACK
-    return Mode.EMBEDDED
 
 
 @dataclass
@@ -130,25 +116,10 @@ WARM_UP_MODULES = (
 
 
 def _warm_up() -> None:
+    """Import WARM_UP_MODULES now, in this thread (the main one: see launch.py)."""
     for name in WARM_UP_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-
-
-@contextlib.contextmanager
-def _warming_up(enabled: bool) -> Iterator[None]:
-    """Import WARM_UP_MODULES in a thread while the block runs (the emulator starts: another
-    process, another core); joined at the end, before anything can run a function, so a
-    function never imports them while the thread does."""
-    if not enabled:
-        yield
-        return
-    thread = threading.Thread(target=_warm_up, name="lmf-warm-up", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
 
 
 def local_functions(settings: Settings, store: ArtifactStore) -> dict[str, Handler]:
@@ -170,98 +141,55 @@ def build(
     dataset_path: Path | None = None,
     fresh: bool = False,
     run_follows: bool = False,
+    start: launch.Start | None = None,
 ) -> Runtime:
     """Start (embedded) or connect to the AWS side and wire the collaborators.
 
     ``fresh``: embedded mode starts on an empty state directory. ``run_follows``: a pipeline
-    run follows at once; embedded mode with the in-process invoker then imports what the run
-    needs while the emulator starts, and returns before the emulator has registered the
-    functions (the run does not need them; asking which exist waits for them, and so does
-    ``close``). Without it nothing more is imported than before (a server is ready sooner).
+    run follows at once; embedded mode with the in-process invoker then registers the
+    functions in the background while it imports what the run needs, and returns before
+    they are registered (the run does not need them; asking which exist waits for them, and
+    so does ``close``). Without it nothing more is imported (a server is ready sooner).
+    ``start``: a start already under way (``launch.starting``, whose arguments then count,
+    not these); without it, this starts one.
     """
-    with _no_gc():
-        return _build(settings, embedded, dataset_path, fresh, run_follows)
+    if start is not None:
+        return _build(start, run_follows)
+    with launch.starting(
+        settings, embedded=embedded, dataset_path=dataset_path, fresh=fresh
+    ) as started:
+        if run_follows and started.in_process:
+            # the caller (the API server) has imported all else: the emulator starts meanwhile
+            _warm_up()
+        return _build(started, run_follows)
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic garbage collector off while starting: the imports allocate much and free
-    little, and its passes over the growing heap cost about 10 % of their time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _read_dataset(path: Path, max_bytes: int) -> bytes:
-    """The dataset file's bytes; one above the limit is refused from its size before it is
-    read or uploaded (no run could train on it)."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise DatasetTooLargeError(
-            [
-                f"dataset {path} is {size} bytes, above the limit of {max_bytes} bytes"
-                " (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
-            ]
-        )
-    return path.read_bytes()
-
-
-def _build(
-    settings: Settings,
-    embedded: bool,
-    dataset_path: Path | None,
-    fresh: bool,
-    run_follows: bool,
-) -> Runtime:
-    mode = resolve_mode(settings, embedded=embedded)
-    kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
-    in_process = mode is Mode.EMBEDDED and kind is InvokerKind.LOCAL
-    run_here_now = in_process and run_follows
-    emulator: EmbeddedEmulator | None = None
+def _build(start: launch.Start, run_follows: bool) -> Runtime:
+    settings, emulator = start.settings, start.emulator
+    run_here_now = start.in_process and run_follows
     endpoint_url: str | None = None
-    dataset: bytes | None = None
-    if mode is Mode.EMBEDDED:
-        dataset = _read_dataset(
-            datasource.resolve(
-                dataset_path or settings.dataset_path,
-                url=settings.dataset_url,
-                expected_sha256=settings.dataset_sha256,
-                cache_dir=settings.cache_dir,
-            ),
-            settings.max_dataset_bytes,
+    if emulator is not None:
+        endpoint_url = emulator.wait_ready()
+        emulator.provision(settings, start.dataset, functions_in_background=run_here_now)
+    if run_here_now:
+        _warm_up()  # the emulator registers the functions meanwhile (if not imported yet)
+    store = make_store(settings, endpoint_url=endpoint_url)
+    # which functions exist is asked with bounded timeouts, unlike invokes
+    directory: FunctionDirectory = LambdaFunctions(
+        aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
+    )
+    if emulator is not None:
+        directory = _Provisioned(directory, emulator)
+    invoker: Invoker
+    if start.invoker is InvokerKind.LOCAL:
+        # functions run here; the Lambda API says which exist (the emulator registers them)
+        invoker = LocalInvoker(local_functions(settings, store), directory)
+    else:
+        lambda_client = aws.client(
+            "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
         )
-    with _warming_up(run_here_now):
-        if mode is Mode.EMBEDDED:
-            emulator = EmbeddedEmulator(
-                settings.embedded_host, settings.embedded_port, settings.state_dir
-            )
-            endpoint_url = emulator.start(fresh=fresh)
-            try:
-                emulator.provision(settings, dataset, functions_in_background=run_here_now)
-            except Exception:
-                emulator.stop()
-                raise
-        store = make_store(settings, endpoint_url=endpoint_url)
-        # which functions exist is asked with bounded timeouts, unlike invokes
-        directory: FunctionDirectory = LambdaFunctions(
-            aws.client("lambda", endpoint_url=endpoint_url, function_timeout_s=None)
-        )
-        if emulator is not None:
-            directory = _Provisioned(directory, emulator)
-        invoker: Invoker
-        if kind is InvokerKind.LOCAL:
-            # functions run here; the Lambda API says which exist (the emulator registers them)
-            invoker = LocalInvoker(local_functions(settings, store), directory)
-        else:
-            lambda_client = aws.client(
-                "lambda", endpoint_url=endpoint_url, function_timeout_s=settings.function_timeout_s
-            )
-            invoker = LambdaInvoker(lambda_client, directory)
-    runtime = Runtime(settings, mode, store, invoker, endpoint_url, emulator)
+        invoker = LambdaInvoker(lambda_client, directory)
+    runtime = Runtime(settings, start.mode, store, invoker, endpoint_url, emulator)
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write
     return runtime

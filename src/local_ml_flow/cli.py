@@ -1,4 +1,8 @@
-"""``local-ml-flow serve | run | reset | dataset fetch``."""
+"""``local-ml-flow serve | run | reset | dataset fetch``.
+
+This module imports only light modules: the arguments and the settings are checked, and
+``run --embedded`` starts the emulator (launch.py), before pandas, boto3 or scikit-learn load.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from local_ml_flow import __version__, bootstrap, datasource, embedded
+from local_ml_flow import __version__, datasource, embedded, launch
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.events import RunOptions, parse_event
-from local_ml_flow.ml.dataset import FEATURE_SETS
-from local_ml_flow.ml.model import MODEL_KINDS
-from local_ml_flow.runner import run_pipeline
+from local_ml_flow.ml.kinds import MODEL_KINDS
+from local_ml_flow.ml.schema import FEATURE_SETS
 from local_ml_flow.settings import Settings
 
 FRESH_HELP = "embedded mode: delete the stored state first (runs, models, datasets)"
@@ -68,13 +71,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
-    runtime = bootstrap.build(
-        settings,
-        embedded=args.embedded,
-        dataset_path=args.dataset,
-        fresh=args.fresh,
-        run_follows=True,
-    )
+    with launch.starting(
+        settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
+    ) as start:
+        # imported here, while the emulator starts: pandas, boto3, the handlers
+        from local_ml_flow import bootstrap
+        from local_ml_flow.runner import run_pipeline
+
+        runtime = bootstrap.build(settings, start=start, run_follows=True)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
         _progress(f"mode {runtime.mode.value}: AWS at {where}")

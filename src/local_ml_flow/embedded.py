@@ -40,10 +40,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from local_ml_flow import aws, emulator_main, lambda_package
+from local_ml_flow import emulator_main, lambda_package
 from local_ml_flow.errors import AlreadyExistsError, LocalMlFlowError
 from local_ml_flow.settings import Settings
-from local_ml_flow.storage import ArtifactStore
 
 ROLE_NAME = "local-ml-flow-lambda"
 HANDLERS = {
@@ -245,8 +244,18 @@ class EmbeddedEmulator:
 
         ``fresh``: delete the stored state first.
         """
+        self.spawn(fresh=fresh)
+        self.wait_ready(timeout_s)
+        return self.endpoint_url
+
+    def spawn(self, *, fresh: bool = False) -> None:
+        """Start MiniStack's process and return at once (``wait_ready`` waits until it
+        answers): what the caller does meanwhile overlaps the emulator's own start-up.
+
+        ``fresh``: delete the stored state first. Does nothing while it runs.
+        """
         if self.running:
-            return self.endpoint_url
+            return
         if self._process is not None:
             self.stop()  # the previous emulator died: reap its workers, free the state
         if not _port_free(self.host, self.port):
@@ -274,6 +283,14 @@ class EmbeddedEmulator:
                     start_new_session=True,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout_s: float = 60.0) -> str:
+        """Wait until the spawned emulator answers; returns its endpoint URL. Stops it on
+        any failure (it exited, it did not answer in time, an interruption)."""
+        try:
             self._wait_ready(timeout_s)
         except BaseException:
             self.stop()
@@ -281,6 +298,8 @@ class EmbeddedEmulator:
         return self.endpoint_url
 
     def _wait_ready(self, timeout_s: float) -> None:
+        if self._process is None:
+            raise EmulatorError("the embedded emulator was not started (or was stopped)")
         deadline = time.monotonic() + timeout_s
         url = f"{self.endpoint_url}/_ministack/ready"
         while True:
@@ -344,6 +363,11 @@ class EmbeddedEmulator:
         ``functions_in_background``: return once the buckets and the dataset are there, and
         register the functions in a thread (``wait_provisioned`` joins it).
         """
+        # boto3 is imported here, not with this module: starting the process needs none of
+        # it, and ``local-ml-flow run`` starts the emulator before the heavy imports.
+        from local_ml_flow import aws
+        from local_ml_flow.storage import ArtifactStore
+
         s3 = aws.client("s3", endpoint_url=self.endpoint_url)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         for bucket in (settings.data_bucket, settings.models_bucket):

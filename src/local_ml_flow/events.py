@@ -17,8 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from local_ml_flow.errors import InvalidRequestError
-from local_ml_flow.ml.dataset import FEATURE_SETS
-from local_ml_flow.ml.model import MODEL_KINDS
+from local_ml_flow.ml.kinds import MODEL_KINDS
+from local_ml_flow.ml.schema import FEATURE_SETS
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 RANDOM_STATE_MAX = 2**32 - 1  # numpy seeds are 32-bit unsigned integers

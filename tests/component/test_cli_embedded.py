@@ -72,7 +72,7 @@ def test_a_dataset_above_the_limit_is_refused_before_anything_starts(dataset_pat
     ) in done.stderr
     assert "Traceback" not in done.stderr
     assert "embedded AWS" not in done.stdout  # the emulator never started
-    assert not (state / "s3").exists()
+    assert not state.exists()  # no lock, no log, no process: nothing was started
 
 
 def test_missing_dataset_file_is_a_clear_error(tmp_path):

@@ -15,44 +15,17 @@ import pandas as pd
 
 from local_ml_flow.errors import DatasetTooLargeError, DatasetValidationError
 
-TARGET = "price"
-NUMERIC_FEATURES: tuple[str, ...] = ("area", "bedrooms", "bathrooms", "stories", "parking")
-YES_NO_COLUMNS: tuple[str, ...] = (
-    "mainroad",
-    "guestroom",
-    "basement",
-    "hotwaterheating",
-    "airconditioning",
-    "prefarea",
-)
-FURNISHING = "furnishingstatus"
-FURNISHING_VALUES: tuple[str, ...] = ("furnished", "semi-furnished", "unfurnished")
-COLUMNS: tuple[str, ...] = (
-    TARGET,
-    "area",
-    "bedrooms",
-    "bathrooms",
-    "stories",
-    "mainroad",
-    "guestroom",
-    "basement",
-    "hotwaterheating",
-    "airconditioning",
-    "parking",
-    "prefarea",
-    FURNISHING,
-)
-# One-hot of furnishing, "furnished" being the reference level (as get_dummies(drop_first)):
-# column name -> the status it marks.
-FURNISHING_DUMMY_OF: dict[str, str] = {
-    f"furnishing_{status}": status for status in FURNISHING_VALUES[1:]
-}
-FURNISHING_DUMMIES: tuple[str, ...] = tuple(FURNISHING_DUMMY_OF)
-
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "seed": YES_NO_COLUMNS,
-    "all": (*NUMERIC_FEATURES, *YES_NO_COLUMNS, *FURNISHING_DUMMIES),
-}
+# The columns and feature sets live in schema.py, without pandas (the settings, the events
+# and the CLI read them); re-exported here for this module's users.
+from local_ml_flow.ml.schema import COLUMNS as COLUMNS
+from local_ml_flow.ml.schema import FEATURE_SETS as FEATURE_SETS
+from local_ml_flow.ml.schema import FURNISHING as FURNISHING
+from local_ml_flow.ml.schema import FURNISHING_DUMMIES as FURNISHING_DUMMIES
+from local_ml_flow.ml.schema import FURNISHING_DUMMY_OF as FURNISHING_DUMMY_OF
+from local_ml_flow.ml.schema import FURNISHING_VALUES as FURNISHING_VALUES
+from local_ml_flow.ml.schema import NUMERIC_FEATURES as NUMERIC_FEATURES
+from local_ml_flow.ml.schema import TARGET as TARGET
+from local_ml_flow.ml.schema import YES_NO_COLUMNS as YES_NO_COLUMNS
 
 _MAX_LINES_SHOWN = 5
 _MAX_NAMES_SHOWN = 10

@@ -4,54 +4,23 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-# scikit-learn is imported where it is used: importing this module (the events and settings
-# do, for the model kinds) stays cheap, which a Lambda cold start and the CLI feel.
+# scikit-learn is imported where it is used. The model kinds live in kinds.py, without numpy
+# (the settings, the events and the CLI read them); re-exported here for this module's users.
+from local_ml_flow.ml.kinds import MODEL_KINDS as MODEL_KINDS
+from local_ml_flow.ml.kinds import MODELS as MODELS
+from local_ml_flow.ml.kinds import ModelSpec as ModelSpec
 
 
 class Regressor(Protocol):
     """What a trained model offers: scikit-learn's predict."""
 
     def predict(self, x: pd.DataFrame | np.ndarray) -> np.ndarray: ...  # pragma: no cover
-
-
-def _linear(random_state: int) -> Any:
-    from sklearn.linear_model import LinearRegression
-
-    return LinearRegression()
-
-
-def _gradient_boosting(random_state: int) -> Any:
-    from sklearn.ensemble import GradientBoostingRegressor  # imported when used: slow
-
-    return GradientBoostingRegressor(random_state=random_state)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to make a model kind, and which types its stored form may contain.
-
-    ``trusted``: the types, beyond those skops trusts by default, that loading a stored model
-    of this kind may create. Fixed here, in code: never read from the artifact.
-    """
-
-    factory: Callable[[int], Any]  # random_state -> an unfitted scikit-learn regressor
-    trusted: tuple[str, ...] = ()
-
-
-# The model kinds by name. Every list of model kinds (events, settings, API, CLI) derives
-# from this; adding one is one entry here.
-MODELS: dict[str, ModelSpec] = {
-    "linear": ModelSpec(_linear),
-    "gradient_boosting": ModelSpec(_gradient_boosting, ("sklearn.tree._tree.Tree",)),
-}
-MODEL_KINDS: tuple[str, ...] = tuple(MODELS)
 
 
 @dataclass(frozen=True)

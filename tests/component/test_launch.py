@@ -1,0 +1,151 @@
+"""Starting the embedded stack early (launch.py): what is refused comes before the emulator's
+process, and no failure after it (an import error, Ctrl-C) leaves the emulator running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_ml_flow import launch
+from local_ml_flow.embedded import EmbeddedEmulator
+from local_ml_flow.errors import DatasetTooLargeError
+from local_ml_flow.settings import Settings
+from tests.conftest import free_port
+
+
+def settings_for(state: Path, max_dataset_bytes: int = 10**9) -> Settings:
+    return Settings(
+        _env_file=None,
+        embedded_port=free_port(),
+        state_dir=state,
+        max_dataset_bytes=max_dataset_bytes,
+    )
+
+
+def emulator_pids(state: Path) -> list[int]:
+    """The processes serving the emulator on this state directory (found by the
+    environment MiniStack was started with)."""
+    marker = f"S3_DATA_DIR={state.resolve() / 's3'}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours
+            continue
+        if marker in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def assert_stopped(state: Path) -> None:
+    """Stopped by local-ml-flow itself: the process is gone, its scratch folder removed
+    (``stop()`` does it; a process left to die with its parent keeps it) and the state free."""
+    assert emulator_pids(state) == []
+    assert not (state / "tmp").exists()
+    again = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    again.start()  # the state lock is free
+    try:
+        assert emulator_pids(state) == [again.pid]  # (the first check can see an emulator)
+    finally:
+        again.stop()
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / "state"
+    yield state
+    for pid in emulator_pids(state):  # whatever a failing test left running
+        os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("error", [ImportError("no module named sklearn"), KeyboardInterrupt()])
+def test_a_failure_after_the_spawn_stops_the_emulator(
+    state: Path, dataset_path: Path, error: BaseException
+) -> None:
+    spawned: list[int] = []
+
+    def start_then_fail() -> None:
+        with launch.starting(settings_for(state), embedded=True, dataset_path=dataset_path):
+            spawned.extend(emulator_pids(state))  # spawned, maybe not ready yet
+            raise error  # as an import or Ctrl-C would, while the emulator starts
+
+    with pytest.raises(type(error)):
+        start_then_fail()
+    assert len(spawned) == 1
+    assert_stopped(state)
+
+
+def test_a_dataset_above_the_limit_is_refused_before_the_emulator_starts(
+    state: Path, dataset_path: Path
+) -> None:
+    settings = settings_for(state, max_dataset_bytes=dataset_path.stat().st_size - 1)
+    with (
+        pytest.raises(DatasetTooLargeError, match="LMF_MAX_DATASET_BYTES"),
+        launch.starting(settings, embedded=True, dataset_path=dataset_path),
+    ):
+        pytest.fail("the block must not run")  # pragma: no cover
+    assert not state.exists()  # no lock, no log, no process: nothing was started
+
+
+def cli(*args: str, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "local_ml_flow.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), "LMF_STATE_DIR": str(state)},
+    )
+
+
+def test_ctrl_c_while_the_run_starts_stops_the_emulator(state: Path, dataset_path: Path) -> None:
+    """Ctrl-C once the emulator is spawned, while the CLI imports the pipeline's libraries
+    (about a second and a half): the CLI ends (no hang), the emulator stopped by it first.
+
+    Mostly exit 130. Python can also turn an interrupt that lands inside an import into
+    another error, or lose it in a weakref callback (the run then finishes): whatever the
+    exit, the emulator must be stopped.
+    """
+    process = cli("run", "--embedded", "--dataset", str(dataset_path), state=state)
+    try:
+        deadline = time.monotonic() + 60
+        while not emulator_pids(state):
+            assert process.poll() is None, "the CLI ended before it started the emulator"
+            assert time.monotonic() < deadline, "no emulator within 60 s"
+            time.sleep(0.01)
+        time.sleep(0.1)  # the spawn has returned in the CLI: it now imports
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode is not None, output
+    assert_stopped(state)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("run", "--help"), 0, "usage: local-ml-flow run"),
+        (("serve", "--help"), 0, "usage: local-ml-flow serve"),
+        (("run", "--embedded", "--model", "no-such-model"), 2, "invalid choice: 'no-such-model'"),
+        (("run", "--embedded", "--test-size", "2"), 1, "error: test_size"),
+    ],
+)
+def test_help_and_bad_arguments_start_nothing(
+    state: Path, dataset_path: Path, args: tuple[str, ...], code: int, says: str
+) -> None:
+    process = cli(*args, "--dataset", str(dataset_path), state=state)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == code, output
+    assert says in output
+    assert "Traceback" not in output
+    assert not state.exists()  # no lock, no log, no process
