@@ -137,7 +137,8 @@ def child(endpoint: str, runs: int, runner: bool) -> None:
 
 def request_floor(endpoint: str) -> dict[str, float]:
     """Median time of one small PUT, one GET, and six PUTs at once against the emulator:
-    what a round trip costs there, and whether overlapping requests are served in parallel."""
+    what a round trip costs there, and whether overlapping requests are served in parallel
+    (each PUT to a new key, on a new bucket: measured before the runs fill the emulator)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import boto3
@@ -154,11 +155,12 @@ def request_floor(endpoint: str) -> dict[str, float]:
     bucket = f"bench-floor-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     body = b"x" * 4096
+    s3.put_object(Bucket=bucket, Key="read", Body=body)
 
     with ThreadPoolExecutor(6) as pool:
         calls: dict[str, Callable[[], Any]] = {
-            "put": lambda: s3.put_object(Bucket=bucket, Key="k", Body=body),
-            "get": lambda: s3.get_object(Bucket=bucket, Key="k")["Body"].read(),
+            "put": lambda: s3.put_object(Bucket=bucket, Key=uuid.uuid4().hex, Body=body),
+            "get": lambda: s3.get_object(Bucket=bucket, Key="read")["Body"].read(),
             "six_puts": lambda: list(
                 pool.map(lambda i: s3.put_object(Bucket=bucket, Key=f"p{i}", Body=body), range(6))
             ),
@@ -280,13 +282,13 @@ def main() -> None:
         trees = {"after": ROOT / "src"}
         if args.before:
             trees = {"before": export(args.before, workdir), **trees}
+        floor = request_floor(endpoint)  # on the fresh emulator, before the runs fill it
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         imports: dict[str, list[float]] = {name: [] for name in trees}
         for _ in range(args.rounds):  # A B A B: the machine's load hits both alike
             for name, src in trees.items():
                 results[name].append(run_child(src, endpoint, args.runs, args.runner))
                 imports[name].append(import_seconds(src))
-        floor = request_floor(endpoint)
         print(
             f"warm pipeline, handlers in-process, {args.emulator} on loopback; {args.rounds}"
             f" rounds x {args.runs} runs per tree, interleaved:"
