@@ -7,6 +7,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from http.client import HTTPException
 from pathlib import Path
 
 from local_ml_flow.errors import DatasetFetchError
@@ -55,7 +56,9 @@ def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float =
             )
         tmp.replace(target)
         return target
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    # a malformed URL (http.client.InvalidURL, ValueError) or a server that does not speak
+    # HTTP (http.client.BadStatusLine) are not OSErrors
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError, HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DatasetFetchError(
             f"cannot download the dataset from {url}: {reason}.{_LOCAL_COPY_HINT}"

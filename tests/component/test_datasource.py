@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,34 @@ def test_unreachable_url_says_what_to_do(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/housing.csv"
     with pytest.raises(DatasetFetchError, match="LMF_DATASET_PATH"):
         datasource.fetch(url, "0" * 64, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:abc/housing.csv", "http://[::1/housing.csv", "http:///housing.csv"]
+)
+def test_a_malformed_url_is_one_clear_error(tmp_path, url):
+    """A mistyped LMF_DATASET_URL (urllib raises ValueError for some) is a DatasetFetchError
+    (one line from the CLI), not a traceback."""
+    with pytest.raises(DatasetFetchError, match="cannot download the dataset from"):
+        datasource.fetch(url, "0" * 64, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial download left
+
+
+def test_a_server_that_does_not_speak_http_is_one_clear_error(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer_garbage() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=answer_garbage, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/housing.csv"
+        with pytest.raises(DatasetFetchError, match="cannot download the dataset from"):
+            datasource.fetch(url, "0" * 64, tmp_path / "cache")
+        thread.join(timeout=10)
 
 
 def test_non_http_url_is_refused(tmp_path):
