@@ -127,12 +127,14 @@ def _no_gc() -> Iterator[None]:
     turned back on: libraries mostly, which live as long as the process and hold no garbage
     (a full collection there finds none), but which its next pass would scan all at once
     (about 0.1 s), and so would the collection at exit (about 0.1 s of its time).
+    Only if nothing is frozen yet: the garbage a block drops is frozen too (kept for good),
+    once per process, not at every start of a process that starts the stack again.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
-        if enabled:
+        if enabled and gc.get_freeze_count() == 0:
             gc.freeze()
     finally:
         if enabled:
