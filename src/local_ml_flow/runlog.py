@@ -304,6 +304,11 @@ class RunLog:
         except KeyNotFoundError:
             self.record(run_id)  # RunNotFoundError for an unknown run
             raise NoModelError(f"run {run_id!r} has no stored test predictions") from None
+        if len(value.y_true) != len(value.y_pred):  # rows are paired: a sample would break
+            raise CorruptStateError(
+                f"s3://{self._data}/{run_key(run_id, PREDICTIONS)} is not a valid Predictions:"
+                f" {len(value.y_true)} actual prices (y_true), {len(value.y_pred)} predicted"
+            )
         return value
 
     def record_failure(

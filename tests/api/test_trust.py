@@ -286,6 +286,26 @@ def test_junk_in_any_stored_document_is_an_error_not_a_500(client, s3):
     assert client.get(f"/pipeline/runs/{run_id}").json()["status"] == "succeeded"
 
 
+def test_predictions_whose_columns_differ_in_length_are_an_error_not_a_500(client, s3):
+    """A predictions.json rewritten with fewer predicted than actual prices (each list valid
+    on its own) is corrupt state, whole or sampled for a chart (?max_points)."""
+    run_id = run(client)["run_id"]
+    key = f"runs/{run_id}/predictions.json"
+    original = s3.get_object(Bucket=DATA, Key=key)["Body"].read()
+    stored = json.loads(original)
+    stored["y_pred"] = stored["y_pred"][:3]
+    s3.put_object(Bucket=DATA, Key=key, Body=json.dumps(stored).encode())
+    try:
+        path = f"/pipeline/runs/{run_id}/predictions"
+        for params in ({}, {"max_points": 10}):
+            response = client.get(path, params=params)
+            assert_error(response, 502, "CorruptStateError")
+            assert key in response.json()["error"]["message"]
+    finally:
+        s3.put_object(Bucket=DATA, Key=key, Body=original)
+    assert client.get(path, params={"max_points": 10}).status_code == 200
+
+
 # -- numbers are numbers, and the gate ----------------------------------------------------
 def test_garbage_numbers_fail_the_run_and_nothing_changes(client, s3, dataset_bytes):
     """An area of 1e300 once trained to R² -inf and was promoted: now the run fails (the
