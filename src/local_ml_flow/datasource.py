@@ -70,6 +70,8 @@ def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float =
 def resolve(path: Path | None, *, url: str, expected_sha256: str, cache_dir: Path) -> Path:
     """The dataset file to use: an explicit path (must exist), else the verified cache/download."""
     if path is not None:
+        if path.is_dir():
+            raise DatasetFetchError(f"dataset {path} is a folder: name the CSV file in it")
         if not path.is_file():
             raise DatasetFetchError(f"dataset file {path} does not exist")
         return path

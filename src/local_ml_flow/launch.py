@@ -79,15 +79,19 @@ def starting(
     on. The cyclic garbage collector is off meanwhile (``_no_gc``).
     """
     with _no_gc():
-        start = _spawn(settings, embedded, dataset_path, fresh)
-        try:
+        start = _prepare(settings, embedded, dataset_path)
+        try:  # from the spawn on: an interruption anywhere stops what was spawned
+            if start.emulator is not None:
+                start.emulator.spawn(fresh=fresh)
             yield start
         except BaseException:
             start.stop()
             raise
 
 
-def _spawn(settings: Settings, embedded: bool, dataset_path: Path | None, fresh: bool) -> Start:
+def _prepare(settings: Settings, embedded: bool, dataset_path: Path | None) -> Start:
+    """The mode and, in embedded mode, the dataset (refused above the limit) and the
+    emulator to spawn (not spawned yet)."""
     mode = resolve_mode(settings, embedded=embedded)
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
     if mode is not Mode.EMBEDDED:
@@ -100,7 +104,6 @@ def _spawn(settings: Settings, embedded: bool, dataset_path: Path | None, fresh:
     )
     dataset = read_dataset(path, settings.max_dataset_bytes)
     emulator = EmbeddedEmulator(settings.embedded_host, settings.embedded_port, settings.state_dir)
-    emulator.spawn(fresh=fresh)
     return Start(settings, mode, kind, dataset, emulator)
 
 

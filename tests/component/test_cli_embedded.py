@@ -79,6 +79,9 @@ def test_missing_dataset_file_is_a_clear_error(tmp_path):
     done = run_cli("run", "--embedded", "--dataset", str(tmp_path / "none.csv"))
     assert done.returncode == 1
     assert f"error: dataset file {tmp_path / 'none.csv'} does not exist" in done.stderr
+    folder = run_cli("run", "--embedded", "--dataset", str(tmp_path))
+    assert folder.returncode == 1
+    assert f"error: dataset {tmp_path} is a folder: name the CSV file in it" in folder.stderr
 
 
 def test_emulator_registers_functions_and_buckets(dataset_bytes):
