@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from local_ml_flow.errors import (
     AlreadyExistsError,
@@ -145,6 +145,16 @@ class Predictions(_Document):
     y_true: list[Finite]
     y_pred: list[Finite]
     evaluated_at: str
+
+    @model_validator(mode="after")
+    def _paired(self) -> Predictions:
+        """Rows are paired: as many predicted prices as actual ones (a stored file that is
+        not is corrupt state, and a sample of it would pick unrelated rows)."""
+        if len(self.y_true) != len(self.y_pred):
+            raise ValueError(
+                f"{len(self.y_true)} actual prices (y_true), {len(self.y_pred)} predicted"
+            )
+        return self
 
 
 class Failure(_Document):
@@ -286,9 +296,8 @@ class RunLog:
             self.store.put_json(self._data, key, metrics, once=True)
 
     def write_predictions(self, predictions: Predictions) -> None:
-        """Keep a run's first predictions (written once, like its metrics)."""
-        if len(predictions.y_true) != len(predictions.y_pred):
-            raise InvalidRequestError("predictions: y_true and y_pred differ in length")
+        """Keep a run's first predictions (written once, like its metrics; their rows are
+        paired, which the document checks when it is made)."""
         # pydantic's own JSON writer: a large test split's numbers are written 15 times
         # faster than by json.dumps (every value was checked finite when it was made).
         data = predictions.model_dump_json().encode()
@@ -304,11 +313,6 @@ class RunLog:
         except KeyNotFoundError:
             self.record(run_id)  # RunNotFoundError for an unknown run
             raise NoModelError(f"run {run_id!r} has no stored test predictions") from None
-        if len(value.y_true) != len(value.y_pred):  # rows are paired: a sample would break
-            raise CorruptStateError(
-                f"s3://{self._data}/{run_key(run_id, PREDICTIONS)} is not a valid Predictions:"
-                f" {len(value.y_true)} actual prices (y_true), {len(value.y_pred)} predicted"
-            )
         return value
 
     def record_failure(
