@@ -108,8 +108,6 @@ class _Provisioned:
 # a name missing here is imported when used.
 WARM_UP_MODULES = (
     "sklearn.linear_model",
-    "sklearn.model_selection",
-    "sklearn.metrics",
     "joblib",
     "skops.io",
 )
