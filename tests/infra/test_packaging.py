@@ -21,6 +21,7 @@ import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -261,6 +262,21 @@ def writable(tree: Path) -> None:
         folder.chmod(0o755)
 
 
+def run_as_in_var_task(
+    python: str, code: str, tree: Path, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``python -I -B -c code tree`` with the tree read-only, as Lambda's /var/task: -I, no
+    PYTHONPATH, no user site, not the current folder; -B and the read-only tree, no bytecode
+    written. ``kwargs`` go to subprocess.run."""
+    read_only(tree)
+    try:
+        return subprocess.run(
+            [python, "-I", "-B", "-c", code, str(tree)], capture_output=True, text=True, **kwargs
+        )
+    finally:
+        writable(tree)
+
+
 def test_shipped_bytecode_is_what_runs_on_a_read_only_tree(tmp_path: Path) -> None:
     """The .pyc are used as they are: the source is neither compiled nor even compared with
     them (an edited source changes nothing), and only a module without one is compiled."""
@@ -276,16 +292,7 @@ def test_shipped_bytecode_is_what_runs_on_a_read_only_tree(tmp_path: Path) -> No
         "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport pkg, pkg.late\n"
         "print(json.dumps([pkg.VALUE, pkg.late.VALUE, COMPILED]))\n"
     )
-    read_only(tree)
-    try:
-        proc = subprocess.run(
-            [python312, "-I", "-B", "-c", code, str(tree)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        writable(tree)
+    proc = run_as_in_var_task(python312, code, tree, check=True)
     value, late, compiled = json.loads(proc.stdout)
     assert value == "compiled at build time"
     assert late == "no bytecode"
@@ -429,21 +436,9 @@ def test_functions_run_from_the_unzipped_package_on_cpython_312(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    # -I: no PYTHONPATH, no user site, not the current folder; -B and a read-only tree: no
-    # bytecode written, as in Lambda's /var/task
-    read_only(task)
-    try:
-        proc = subprocess.run(
-            [ministack_python312, "-I", "-B", "-c", RUN_FROM_PACKAGE, str(task)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=600,
-            check=False,
-        )
-    finally:
-        writable(task)
+    proc = run_as_in_var_task(
+        ministack_python312, RUN_FROM_PACKAGE, task, env=env, cwd=tmp_path, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     linear, boosting = out["results"]
