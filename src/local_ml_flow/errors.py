@@ -128,3 +128,15 @@ class FunctionFailedError(LocalMlFlowError):
         self.function_name = function_name
         self.error_type = error_type
         self.error_message = message
+
+
+def raised_on_purpose(error_type: str) -> bool:
+    """Whether ``error_type`` names one of this package's errors (raised on purpose, with a
+    message that says what is wrong), not an unexpected exception whose traceback matters."""
+    pending: list[type[LocalMlFlowError]] = [LocalMlFlowError]
+    while pending:
+        kind = pending.pop()
+        if kind.__name__ == error_type:
+            return True
+        pending.extend(kind.__subclasses__())
+    return False

@@ -243,8 +243,10 @@ def test_server_log(server: ApiServer, client, runs):
     assert re.search(rf"run {linear} succeeded in [\d.]+ s: R² 0\.\d{{4}}", log)
     failed = runs["failed"]["run_id"]
     assert re.search(rf"run {failed} failed after [\d.]+ s: \w+Error: ", log)
-    # the function's traceback is in the server's log, never in the answer
-    assert "Traceback (in the function)" in log
+    # the function's refusal is one line: an expected error is no crash (its traceback is
+    # logged at debug level only), and never in the answer
+    assert re.search(r"function \S+ingestion failed: InvalidRequestError: \S", log)
+    assert "Traceback" not in log
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +271,21 @@ def test_json_log_lines(json_server: ApiServer):
         time.sleep(0.1)
     assert any(a["path"] == "/ui/predict" and a["status"] == 200 for a in access), access
     assert {"time", "level", "message"} <= set(access[0])
+
+
+def test_debug_log_has_a_refused_runs_function_traceback(json_server: ApiServer):
+    refused = httpx.post(f"{json_server.url}/pipeline/runs", json={"test_size": 0.001}, timeout=60)
+    assert refused.status_code == 422, refused.text
+    lines = [
+        json.loads(line) for line in json_server.log.read_text().splitlines() if line[:1] == "{"
+    ]
+    failed = [line for line in lines if "failed: InvalidRequestError" in line["message"]]
+    assert failed, lines
+    assert failed[0]["level"] == "WARNING", failed
+    assert "Traceback" not in failed[0]["message"]
+    traces = [line for line in lines if "Traceback (in the function):" in line["message"]]
+    assert traces, lines
+    assert {line["level"] for line in traces} == {"DEBUG"}, traces
 
 
 def test_dataset_page_names_the_current_file(client, dataset_bytes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from local_ml_flow import aws, bootstrap
 from local_ml_flow.errors import EndpointUnreachableError, FunctionFailedError, NotFoundError
-from local_ml_flow.invoke import Invocation, LambdaInvoker, LocalInvoker
+from local_ml_flow.invoke import Invocation, Invoker, LambdaInvoker, LocalInvoker
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore
 from tests.component.lambda_api import LambdaApi
@@ -67,6 +68,40 @@ def test_same_error_shape(invokers, settings):
             "model 'forest' is unknown; expected one of ('linear', 'gradient_boosting')",
         )
     }
+
+
+def test_function_traceback_logged_for_unexpected_errors_only(invokers, settings, caplog):
+    """A refusal of ours logs one line (its traceback at debug level); an unexpected
+    exception logs its traceback with the failure, through either invoker."""
+
+    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"n": event["missing"]}  # KeyError
+
+    api = LambdaApi({"broken": broken})
+    try:
+        client = aws.client("lambda", endpoint_url=api.endpoint_url, function_timeout_s=30)
+        unexpected: list[Invoker] = [LocalInvoker({"broken": broken}), LambdaInvoker(client)]
+        caplog.set_level(logging.DEBUG, logger="local_ml_flow.functions")
+        for refused, failing in zip(invokers, unexpected, strict=True):
+            caplog.clear()
+            with pytest.raises(FunctionFailedError):
+                refused.invoke(settings.ingestion_function, {"model": "forest"})
+            (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert "failed: InvalidRequestError: model 'forest' is unknown" in warning.message
+            assert "Traceback" not in warning.message
+            (debug,) = [r for r in caplog.records if r.levelno == logging.DEBUG]
+            assert "Traceback (in the function):" in debug.message
+            assert "handlers.py" in debug.message
+
+            caplog.clear()
+            with pytest.raises(FunctionFailedError, match="broken failed with KeyError"):
+                failing.invoke("broken", {})
+            (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert "failed: KeyError: 'missing'" in warning.message
+            assert "Traceback (in the function):" in warning.message
+            assert 'event["missing"]' in warning.message
+    finally:
+        api.stop()
 
 
 def test_unknown_function(invokers):
