@@ -8,7 +8,12 @@ First embedded run: ``local-ml-flow run --embedded --dataset ...`` (the user's c
 starts from nothing: a fresh state directory, the emulator started and provisioned, the
 first model trained and scored), run as ``python -m local_ml_flow.cli`` in a fresh process;
 prints the time from process start to the line ``==> done`` (the first run done: trained,
-scored, promoted) and to the process exit (the emulator stopped, its state saved). With
+scored, promoted) and to the process exit (the emulator stopped, its state saved). The
+process runs in the user's environment: a venv with the runtime dependencies only, as
+``uv.lock`` says (what ``./bin/start_all.sh`` makes on a fresh clone), kept in
+``.lmf/bench-runtime-venv``; not the dev venv, whose test tools scikit-learn imports when they
+are installed (pytest, and rich through import-linter: about 0.25 s). ``--python PY`` runs
+another interpreter (``--python .venv/bin/python``: the dev venv). With
 ``--before REV`` that commit's ``src/`` runs in alternating processes (A B A B), so a loaded
 machine slows both alike; figures are medians. The bytecode cache is allowed (as on a user's
 machine: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment) and one
@@ -52,13 +57,25 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def first_run(src: Path, dataset: Path) -> tuple[float, float]:
+def runtime_python() -> str:
+    """The python of a venv with the runtime dependencies only, as uv.lock says (synced with
+    the uv ``bin/lib/venv.sh`` finds; the tree under test comes from PYTHONPATH)."""
+    venv = ROOT / ".lmf/bench-runtime-venv"
+    sync = (
+        '. bin/lib/venv.sh && find_uv >&2 && UV_PROJECT_ENVIRONMENT="$1" "$UV" sync --frozen'
+        ' --no-install-project --quiet --python "$2"'
+    )
+    subprocess.run(["bash", "-c", sync, "-", str(venv), sys.executable], cwd=ROOT, check=True)
+    return str(venv / "bin/python")
+
+
+def first_run(python: str, src: Path, dataset: Path) -> tuple[float, float]:
     """(process start -> ``==> done``, process start -> exit) of one ``run --embedded``."""
     with tempfile.TemporaryDirectory(prefix="lmf-cold-state-") as state:
         env = child_env(
             PYTHONPATH=str(src), LMF_EMBEDDED_PORT=str(free_port()), LMF_STATE_DIR=state
         )
-        command = [sys.executable, "-m", "local_ml_flow.cli", "run", "--embedded"]
+        command = [python, "-m", "local_ml_flow.cli", "run", "--embedded"]
         started = time.perf_counter()
         process = subprocess.Popen(
             [*command, "--dataset", str(dataset)],
@@ -90,17 +107,18 @@ def cold_runs(args: argparse.Namespace, workdir: Path) -> None:
     trees = {"after": ROOT / "src"}
     if args.before:
         trees = {"before": export(args.before, workdir / "before"), **trees}
+    python = args.python or runtime_python()
     for src in trees.values():
-        first_run(src, args.dataset)  # unmeasured: fills the bytecode cache
+        first_run(python, src, args.dataset)  # unmeasured: fills the bytecode cache
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
     load = [load_average()]
     for _ in range(args.rounds):  # A B A B
         for name, src in trees.items():
-            results[name].append(first_run(src, args.dataset))
+            results[name].append(first_run(python, src, args.dataset))
     load.append(load_average())
     print(
         f"first embedded run, `local-ml-flow run --embedded` on a fresh state, {args.rounds}"
-        f" rounds interleaved (load average {load[0]} -> {load[1]}):"
+        f" rounds interleaved (load average {load[0]} -> {load[1]}), with {python}:"
     )
     for name, figures in results.items():
         label = f"{name} ({args.before})" if name == "before" else name
@@ -214,6 +232,10 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--before", help="a commit to compare with (interleaved)")
     parser.add_argument("--rounds", type=int, default=5, help="runs per tree")
+    parser.add_argument(
+        "--python",
+        help="the interpreter of the runs (default: a runtime-only venv, .lmf/bench-runtime-venv)",
+    )
     parser.add_argument("--zip", type=Path, help="a built Lambda zip: time its handlers' import")
     parser.add_argument("--build", action="store_true", help="build the zip first")
     parser.add_argument("--python312", help="CPython 3.12 for the packaged import")
