@@ -390,9 +390,11 @@ class EmbeddedEmulator:
                     store.put_bytes(
                         store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
                     )
-        # clients made here, in the caller's thread: creating clients is not thread-safe
+        # clients made here, in the caller's thread: creating clients is not thread-safe.
+        # No invokes here: the Lambda client is bounded like S3 (a hung emulator costs
+        # seconds, not the invoke read timeout of minutes).
         iam = aws.client("iam", endpoint_url=self.endpoint_url)
-        lam = aws.client("lambda", endpoint_url=self.endpoint_url)
+        lam = aws.client("lambda", endpoint_url=self.endpoint_url, function_timeout_s=None)
         if not functions_in_background:
             self._register_functions(settings, iam, lam)
             return

@@ -10,14 +10,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from local_ml_flow import launch
-from local_ml_flow.embedded import EmbeddedEmulator
+from local_ml_flow import aws, lambda_package, launch
+from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
 from local_ml_flow.errors import DatasetTooLargeError
 from local_ml_flow.settings import Settings
 from tests.conftest import emulator_client, free_port
@@ -287,4 +289,51 @@ def test_an_emulator_killed_while_provisioned_is_one_error_line(
     assert stored(state) == (
         reversed_rows(dataset_bytes),
         {"local-ml-flow-ingestion", "local-ml-flow-inference"},
+    )
+
+
+@pytest.mark.parametrize("in_background", [False, True])
+def test_an_emulator_that_hangs_while_provisioned_is_an_error_in_bounded_time(
+    state: Path, dataset_bytes: bytes, monkeypatch: pytest.MonkeyPatch, in_background: bool
+) -> None:
+    """Frozen (it accepts connections, never answers) once provisioning reaches the functions:
+    the Lambda calls are bounded like S3's, not by the invoke read timeout (~6 minutes).
+    The bound is shortened here (2 attempts of 2 s instead of 5 s) to keep the test short."""
+    monkeypatch.setattr(aws, "S3_READ_TIMEOUT_S", 2)
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()
+    source_zip = lambda_package.source_zip
+
+    def freeze_then_source_zip() -> bytes:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGSTOP)
+        return source_zip()
+
+    monkeypatch.setattr("local_ml_flow.embedded.lambda_package.source_zip", freeze_then_source_zip)
+    outcome: Future[None] = Future()
+
+    def provision() -> None:  # in a thread: a test that fails must not wait 6 minutes
+        try:
+            emulator.provision(
+                settings_for(state), dataset_bytes, functions_in_background=in_background
+            )
+            emulator.wait_provisioned()
+        except BaseException as exc:
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(None)
+
+    threading.Thread(target=provision, daemon=True).start()
+    try:
+        with pytest.raises(EmulatorError) as raised:
+            outcome.result(timeout=60)
+    finally:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGCONT)  # frozen by this test: let it stop gracefully
+        emulator.stop()
+    assert str(raised.value).startswith(
+        "the embedded emulator stopped answering (Read timeout on endpoint URL:"
+    )
+    assert str(raised.value).endswith(
+        f"while it was being provisioned; its log: {state.resolve() / 'emulator.log'}"
     )
