@@ -35,13 +35,14 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from local_ml_flow import emulator_main, lambda_package
-from local_ml_flow.errors import AlreadyExistsError, LocalMlFlowError
+from local_ml_flow.errors import AlreadyExistsError, EndpointUnreachableError, LocalMlFlowError
 from local_ml_flow.settings import Settings
 
 ROLE_NAME = "local-ml-flow-lambda"
@@ -369,28 +370,31 @@ class EmbeddedEmulator:
         from local_ml_flow.storage import ArtifactStore
 
         s3 = aws.client("s3", endpoint_url=self.endpoint_url)
-        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        for bucket in (settings.data_bucket, settings.models_bucket):
-            if bucket not in existing:
-                s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(
-            Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"}
-        )
-        if dataset is not None:
-            store = ArtifactStore(  # on the same client: one client less to make
-                s3,
-                data_bucket=settings.data_bucket,
-                models_bucket=settings.models_bucket,
-                dataset_key=settings.dataset_key,
+        with self._provisioning():
+            existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+            for bucket in (settings.data_bucket, settings.models_bucket):
+                if bucket not in existing:
+                    s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(
+                Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"}
             )
-            # a conditional write: a dataset already there (a user's upload) stays
-            with contextlib.suppress(AlreadyExistsError):
-                store.put_bytes(
-                    store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
+            if dataset is not None:
+                store = ArtifactStore(  # on the same client: one client less to make
+                    s3,
+                    data_bucket=settings.data_bucket,
+                    models_bucket=settings.models_bucket,
+                    dataset_key=settings.dataset_key,
                 )
-        # clients made here, in the caller's thread: creating clients is not thread-safe
+                # a conditional write: a dataset already there (a user's upload) stays
+                with contextlib.suppress(AlreadyExistsError):
+                    store.put_bytes(
+                        store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
+                    )
+        # clients made here, in the caller's thread: creating clients is not thread-safe.
+        # No invokes here: the Lambda client is bounded like S3 (a hung emulator costs
+        # seconds, not the invoke read timeout of minutes).
         iam = aws.client("iam", endpoint_url=self.endpoint_url)
-        lam = aws.client("lambda", endpoint_url=self.endpoint_url)
+        lam = aws.client("lambda", endpoint_url=self.endpoint_url, function_timeout_s=None)
         if not functions_in_background:
             self._register_functions(settings, iam, lam)
             return
@@ -422,7 +426,39 @@ class EmbeddedEmulator:
                 f"the embedded emulator could not register the functions: {exc}"
             ) from exc
 
+    @contextlib.contextmanager
+    def _provisioning(self) -> Iterator[None]:
+        """Around provisioning calls: the emulator not answering them (it exited, or hangs)
+        is one EmulatorError saying so, not botocore's connection error."""
+        from local_ml_flow.aws import CONNECTION_ERRORS
+
+        unanswered: tuple[type[Exception], ...] = (EndpointUnreachableError, *CONNECTION_ERRORS)
+        try:
+            yield
+        except unanswered as exc:
+            raise self._stopped_error(exc) from exc
+
+    def _stopped_error(self, cause: Exception) -> EmulatorError:
+        """The emulator stopped while it was being provisioned: how, and where its log is."""
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)  # refused connections: it is likely exiting
+        code = process.returncode if process is not None else None
+        if code is not None and code < 0:
+            how = f"was killed ({_signal_name(-code)})"
+        elif code is not None:
+            how = f"exited (code {code})"
+        else:
+            how = f"stopped answering ({cause})"
+        where = "" if self.ephemeral else f"; its log: {self.log_path}"
+        return EmulatorError(f"the embedded emulator {how} while it was being provisioned{where}")
+
     def _register_functions(self, settings: Settings, iam: Any, lam: Any) -> None:
+        with self._provisioning():
+            self._register(settings, iam, lam)
+
+    def _register(self, settings: Settings, iam: Any, lam: Any) -> None:
         try:
             role_arn = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:
@@ -465,6 +501,14 @@ class EmbeddedEmulator:
                 changed.append(name)
         for name in changed:
             _wait_active(lam, name)
+
+
+def _signal_name(number: int) -> str:
+    """SIGKILL for 9; the number for a signal without a name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _wait_active(lam: Any, name: str, timeout_s: float = 60.0) -> None:

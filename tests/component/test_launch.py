@@ -1,24 +1,28 @@
 """Starting the embedded stack early (launch.py): what is refused comes before the emulator's
-process, and no failure after it (an import error, Ctrl-C) leaves the emulator running."""
+process, and no failure after it (an import error, Ctrl-C, the emulator dying or hanging while
+it is provisioned) leaves the emulator running."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from local_ml_flow import launch
-from local_ml_flow.embedded import EmbeddedEmulator
+from local_ml_flow import aws, lambda_package, launch
+from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
 from local_ml_flow.errors import DatasetTooLargeError
 from local_ml_flow.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import emulator_client, free_port
 
 
 def settings_for(state: Path, max_dataset_bytes: int = 10**9) -> Settings:
@@ -183,3 +187,153 @@ def test_garbage_made_while_starting_again_is_collected() -> None:
     assert done.returncode == 0, done.stderr
     # the first start's garbage may stay (frozen once: bounded); a later start's is freed
     assert json.loads(done.stdout)[1:] == [True, True], done.stdout
+
+
+# -- the emulator dies or hangs after its readiness check, while it is provisioned ----------
+
+# `python -c FAULT SIGNAL STAGE ARGS...`: the CLI with ARGS, whose emulator's process group is
+# sent SIGNAL once its readiness check answered (STAGE "ready": before the buckets) or when
+# provisioning reaches the functions (STAGE "functions": buckets, dataset and role done).
+FAULT = """
+import os, signal, sys
+from local_ml_flow import cli, embedded
+signum, stage = getattr(signal, sys.argv[1]), sys.argv[2]
+started = []
+wait_ready = embedded.EmbeddedEmulator.wait_ready
+def wait_ready_then_fault(self, timeout_s=60.0):
+    url = wait_ready(self, timeout_s)
+    started.append(self.pid)
+    if stage == "ready":
+        os.killpg(self.pid, signum)
+    return url
+source_zip = embedded.lambda_package.source_zip
+def fault_then_source_zip():
+    if stage == "functions":
+        os.killpg(started[-1], signum)
+    return source_zip()
+embedded.EmbeddedEmulator.wait_ready = wait_ready_then_fault
+embedded.lambda_package.source_zip = fault_then_source_zip
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+def reversed_rows(dataset: bytes) -> bytes:
+    """A valid dataset different from the reference one (its rows reversed): a user's upload."""
+    header, *rows = dataset.strip().split(b"\n")
+    return b"\n".join([header, *reversed(rows)]) + b"\n"
+
+
+@pytest.fixture(scope="module")
+def provisioned_state(tmp_path_factory: pytest.TempPathFactory, dataset_bytes: bytes) -> Path:
+    """A state directory a stack provisioned and stopped: a user's dataset, both functions."""
+    state = tmp_path_factory.mktemp("provisioned") / "state"
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()
+    try:
+        emulator.provision(Settings(_env_file=None), reversed_rows(dataset_bytes))
+    finally:
+        emulator.stop()
+    return state
+
+
+def stored(state: Path) -> tuple[bytes, set[str]]:
+    """The dataset and the function names kept in a state directory (an emulator started on
+    it, then stopped)."""
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()
+    try:
+        s3 = emulator_client("s3", emulator.endpoint_url)
+        dataset = s3.get_object(Bucket="local-ml-flow-data", Key="housing.csv")["Body"].read()
+        lam = emulator_client("lambda", emulator.endpoint_url)
+        names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+    finally:
+        emulator.stop()
+    return dataset, names
+
+
+@pytest.mark.parametrize(
+    ("command", "stage"),
+    [
+        (("run",), "ready"),  # provisioning fails on its first S3 call
+        (("run",), "functions"),  # ...in the background registration of the functions
+        (("serve", "--no-run"), "functions"),  # ...registering them before serving
+    ],
+)
+def test_an_emulator_killed_while_provisioned_is_one_error_line(
+    state: Path,
+    provisioned_state: Path,
+    dataset_path: Path,
+    dataset_bytes: bytes,
+    command: tuple[str, ...],
+    stage: str,
+) -> None:
+    """No botocore traceback: one line saying what happened and where the log is, exit 1,
+    the emulator cleaned up, and the state's data as it was."""
+    shutil.copytree(provisioned_state, state)
+    args = [*command, "--embedded", "--dataset", str(dataset_path)]
+    if command[0] == "serve":
+        args += ["--port", str(free_port())]
+    done = subprocess.run(
+        [sys.executable, "-c", FAULT, "SIGKILL", stage, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), "LMF_STATE_DIR": str(state)},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "error: the embedded emulator was killed (SIGKILL) while it was being provisioned;"
+        f" its log: {state.resolve() / 'emulator.log'}"
+    ]
+    assert_stopped(state)
+    assert stored(state) == (
+        reversed_rows(dataset_bytes),
+        {"local-ml-flow-ingestion", "local-ml-flow-inference"},
+    )
+
+
+@pytest.mark.parametrize("in_background", [False, True])
+def test_an_emulator_that_hangs_while_provisioned_is_an_error_in_bounded_time(
+    state: Path, dataset_bytes: bytes, monkeypatch: pytest.MonkeyPatch, in_background: bool
+) -> None:
+    """Frozen (it accepts connections, never answers) once provisioning reaches the functions:
+    the Lambda calls are bounded like S3's, not by the invoke read timeout (~6 minutes).
+    The bound is shortened here (2 attempts of 2 s instead of 5 s) to keep the test short."""
+    monkeypatch.setattr(aws, "S3_READ_TIMEOUT_S", 2)
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()
+    source_zip = lambda_package.source_zip
+
+    def freeze_then_source_zip() -> bytes:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGSTOP)
+        return source_zip()
+
+    monkeypatch.setattr("local_ml_flow.embedded.lambda_package.source_zip", freeze_then_source_zip)
+    outcome: Future[None] = Future()
+
+    def provision() -> None:  # in a thread: a test that fails must not wait 6 minutes
+        try:
+            emulator.provision(
+                settings_for(state), dataset_bytes, functions_in_background=in_background
+            )
+            emulator.wait_provisioned()
+        except BaseException as exc:
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(None)
+
+    threading.Thread(target=provision, daemon=True).start()
+    try:
+        with pytest.raises(EmulatorError) as raised:
+            outcome.result(timeout=60)
+    finally:
+        assert emulator.pid is not None
+        os.killpg(emulator.pid, signal.SIGCONT)  # frozen by this test: let it stop gracefully
+        emulator.stop()
+    assert str(raised.value).startswith(
+        "the embedded emulator stopped answering (Read timeout on endpoint URL:"
+    )
+    assert str(raised.value).endswith(
+        f"while it was being provisioned; its log: {state.resolve() / 'emulator.log'}"
+    )
