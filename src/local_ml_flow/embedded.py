@@ -459,12 +459,18 @@ class EmbeddedEmulator:
             self._register(settings, iam, lam)
 
     def _register(self, settings: Settings, iam: Any, lam: Any) -> None:
+        # A create is retried after a read timeout (a slow emulator) and may then meet what
+        # its first attempt made: that is made, not an error (EntityAlreadyExists,
+        # ResourceConflictException below).
         try:
             role_arn = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:
-            role_arn = iam.create_role(
-                RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY)
-            )["Role"]["Arn"]
+            try:
+                role_arn = iam.create_role(
+                    RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY)
+                )["Role"]["Arn"]
+            except iam.exceptions.EntityAlreadyExistsException:
+                role_arn = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
         package = lambda_package.source_zip()
         sha = lambda_package.code_sha256(package)
         names = {"ingestion": settings.ingestion_function, "inference": settings.inference_function}
@@ -487,11 +493,15 @@ class EmbeddedEmulator:
             try:
                 current = lam.get_function_configuration(FunctionName=name)
             except lam.exceptions.ResourceNotFoundException:
-                lam.create_function(
-                    FunctionName=name, Runtime="python3.12", Code={"ZipFile": package}, **config
-                )
                 changed.append(name)
-                continue
+                try:
+                    lam.create_function(
+                        FunctionName=name, Runtime="python3.12", Code={"ZipFile": package}, **config
+                    )
+                except lam.exceptions.ResourceConflictException:
+                    current = lam.get_function_configuration(FunctionName=name)  # checked below
+                else:
+                    continue
             if current.get("CodeSha256") != sha:
                 lam.update_function_code(FunctionName=name, ZipFile=package)
                 changed.append(name)

@@ -337,3 +337,75 @@ def test_an_emulator_that_hangs_while_provisioned_is_an_error_in_bounded_time(
     assert str(raised.value).endswith(
         f"while it was being provisioned; its log: {state.resolve() / 'emulator.log'}"
     )
+
+
+@pytest.mark.parametrize(
+    ("service", "operation"), [("lambda", "CreateFunction"), ("iam", "CreateRole")]
+)
+def test_a_create_retried_after_a_read_timeout_finds_what_its_first_attempt_made(
+    state: Path, dataset_bytes: bytes, monkeypatch: pytest.MonkeyPatch, service: str, operation: str
+) -> None:
+    """A slow emulator (frozen past the read timeout while a create is in flight, as on a
+    loaded machine) is provisioned, not refused: the retried create meets what the first
+    attempt made (ResourceConflictException, EntityAlreadyExists) and takes it as made."""
+    monkeypatch.setattr(aws, "S3_READ_TIMEOUT_S", 2)  # the retry comes after 2 s, not 5 s
+    emulator = EmbeddedEmulator("127.0.0.1", free_port(), state)
+    emulator.start()
+    look = emulator_client(service, emulator.endpoint_url)
+    exists = {
+        "CreateFunction": lambda: look.get_function_configuration(
+            FunctionName="local-ml-flow-ingestion"
+        ),
+        "CreateRole": lambda: look.get_role(RoleName="local-ml-flow-lambda"),
+    }[operation]
+    attempts: list[bool] = []  # per attempt: whether the first one had landed when it was sent
+
+    def freeze_then_thaw(**_: object) -> None:
+        assert emulator.pid is not None
+        if len(attempts) == 2:  # the other function's create
+            return
+        if not attempts:  # the first attempt: frozen until botocore gives up waiting
+            os.killpg(emulator.pid, signal.SIGSTOP)
+            attempts.append(False)
+            return
+        os.killpg(emulator.pid, signal.SIGCONT)  # the retry: the first attempt lands first
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                exists()
+            except look.exceptions.ClientError:
+                time.sleep(0.05)
+            else:
+                attempts.append(True)
+                return
+        attempts.append(False)
+
+    client = aws.client
+
+    def client_with_a_freeze(name: str, **kwargs: object) -> object:
+        made = client(name, **kwargs)  # type: ignore[call-overload]
+        if name == service:
+            made.meta.events.register(f"before-send.{service}.{operation}", freeze_then_thaw)
+        return made
+
+    monkeypatch.setattr(aws, "client", client_with_a_freeze)
+    try:
+        emulator.provision(settings_for(state), dataset_bytes)
+        lam = emulator_client("lambda", emulator.endpoint_url)
+        functions = {
+            f["FunctionName"]: (f["State"], f["CodeSha256"])
+            for f in (
+                lam.get_function_configuration(FunctionName=name)
+                for name in ("local-ml-flow-ingestion", "local-ml-flow-inference")
+            )
+        }
+    finally:
+        if emulator.pid is not None:
+            os.killpg(emulator.pid, signal.SIGCONT)
+        emulator.stop()
+    assert attempts == [False, True]  # frozen, retried, and the first attempt had landed
+    sha = lambda_package.code_sha256(lambda_package.source_zip())
+    assert functions == {
+        "local-ml-flow-ingestion": ("Active", sha),
+        "local-ml-flow-inference": ("Active", sha),
+    }
