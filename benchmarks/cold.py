@@ -107,7 +107,12 @@ def cold_runs(args: argparse.Namespace, workdir: Path) -> None:
     trees = {"after": ROOT / "src"}
     if args.before:
         trees = {"before": export(args.before, workdir / "before"), **trees}
-    python = args.python or runtime_python()
+    # a given interpreter as the caller meant it (the runs' cwd is the checkout's root)
+    python = (
+        (shutil.which(args.python) or str(Path(args.python).absolute()))
+        if args.python
+        else runtime_python()
+    )
     for src in trees.values():
         first_run(python, src, args.dataset)  # unmeasured: fills the bytecode cache
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
