@@ -255,10 +255,6 @@ class ArtifactStore:
         except ValueError:
             raise CorruptStateError(f"s3://{bucket}/{key} is not valid JSON") from None
 
-    def get_document(self, bucket: str, key: str, kind: type[Doc]) -> Doc:
-        """A JSON document parsed into ``kind``; CorruptStateError if it is not one."""
-        return parse_document(self.get_bytes(bucket, key), kind, f"s3://{bucket}/{key}")
-
     def put_json(
         self,
         bucket: str,
