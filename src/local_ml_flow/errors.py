@@ -134,10 +134,5 @@ def raised_on_purpose(error_type: str) -> bool:
     """Whether ``error_type`` names one of the errors of this module (raised on purpose, with
     a message that says what is wrong), not an unexpected exception whose traceback matters.
     Only this module's: the answer does not depend on what else has been imported."""
-    pending: list[type[LocalMlFlowError]] = [LocalMlFlowError]
-    while pending:
-        kind = pending.pop()
-        if kind.__name__ == error_type and kind.__module__ == __name__:
-            return True
-        pending.extend(kind.__subclasses__())
-    return False
+    kind = globals().get(error_type)
+    return isinstance(kind, type) and issubclass(kind, LocalMlFlowError)
