@@ -205,12 +205,12 @@ def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
         zf.extractall(plain)
         zf.extractall(cached)
     import_seconds(python, cached)  # writes __pycache__
-    without, with_bytecode, first_run = [], [], []
+    without, with_bytecode, first_runs = [], [], []
     load = [load_average()]
     for _ in range(args.imports):
         without.append(import_seconds(python, plain, "-B"))
         with_bytecode.append(import_seconds(python, cached))
-        first_run.append(first_run_imports_seconds(python, plain, "-B"))
+        first_runs.append(first_run_imports_seconds(python, plain, "-B"))
     load.append(load_average())
     print(
         f"packaged handlers ({zip_path.name}, {zip_path.stat().st_size / 2**20:.1f} MB zipped),"
@@ -227,7 +227,7 @@ def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
     )
     print(
         f"  then, -B, a first run's imports ({FIRST_RUN_IMPORTS}):"
-        f" median {statistics.median(first_run):.2f} s (min {min(first_run):.2f})"
+        f" median {statistics.median(first_runs):.2f} s (min {min(first_runs):.2f})"
     )
     print("  target: handler import <= 1.0 s")
 
