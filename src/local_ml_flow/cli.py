@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from local_ml_flow import __version__, datasource, embedded, launch
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.events import RunOptions, parse_event
-from local_ml_flow.ml.kinds import MODEL_KINDS
+from local_ml_flow.ml.kinds import ALL_MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
 from local_ml_flow.settings import Settings
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run ingestion then inference and print the metrics")
     run.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
-    run.add_argument("--model", choices=MODEL_KINDS)
+    run.add_argument("--model", choices=ALL_MODEL_KINDS)
     run.add_argument("--feature-set", choices=list(FEATURE_SETS))
     run.add_argument("--test-size", type=float)
     run.add_argument("--random-state", type=int)

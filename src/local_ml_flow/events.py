@@ -1,7 +1,8 @@
 """The Lambda events as pydantic models; run ids and run parameters with their bounds, once.
 
-Ingestion: ``{"run_id"?, "model"?, "feature_set"?, "test_size"?, "random_state"?, "promote"?}``;
-inference: ``{"run_id"?}``; ``{}`` means defaults. The API's request models, the CLI and the
+Ingestion: ``{"dataset"?, "run_id"?, "model"?, "feature_set"?, "features"?, "test_size"?,
+"random_state"?, "promote"?}``; inference: ``{"dataset"?, "run_id"?}``; ``{}`` means defaults
+(and ``dataset`` absent means the built-in ``housing``). The API's request models, the CLI and the
 settings reuse these types, so every entry point accepts the same values.
 """
 
@@ -17,12 +18,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from local_ml_flow.errors import InvalidRequestError
-from local_ml_flow.ml.kinds import MODEL_KINDS
+from local_ml_flow.ml.kinds import ALL_MODEL_KINDS, MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+DATASET_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
+HOUSING = "housing"  # the built-in dataset: its keys are the original project's
+MAX_FEATURES = 500
 RANDOM_STATE_MAX = 2**32 - 1  # numpy seeds are 32-bit unsigned integers
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+_DATASET_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def _valid_run_id(value: str) -> str:
@@ -32,6 +37,20 @@ def _valid_run_id(value: str) -> str:
             " starting with a letter or digit"
         )
     return value
+
+
+def _valid_dataset_name(value: str) -> str:
+    if not _DATASET_NAME_RE.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ValueError(
+            f"dataset name {shown!r} is invalid: use 1-64 characters of a-z, 0-9, '_' and '-'"
+        )
+    return value
+
+
+def valid_dataset_name(value: str) -> bool:
+    """Whether ``value`` is a dataset name (matched whole)."""
+    return _DATASET_NAME_RE.fullmatch(value) is not None
 
 
 def _one_of(field: str, choices: Sequence[str]) -> Callable[[str], str]:
@@ -53,6 +72,20 @@ ModelKind = Annotated[
     AfterValidator(_one_of("model", MODEL_KINDS)),
     WithJsonSchema({"type": "string", "enum": list(MODEL_KINDS)}),
 ]
+AnyModelKind = Annotated[
+    str,
+    AfterValidator(_one_of("model", ALL_MODEL_KINDS)),
+    WithJsonSchema({"type": "string", "enum": list(ALL_MODEL_KINDS)}),
+]
+DatasetName = Annotated[
+    str,
+    AfterValidator(_valid_dataset_name),
+    WithJsonSchema({"type": "string", "pattern": DATASET_NAME_PATTERN, "maxLength": 64}),
+]
+FeatureList = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200)]],
+    Field(min_length=1, max_length=MAX_FEATURES),
+]
 FeatureSetName = Annotated[
     str,
     AfterValidator(_one_of("feature_set", sorted(FEATURE_SETS))),
@@ -69,6 +102,8 @@ _RULES = {
     "test_size": "a number with 0 < x < 1",
     "random_state": f"a non-negative integer (at most {RANDOM_STATE_MAX})",
     "promote": "true or false",
+    "dataset": "a dataset name (1-64 characters of a-z, 0-9, '_' and '-')",
+    "features": "a non-empty list of column names",
 }
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -90,6 +125,18 @@ class RunParameters(BaseModel):
     random_state: RandomState = 42
 
 
+class TabularParameters(BaseModel):
+    """What a training run on a registered dataset is made of (``features`` None: every
+    column its schema allows)."""
+
+    model_config = _STRICT
+
+    model: AnyModelKind
+    test_size: TestSize = 0.2
+    random_state: RandomState = 42
+    features: FeatureList | None = None
+
+
 class RunOptions(BaseModel):
     """Run parameters a caller may choose; an absent (or null) one takes the defaults."""
 
@@ -106,18 +153,77 @@ class RunOptions(BaseModel):
         return defaults.model_copy(update=chosen)
 
 
-class IngestEvent(RunOptions):
-    """The ingestion function's event."""
-
-    run_id: RunId | None = None
-    promote: bool = True  # False: the caller promotes once the whole run succeeded
-
-
-class EvaluateEvent(BaseModel):
-    """The inference function's event (no run id: the latest run)."""
+class TabularOptions(BaseModel):
+    """Run parameters a caller may choose for a registered dataset; absent ones take the
+    defaults (the task's default model)."""
 
     model_config = _STRICT
 
+    model: AnyModelKind | None = None
+    test_size: TestSize | None = None
+    random_state: RandomState | None = None
+    features: FeatureList | None = None
+
+
+class IngestEvent(BaseModel):
+    """The ingestion function's event (``model`` of any task: the dataset decides which
+    apply; ``feature_set`` is housing's, ``features`` a registered dataset's)."""
+
+    model_config = _STRICT
+
+    dataset: DatasetName | None = None
+    run_id: RunId | None = None
+    model: AnyModelKind | None = None
+    feature_set: FeatureSetName | None = None
+    features: FeatureList | None = None
+    test_size: TestSize | None = None
+    random_state: RandomState | None = None
+    promote: bool = True  # False: the caller promotes once the whole run succeeded
+
+    @property
+    def housing(self) -> bool:
+        return self.dataset in (None, HOUSING)
+
+    def options(self) -> RunOptions:
+        """The housing run's options; InvalidRequestError for a field it does not take."""
+        if self.features is not None:
+            raise InvalidRequestError(
+                "features applies to registered datasets; housing takes feature_set"
+                f" ({' or '.join(FEATURE_SETS)})"
+            )
+        if self.model is not None and self.model not in MODEL_KINDS:
+            raise InvalidRequestError(
+                f"model {self.model!r} is not a regression model; housing takes one of"
+                f" {list(MODEL_KINDS)}"
+            )
+        return RunOptions(
+            model=self.model,
+            feature_set=self.feature_set,
+            test_size=self.test_size,
+            random_state=self.random_state,
+        )
+
+    def tabular_options(self) -> TabularOptions:
+        """A registered dataset's run options; InvalidRequestError for housing's feature_set."""
+        if self.feature_set is not None:
+            raise InvalidRequestError(
+                f"feature_set is housing's; dataset {self.dataset!r} takes features"
+                " (a list of its columns)"
+            )
+        return TabularOptions(
+            model=self.model,
+            test_size=self.test_size,
+            random_state=self.random_state,
+            features=self.features,
+        )
+
+
+class EvaluateEvent(BaseModel):
+    """The inference function's event (no run id: the dataset's current run)."""
+
+    model_config = _STRICT
+
+    dataset: DatasetName | None = None
     run_id: RunId | None = None
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
-from local_ml_flow import pipeline
-from local_ml_flow.events import EvaluateEvent, IngestEvent, parse_event
+from local_ml_flow import pipeline, registry
+from local_ml_flow.events import HOUSING, EvaluateEvent, IngestEvent, parse_event
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings, get_settings
 from local_ml_flow.storage import ArtifactStore, make_store
@@ -68,16 +68,26 @@ def _handler(function: str, work: Work) -> FunctionHandler:
 
 
 def _ingest(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
-    """Train a run: housing.csv -> clean -> split -> train -> artifacts in S3."""
+    """Train a run: the dataset (housing.csv, or a registered dataset's current version) ->
+    validate -> clean -> split -> train -> artifacts in S3."""
     ev = parse_event(IngestEvent, event)
-    request = pipeline.IngestRequest(ev.over(settings.run_defaults()), ev.run_id, ev.promote)
     limits = pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
-    return pipeline.ingest(request, runs, limits)
+    if ev.dataset is None or ev.dataset == HOUSING:
+        parameters = ev.options().over(settings.run_defaults())
+        return pipeline.ingest(
+            pipeline.IngestRequest(parameters, ev.run_id, ev.promote), runs, limits
+        )
+    document = registry.get(runs.store, ev.dataset)
+    chosen = pipeline.tabular_parameters(ev.tabular_options(), document, settings.run_defaults())
+    request = pipeline.IngestRequest(chosen, ev.run_id, ev.promote, document)
+    return pipeline.ingest(request, runs.of_dataset(ev.dataset), limits)
 
 
 def _evaluate(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
-    """Score a run (default: the latest): predict on its test split, R² and friends."""
-    return pipeline.evaluate(parse_event(EvaluateEvent, event), runs)
+    """Score a run (default: the dataset's current run): predict on its test split, R² and
+    friends (or accuracy and friends)."""
+    ev = parse_event(EvaluateEvent, event)
+    return pipeline.evaluate(ev, runs.of_dataset(ev.dataset or HOUSING))
 
 
 ingestion = _handler("ingestion", _ingest)

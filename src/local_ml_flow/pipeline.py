@@ -6,6 +6,7 @@ its store; the maths is in ``ml/``.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from local_ml_flow import __version__, datasets
+from local_ml_flow import __version__, datasets, registry
 from local_ml_flow.errors import (
     DatasetValidationError,
     IntegrityError,
@@ -26,8 +27,17 @@ from local_ml_flow.errors import (
     NonFiniteMetricsError,
     NotFoundError,
 )
-from local_ml_flow.events import EvaluateEvent, RunParameters, new_run_id
-from local_ml_flow.ml import dataset, model
+from local_ml_flow.events import (
+    HOUSING,
+    EvaluateEvent,
+    RunParameters,
+    TabularOptions,
+    TabularParameters,
+    new_run_id,
+)
+from local_ml_flow.ml import dataset, model, tabular
+from local_ml_flow.ml.documents import DatasetSchema
+from local_ml_flow.ml.kinds import CLASSIFICATION, DEFAULT_MODEL, model_spec
 from local_ml_flow.ml.model import Regressor, array_predictor
 from local_ml_flow.runlog import (
     MODEL_FILE,
@@ -42,10 +52,8 @@ from local_ml_flow.runlog import (
     Predictions,
     RunLog,
     Scores,
-    run_key,
 )
 from local_ml_flow.storage import (
-    ArtifactStore,
     array_from_bytes,
     background,
     gather,
@@ -68,9 +76,48 @@ class Limits:
 class IngestRequest:
     """A training run to do: its id (None: a new one), parameters, and whether to promote it."""
 
-    parameters: RunParameters
+    parameters: RunParameters | TabularParameters
     run_id: str | None = None
     promote: bool = True  # False: the caller promotes once the whole run succeeded
+    # a registered dataset's document, as read to choose the parameters (None: housing)
+    document: registry.DatasetDocument | None = None
+
+
+def tabular_parameters(
+    options: TabularOptions, document: registry.DatasetDocument, defaults: RunParameters
+) -> TabularParameters:
+    """The parameters of a run on a registered dataset: the options over the defaults (the
+    task's default model), checked against the dataset (its task's models, its features)."""
+    schema = document.schema
+    kind = options.model or DEFAULT_MODEL[schema.task]
+    try:
+        model_spec(schema.task, kind)
+    except ValueError as exc:
+        raise InvalidRequestError(f"dataset {document.name!r}: {exc}") from None
+    if options.features is not None:
+        known = {c.name: c for c in schema.columns}
+        problems = []
+        for name in options.features:
+            column = known.get(name)
+            if column is None:
+                problems.append(f"{name[:80]!r} is not a column")
+            elif not column.feature:
+                problems.append(f"{name!r} cannot be a feature ({column.reason})")
+        if len(set(options.features)) != len(options.features):
+            problems.append("a column is named twice")
+        if problems:
+            raise InvalidRequestError(
+                f"features of dataset {document.name!r}: {'; '.join(problems)}"
+                f" (its features: {', '.join(schema.features)})"
+            )
+    return TabularParameters(
+        model=kind,
+        test_size=options.test_size if options.test_size is not None else defaults.test_size,
+        random_state=(
+            options.random_state if options.random_state is not None else defaults.random_state
+        ),
+        features=options.features,
+    )
 
 
 def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> None:
@@ -84,6 +131,8 @@ def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> Non
 def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, Any]:
     """Read the dataset, validate and clean it, split, train, store the run, promote it."""
     run_id = request.run_id or new_run_id()
+    if request.document is not None:
+        return _ingest_tabular(request, request.document, run_id, runs, limits)
     # The dataset is read while the run's first write is made; it is used only if that
     # write succeeded (a run id is never reused).
     reading = background(partial(runs.store.get_dataset, limits.max_bytes))
@@ -96,6 +145,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
     # parsed and archived (a large dataset is not kept through training).
     pending = [reading]
     del reading
+    assert isinstance(request.parameters, RunParameters)  # housing's (checked by the caller)
     try:
         manifest = _train(
             run_id, created_at, request.parameters, runs, limits, lambda: pending.pop().result()
@@ -165,7 +215,7 @@ def _train(
         n_train, n_test = len(parts.x_train), len(parts.x_test)
         x_test, y_test = parts.x_test, parts.y_test
         del parts  # the training rows
-        x_sha, y_sha, model_sha = _store_artifacts(store, run_id, fitted, x_test, y_test)
+        x_sha, y_sha, model_sha = _store_artifacts(runs, run_id, fitted, x_test, y_test)
     finally:
         archiving.exception()  # wait for it: nothing is left in flight
     archiving.result()  # the archive failed: so does the run
@@ -188,23 +238,29 @@ def _train(
 
 
 def _store_artifacts(
-    store: ArtifactStore,
+    runs: RunLog,
     run_id: str,
-    fitted: model.Regressor,
-    x_test: pd.DataFrame,
-    y_test: pd.Series[float],
+    fitted: Any,
+    x_test: pd.DataFrame | np.ndarray,
+    y_test: pd.Series[float] | np.ndarray,
 ) -> tuple[str, str, str]:
-    """The run's model and test split, all written at once; their sha256s."""
+    """The run's model and test split, all written at once; their sha256s. Housing's runs
+    also get the original project's pickles (for users' scripts; never loaded here)."""
+    store = runs.store
     data, models = store.data_bucket, store.models_bucket
-    x_sha, y_sha, model_sha, *_ = gather(
-        lambda: store.put_array(data, run_key(run_id, X_TEST_FILE), x_test.to_numpy()),
-        lambda: store.put_array(data, run_key(run_id, Y_TEST_FILE), y_test.to_numpy()),
-        lambda: store.put_model(models, run_key(run_id, MODEL_FILE), fitted),
-        # the original project's pickles, for users' scripts (never loaded here)
-        lambda: store.put_joblib(data, run_key(run_id, X_TEST_KEY), x_test),
-        lambda: store.put_joblib(data, run_key(run_id, Y_TEST_KEY), y_test),
-        lambda: store.put_joblib(models, run_key(run_id, MODEL_KEY), fitted),
-    )
+    key = runs.key
+    writes: list[Callable[[], Any]] = [
+        lambda: store.put_array(data, key(run_id, X_TEST_FILE), np.asarray(x_test)),
+        lambda: store.put_array(data, key(run_id, Y_TEST_FILE), np.asarray(y_test)),
+        lambda: store.put_model(models, key(run_id, MODEL_FILE), fitted),
+    ]
+    if runs.roots:
+        writes += [
+            lambda: store.put_joblib(data, key(run_id, X_TEST_KEY), x_test),
+            lambda: store.put_joblib(data, key(run_id, Y_TEST_KEY), y_test),
+            lambda: store.put_joblib(models, key(run_id, MODEL_KEY), fitted),
+        ]
+    x_sha, y_sha, model_sha, *_ = gather(*writes)
     return x_sha, y_sha, model_sha
 
 
@@ -215,6 +271,180 @@ def _finite(metrics: model.Metrics, what: str) -> model.Metrics:
             " some values are too large for the arithmetic; check the dataset"
         )
     return metrics
+
+
+# -- a registered dataset's ingestion --------------------------------------------------------
+
+
+def _ingest_tabular(
+    request: IngestRequest,
+    document: registry.DatasetDocument,
+    run_id: str,
+    runs: RunLog,
+    limits: Limits,
+) -> dict[str, Any]:
+    """Train a run on a registered dataset's current version (the one ``document`` names)."""
+    parameters = request.parameters
+    assert isinstance(parameters, TabularParameters)  # a registered dataset's (the caller's)
+    created_at = runs.create(run_id, parameters)
+    try:
+        manifest = _train_tabular(run_id, created_at, parameters, document, runs, limits)
+        _, seen = gather(
+            lambda: runs.write_manifest(manifest),
+            runs.peek_pointer if request.promote else lambda: None,
+        )
+    except LocalMlFlowError as exc:
+        _record(runs, run_id, "ingestion", exc)
+        raise
+    except ValueError as exc:  # scikit-learn refusing the data (e.g. a split too small)
+        error = InvalidRequestError(str(exc))
+        _record(runs, run_id, "ingestion", error)
+        raise error from None
+    if request.promote:
+        runs.promote(run_id, manifest, just_trained=True, seen=seen)
+    train = manifest.train_metrics
+    return {
+        "run_id": run_id,
+        "dataset": document.name,
+        "task": manifest.task,
+        "n_train": manifest.n_train,
+        "n_test": manifest.n_test,
+        "features": manifest.features,
+        "model_sha256": manifest.model_sha256,
+        "dataset_sha256": manifest.dataset_sha256,
+        **parameters.model_dump(exclude={"features"}),
+        "columns": [c.name for c in manifest.encoding.columns] if manifest.encoding else [],
+        **({"train_r2": train.r2} if manifest.task != CLASSIFICATION else {}),
+        **({"train_accuracy": train.accuracy} if manifest.task == CLASSIFICATION else {}),
+        "promoted": request.promote,
+    }
+
+
+def _split_tabular(
+    schema: DatasetSchema, y: np.ndarray, parameters: TabularParameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test rows (stratified for classification); InvalidRequestError with the
+    reason when the split cannot give a score that means something."""
+    n = len(y)
+    n_test = math.ceil(n * parameters.test_size)
+    if n_test < 2 or n - n_test < 2:
+        raise InvalidRequestError(
+            f"{n} rows are too few for test_size {parameters.test_size}: need at least 2 rows"
+            " in each of train and test"
+        )
+    if schema.task != CLASSIFICATION:
+        train, test = model.split_rows(n, n_test, parameters.random_state)
+        if np.ptp(y[train]) == 0:
+            raise InvalidRequestError(
+                "the training split's target has a single value: there is nothing to learn"
+            )
+        return train, test
+    n_classes = len(schema.labels or [])
+    if n_test < n_classes or n - n_test < n_classes:
+        raise InvalidRequestError(
+            f"a test split of {n_test} rows and a training split of {n - n_test} cannot both"
+            f" hold all {n_classes} classes: use a test_size nearer 0.5, or more rows"
+        )
+    return tabular.stratified_rows(y, parameters.test_size, parameters.random_state)
+
+
+def _train_tabular(
+    run_id: str,
+    created_at: str,
+    parameters: TabularParameters,
+    document: registry.DatasetDocument,
+    runs: RunLog,
+    limits: Limits,
+) -> Manifest:
+    """Train a registered dataset's run and store its artifacts; returns its manifest."""
+    schema = document.schema
+    raw = registry.read_version(runs.store, document.name, document.sha256, limits.max_bytes)
+    frame, header = tabular.parse(raw, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
+    problems = tabular.validate(frame, header, schema, dataset.RecordLines(raw))
+    problems += tabular.trainable_problems(frame, schema)
+    del raw
+    if problems:
+        raise DatasetValidationError(problems)
+    classification = schema.task == CLASSIFICATION
+    if classification:
+        y = tabular.target_codes(frame[schema.target], schema)
+    else:
+        y = tabular.target_values(frame[schema.target])
+    train_rows, test_rows = _split_tabular(schema, y, parameters)
+    train_frame = frame.iloc[train_rows]
+    encoding = tabular.fit_encoding(train_frame, schema, parameters.features or schema.features)
+    x_train = tabular.encode(train_frame, encoding)
+    x_test = tabular.encode(frame.iloc[test_rows], encoding)
+    del frame, train_frame
+    y_train, y_test = y[train_rows], y[test_rows]
+    spec = model_spec(schema.task, parameters.model)
+    fitted = spec.factory(parameters.random_state)
+    with np.errstate(all="ignore"):
+        fitted.fit(x_train, y_train)
+    n_classes = len(schema.labels or [])
+    if classification:
+        train_scores = _class_scores(fitted, x_train, y_train, n_classes, "training")
+        test_scores = _class_scores(fitted, x_test, y_test, n_classes, "test")
+    else:
+        train_scores = _regression_scores(fitted, x_train, y_train, "training")
+        test_scores = _regression_scores(fitted, x_test, y_test, "test")
+    x_sha, y_sha, model_sha = _store_artifacts(
+        runs, run_id, fitted, x_test, np.asarray(y_test, dtype="float64")
+    )
+    return Manifest(
+        run_id=run_id,
+        parameters=parameters,
+        dataset=document.name,
+        task=schema.task,
+        schema_sha256=document.schema_sha256,
+        encoding=encoding,
+        labels=schema.labels,
+        features=encoding.names(),
+        dataset_sha256=document.sha256,
+        model_sha256=model_sha,
+        x_test_sha256=x_sha,
+        y_test_sha256=y_sha,
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        train_metrics=train_scores,
+        test_metrics=test_scores,
+        environment=environment(),
+        created_at=created_at,
+        trained_at=utc_now(),
+    )
+
+
+def _regression_scores(fitted: Any, x: np.ndarray, y: np.ndarray, what: str) -> Scores:
+    metrics = _finite(model.scores(np.asarray(y, dtype="float64"), model.predict(fitted, x)), what)
+    return Scores(**metrics.as_dict())
+
+
+def _class_scores(
+    fitted: Any, x: np.ndarray, codes: np.ndarray, n_classes: int, what: str
+) -> Scores:
+    """Classification scores of a fitted model on rows (NonFiniteMetricsError if not finite)."""
+    scored = tabular.class_scores(np.asarray(codes, dtype=np.int64), _proba(fitted, x), n_classes)
+    if not all(math.isfinite(v) for v in (scored.accuracy, scored.log_loss)):
+        raise NonFiniteMetricsError(
+            f"the model's {what} metrics are not finite: some values are too large for the"
+            " arithmetic; check the dataset"
+        )
+    return Scores(
+        accuracy=scored.accuracy,
+        balanced_accuracy=scored.balanced_accuracy,
+        f1_macro=scored.f1_macro,
+        log_loss=scored.log_loss,
+        roc_auc=scored.roc_auc,
+        n=scored.n,
+    )
+
+
+def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
+    """Class probabilities, one column per class of the dataset (the model saw them all:
+    the split is stratified)."""
+    with np.errstate(all="ignore"):
+        proba: np.ndarray = np.asarray(fitted.predict_proba(x), dtype="float64")
+    return proba
 
 
 def environment() -> dict[str, str]:
@@ -282,12 +512,18 @@ def _model(runs: RunLog, info: Manifest, blob: bytes) -> LoadedModel:
     """The run's model from its fetched bytes: version, sha256, trusted types checked."""
     _check_version(info)
     store = runs.store
-    where = f"s3://{store.models_bucket}/{run_key(info.run_id, MODEL_FILE)}"
-    trusted = model.MODELS[info.parameters.model].trusted
+    where = f"s3://{store.models_bucket}/{runs.key(info.run_id, MODEL_FILE)}"
+    try:
+        trusted = model_spec(info.task, info.parameters.model).trusted
+    except (KeyError, ValueError):
+        raise IntegrityError(f"run {info.run_id!r} names an unknown model kind") from None
     fitted = model_from_bytes(verified(blob, where, info.model_sha256), where, trusted)
     if not callable(getattr(fitted, "predict", None)):
         raise IntegrityError(f"{where} is not a model")
-    return LoadedModel(info.run_id, fitted, info.parameters.feature_set, info)
+    if info.task == CLASSIFICATION and not callable(getattr(fitted, "predict_proba", None)):
+        raise IntegrityError(f"{where} is not a classifier")
+    feature_set = info.parameters.feature_set if isinstance(info.parameters, RunParameters) else ""
+    return LoadedModel(info.run_id, fitted, feature_set, info)
 
 
 def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
@@ -295,7 +531,7 @@ def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
     its kind trusts are created."""
     if run_id is None:
         run_id = runs.latest_run_id("no trained model yet: run the pipeline (ingestion) first")
-    key = (runs.store.models_bucket, run_key(run_id, MODEL_FILE))
+    key = (runs.store.models_bucket, runs.key(run_id, MODEL_FILE))
     info, (blob,) = _fetch(runs, run_id, key)
     return _model(runs, info, blob)
 
@@ -324,11 +560,11 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
     """``pointer``: the latest pointer as read to find this run (None: not read)."""
     store = runs.store
     data = store.data_bucket
-    x_key, y_key = run_key(run_id, X_TEST_FILE), run_key(run_id, Y_TEST_FILE)
+    x_key, y_key = runs.key(run_id, X_TEST_FILE), runs.key(run_id, Y_TEST_FILE)
     info, (model_blob, x_blob, y_blob) = _fetch(
         runs,
         run_id,
-        (store.models_bucket, run_key(run_id, MODEL_FILE)),
+        (store.models_bucket, runs.key(run_id, MODEL_FILE)),
         (data, x_key),
         (data, y_key),
     )
@@ -338,25 +574,11 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
     y_test = array_from_bytes(verified(y_blob, y_where, info.y_test_sha256), y_where)
     if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
         raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
-    frame = pd.DataFrame(x_test, columns=info.features, copy=False)
-    y_pred = model.predict(loaded.model, frame)
     y_true = np.asarray(y_test, dtype="float64").reshape(-1)
-    metrics = _finite(model.scores(y_true, y_pred), "test")
-    scored = Metrics(
-        run_id=run_id,
-        r2=metrics.r2,
-        mae=metrics.mae,
-        rmse=metrics.rmse,
-        n_test=metrics.n,
-        score=metrics.score,
-        evaluated_at=utc_now(),
-    )
-    predictions = Predictions(
-        run_id=run_id,
-        y_true=y_true.tolist(),
-        y_pred=y_pred.tolist(),
-        evaluated_at=scored.evaluated_at,
-    )
+    if info.task == CLASSIFICATION:
+        scored, predictions = _score_classes(info, loaded.model, x_test, y_true)
+    else:
+        scored, predictions = _score_numbers(info, loaded.model, x_test, y_true)
     # Both are written once; if either write fails the run is recorded failed (error.json
     # wins over metrics.json in its record, and a failed run is never promoted). The pointer,
     # if not read yet, is read meanwhile: score.txt follows the current run only.
@@ -365,5 +587,72 @@ def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]
         lambda: runs.write_metrics(scored),
         (lambda: pointer) if pointer is not None else runs.latest,
     )
-    runs.write_score_if_latest(run_id, metrics.score, latest)
-    return scored.model_dump(exclude={"evaluated_at"})
+    runs.write_score_if_latest(run_id, scored.score, latest)
+    result = scored.model_dump(exclude={"evaluated_at"}, exclude_none=True)
+    if runs.dataset != HOUSING:
+        result["dataset"] = runs.dataset
+    return result
+
+
+def _score_numbers(
+    info: Manifest, fitted: Any, x_test: np.ndarray, y_true: np.ndarray
+) -> tuple[Metrics, Predictions]:
+    """A regression run's test metrics and predictions."""
+    frame = pd.DataFrame(x_test, columns=info.features, copy=False)
+    y_pred = model.predict(fitted, frame if isinstance(info.parameters, RunParameters) else x_test)
+    metrics = _finite(model.scores(y_true, y_pred), "test")
+    scored = Metrics(
+        run_id=info.run_id,
+        r2=metrics.r2,
+        mae=metrics.mae,
+        rmse=metrics.rmse,
+        n_test=metrics.n,
+        score=metrics.score,
+        evaluated_at=utc_now(),
+    )
+    predictions = Predictions(
+        run_id=info.run_id,
+        y_true=y_true.tolist(),
+        y_pred=y_pred.tolist(),
+        evaluated_at=scored.evaluated_at,
+    )
+    return scored, predictions
+
+
+def _score_classes(
+    info: Manifest, fitted: Any, x_test: np.ndarray, y_true: np.ndarray
+) -> tuple[Metrics, Predictions]:
+    """A classification run's test metrics, predictions, confusion matrix and ROC curves."""
+    labels = info.labels or []
+    codes = y_true.astype(np.int64)
+    if len(labels) < 2 or codes.min(initial=0) < 0 or codes.max(initial=0) >= len(labels):
+        raise IntegrityError(f"run {info.run_id!r}: the stored test classes do not fit its labels")
+    proba = _proba(fitted, x_test)
+    if proba.shape != (len(codes), len(labels)):
+        raise IntegrityError(f"run {info.run_id!r}: the model does not predict its classes")
+    found = tabular.class_scores(codes, proba, len(labels))
+    if not all(math.isfinite(v) for v in (found.accuracy, found.log_loss)):
+        raise NonFiniteMetricsError("the model's test metrics are not finite")
+    predicted = proba.argmax(axis=1)
+    evaluated_at = utc_now()
+    scored = Metrics(
+        run_id=info.run_id,
+        accuracy=found.accuracy,
+        balanced_accuracy=found.balanced_accuracy,
+        f1_macro=found.f1_macro,
+        log_loss=found.log_loss,
+        roc_auc=found.roc_auc,
+        n_test=found.n,
+        score=found.score,
+        evaluated_at=evaluated_at,
+    )
+    predictions = Predictions(
+        run_id=info.run_id,
+        y_true=codes.astype("float64").tolist(),
+        y_pred=predicted.astype("float64").tolist(),
+        evaluated_at=evaluated_at,
+        labels=labels,
+        confusion=tabular.confusion(codes, predicted, len(labels)),
+        roc=tabular.roc_curves(codes, proba, labels),
+    )
+    return scored, predictions

@@ -34,7 +34,8 @@ from local_ml_flow.errors import (
     PromotionRefusedError,
     RunNotFoundError,
 )
-from local_ml_flow.events import RunId, RunParameters
+from local_ml_flow.events import HOUSING, RunId, RunParameters, TabularParameters
+from local_ml_flow.ml.documents import Encoding, Label
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
 
@@ -73,8 +74,20 @@ Status = Literal["queued", "running", "succeeded", "failed", "corrupt"]
 
 
 def run_key(run_id: str, name: str) -> str:
-    """Key of a run-scoped file: ``runs/<run_id>/<name>``."""
+    """Key of a housing run's file: ``runs/<run_id>/<name>``."""
     return f"{RUNS_PREFIX}{run_id}/{name}"
+
+
+DATASETS_PREFIX = "datasets/"
+
+
+def dataset_prefix(name: str) -> str:
+    """Where a registered dataset keeps everything: ``datasets/<name>/``."""
+    return f"{DATASETS_PREFIX}{name}/"
+
+
+def dataset_runs_prefix(name: str) -> str:
+    return f"{dataset_prefix(name)}runs/"
 
 
 # -- the documents ------------------------------------------------------------------------
@@ -90,28 +103,45 @@ class Queued(_Document):
     created_at: str
 
 
+Parameters = RunParameters | TabularParameters
+
+
 class Request(_Document):
     """A run ingestion started (written once: a run id is never reused)."""
 
     run_id: RunId
-    parameters: RunParameters
+    parameters: Parameters
     created_at: str
 
 
 class Scores(_Document):
-    """Regression quality on a set of rows."""
+    """Quality on a set of rows: regression (r2, mae, rmse) or classification (accuracy and
+    friends; ``roc_auc`` None when undefined)."""
 
-    r2: Finite
-    mae: Finite
-    rmse: Finite
+    r2: Finite | None = None
+    mae: Finite | None = None
+    rmse: Finite | None = None
+    accuracy: Finite | None = None
+    balanced_accuracy: Finite | None = None
+    f1_macro: Finite | None = None
+    log_loss: Finite | None = None
+    roc_auc: Finite | None = None
     n: int = Field(ge=0)
 
 
 class Manifest(_Document):
-    """A trained run: parameters, features, artifacts and their hashes, environment."""
+    """A trained run: parameters, features, artifacts and their hashes, environment.
+
+    A registered dataset's run also records its dataset, task, schema version, the encoding
+    learned on its training split and, for classification, the class labels."""
 
     run_id: RunId
-    parameters: RunParameters
+    parameters: Parameters
+    dataset: str = HOUSING
+    task: str = "regression"
+    schema_sha256: str | None = None
+    encoding: Encoding | None = None
+    labels: list[Label] | None = None
     features: list[str]
     dataset_sha256: str
     model_sha256: str
@@ -127,24 +157,40 @@ class Manifest(_Document):
 
 
 class Metrics(_Document):
-    """A scored run."""
+    """A scored run: regression's r2, mae, rmse, or classification's scores; ``score`` is the
+    main one as a percentage (R², or accuracy)."""
 
     run_id: RunId
-    r2: Finite
-    mae: Finite
-    rmse: Finite
+    r2: Finite | None = None
+    mae: Finite | None = None
+    rmse: Finite | None = None
+    accuracy: Finite | None = None
+    balanced_accuracy: Finite | None = None
+    f1_macro: Finite | None = None
+    log_loss: Finite | None = None
+    roc_auc: Finite | None = None
     n_test: int
     score: str
     evaluated_at: str
 
+    @property
+    def main(self) -> tuple[str, float | None]:
+        """The metric a dataset's runs are compared by: R², or accuracy."""
+        return ("r2", self.r2) if self.accuracy is None else ("accuracy", self.accuracy)
+
 
 class Predictions(_Document):
-    """A scored run's test split: actual and predicted prices, row by row (finite only)."""
+    """A scored run's test split: actual and predicted values, row by row (finite only). For
+    classification they are class indices into ``labels``, with the confusion matrix and the
+    ROC curves."""
 
     run_id: RunId
     y_true: list[Finite]
     y_pred: list[Finite]
     evaluated_at: str
+    labels: list[Label] | None = None
+    confusion: list[list[int]] | None = None
+    roc: list[dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _paired(self) -> Predictions:
@@ -217,8 +263,16 @@ class RunLog:
         *,
         stale_after_s: float = 360.0,
         min_r2: float | None = None,
+        dataset: str = HOUSING,
+        prefix: str = RUNS_PREFIX,
+        roots: bool = True,
     ) -> None:
         self.store = store
+        self.dataset = dataset
+        self.prefix = prefix
+        self.latest_key = f"{prefix}latest.json"
+        self.roots = roots  # whether it keeps the original project's root copies (housing)
+        self._logs: dict[str, RunLog] = {}  # the run logs of other datasets, by name
         self.stale_after_s = stale_after_s
         self.min_r2 = min_r2
         # run id -> (its files' names, ETags and sizes; its record without "current")
@@ -234,12 +288,36 @@ class RunLog:
         plus a minute."""
         return cls(store, stale_after_s=settings.function_timeout_s + 60, min_r2=settings.min_r2)
 
+    def of_dataset(self, name: str) -> RunLog:
+        """The run log of a registered dataset (``datasets/<name>/runs/``, its own pointer, no
+        root copies), with this log's settings; housing's is this one's kind."""
+        if name == self.dataset:
+            return self
+        with _KEEPING:
+            known = self._logs.get(name)
+        if known is not None:
+            return known
+        log = RunLog(
+            self.store,
+            stale_after_s=self.stale_after_s,
+            min_r2=self.min_r2,
+            dataset=name,
+            prefix=RUNS_PREFIX if name == HOUSING else dataset_runs_prefix(name),
+            roots=name == HOUSING,
+        )
+        _keep(self._logs, name, log, _RECORD_CACHE_SIZE)
+        return self._logs.get(name, log)
+
+    def key(self, run_id: str, name: str) -> str:
+        """Key of a run-scoped file: ``<prefix><run_id>/<name>``."""
+        return f"{self.prefix}{run_id}/{name}"
+
     @property
     def _data(self) -> str:
         return self.store.data_bucket
 
     def _get(self, run_id: str, name: str, kind: type[Any]) -> Any:
-        key = run_key(run_id, name)
+        key = self.key(run_id, name)
         blob = self.store.read(self._data, key)
         value = parse_document(blob.data, kind, f"s3://{self._data}/{key}")
         if blob.etag and name in _KINDS:  # a record's small documents (not the predictions)
@@ -248,21 +326,21 @@ class RunLog:
 
     def _read_lately(self, run_id: str, name: str, listed: StoredObject) -> Any | None:
         """The document ``name`` of a run as read lately, if the listing shows its ETag."""
-        kept = self._read.get(run_key(run_id, name))
+        kept = self._read.get(self.key(run_id, name))
         return kept[1] if kept is not None and listed.etag and kept[0] == listed.etag else None
 
     # -- a run's own documents ----------------------------------------------------------
     def queue(self, run_id: str, options: Mapping[str, Any]) -> None:
         """Record a run a caller is about to start (once), before any function runs."""
         document = Queued(run_id=run_id, options=dict(options), created_at=utc_now())
-        self.store.put_json(self._data, run_key(run_id, QUEUED), document, once=True)
+        self.store.put_json(self._data, self.key(run_id, QUEUED), document, once=True)
 
-    def create(self, run_id: str, parameters: RunParameters) -> str:
+    def create(self, run_id: str, parameters: Parameters) -> str:
         """Record that ingestion started a run (once); returns its creation time."""
         created_at = utc_now()
         request = Request(run_id=run_id, parameters=parameters, created_at=created_at)
         try:
-            self.store.put_json(self._data, run_key(run_id, REQUEST), request, once=True)
+            self.store.put_json(self._data, self.key(run_id, REQUEST), request, once=True)
         except AlreadyExistsError:
             raise InvalidRequestError(
                 f"run {run_id!r} already exists; runs are never rewritten"
@@ -271,13 +349,13 @@ class RunLog:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """The manifest is a run's last training write: a run without one never finished."""
-        self.store.put_json(self._data, run_key(manifest.run_id, MANIFEST), manifest, once=True)
+        self.store.put_json(self._data, self.key(manifest.run_id, MANIFEST), manifest, once=True)
 
     def manifest(self, run_id: str) -> Manifest:
         try:
             value: Manifest = self._get(run_id, MANIFEST, Manifest)
         except KeyNotFoundError:
-            if self.store.exists(self._data, run_key(run_id, REQUEST)):
+            if self.store.exists(self._data, self.key(run_id, REQUEST)):
                 raise NoModelError(f"run {run_id!r} has no trained model") from None
             raise RunNotFoundError(f"run {run_id!r} does not exist") from None
         return value
@@ -292,7 +370,7 @@ class RunLog:
     def write_metrics(self, metrics: Metrics) -> None:
         """Keep a run's first metrics: scoring it again does not rewrite them."""
         with contextlib.suppress(AlreadyExistsError):
-            key = run_key(metrics.run_id, METRICS)
+            key = self.key(metrics.run_id, METRICS)
             self.store.put_json(self._data, key, metrics, once=True)
 
     def write_predictions(self, predictions: Predictions) -> None:
@@ -302,7 +380,7 @@ class RunLog:
         # faster than by json.dumps (every value was checked finite when it was made).
         data = predictions.model_dump_json().encode()
         with contextlib.suppress(AlreadyExistsError):
-            key = run_key(predictions.run_id, PREDICTIONS)
+            key = self.key(predictions.run_id, PREDICTIONS)
             self.store.put_bytes(self._data, key, data, "application/json", once=True)
 
     def predictions(self, run_id: str) -> Predictions:
@@ -329,16 +407,16 @@ class RunLog:
             failed_at=utc_now(),
         )
         with contextlib.suppress(LocalMlFlowError):
-            self.store.put_json(self._data, run_key(run_id, ERROR), document, once=True)
+            self.store.put_json(self._data, self.key(run_id, ERROR), document, once=True)
 
     # -- the current run ----------------------------------------------------------------
     def _pointer(self) -> Seen:
         """The latest pointer and its ETag; (None, None) before the first promoted run."""
         try:
-            blob = self.store.read(self._data, LATEST_KEY)
+            blob = self.store.read(self._data, self.latest_key)
         except KeyNotFoundError:
             return None, None
-        where = f"s3://{self._data}/{LATEST_KEY}"
+        where = f"s3://{self._data}/{self.latest_key}"
         return parse_document(blob.data, Pointer, where), blob.etag
 
     def peek_pointer(self) -> Seen | None:
@@ -385,10 +463,15 @@ class RunLog:
         ``failed``: whether the run has an ``error.json``, if the caller looked (else a HEAD).
         """
         if failed is None:
-            failed = self.store.exists(self._data, run_key(run_id, ERROR))
+            failed = self.store.exists(self._data, self.key(run_id, ERROR))
         if failed:
             raise PromotionRefusedError(f"run {run_id!r} failed: it cannot become current")
         test = manifest.test_metrics
+        if manifest.task != "regression":
+            accuracy = scored.accuracy if scored is not None else (test.accuracy if test else None)
+            if accuracy is None or not math.isfinite(accuracy):
+                raise PromotionRefusedError(f"run {run_id!r} has no finite test accuracy")
+            return
         r2 = scored.r2 if scored is not None else (test.r2 if test is not None else None)
         if r2 is None or not math.isfinite(r2):
             raise PromotionRefusedError(f"run {run_id!r} has no finite test R²")
@@ -460,7 +543,7 @@ class RunLog:
             info, scored, failed, (current, etag) = gather(
                 (lambda: manifest) if manifest is not None else (lambda: self.manifest(run_id)),
                 lambda: self.metrics(run_id),
-                lambda: self.store.exists(self._data, run_key(run_id, ERROR)),
+                lambda: self.store.exists(self._data, self.key(run_id, ERROR)),
                 self._pointer,
             )
         self.check_promotable(run_id, info, scored, failed)
@@ -476,7 +559,9 @@ class RunLog:
         )
         self._write_roots(run_id, pointer.score)
         try:
-            self.store.put_json(self._data, LATEST_KEY, pointer, once=etag is None, if_match=etag)
+            self.store.put_json(
+                self._data, self.latest_key, pointer, once=etag is None, if_match=etag
+            )
         except (ConcurrentUpdateError, AlreadyExistsError):
             # Another run was promoted while this one was: it came last and stays current,
             # as if this run had been promoted first and then superseded.
@@ -491,12 +576,17 @@ class RunLog:
         # could show it: so the winner looks once (one wave of HEADs) and repairs if so. The
         # promotion itself is done: a failure here is left to the next repair.
         with contextlib.suppress(LocalMlFlowError):
-            if not _roots_follow(self.root_runs(), run_id, scored=pointer.score is not None):
+            if self.roots and not _roots_follow(
+                self.root_runs(), run_id, scored=pointer.score is not None
+            ):
                 self.repair()
         return pointer
 
     def _write_roots(self, run_id: str, score: str | None) -> None:
-        """The seed-compatible root copies of a run, each tagged with the run id."""
+        """The seed-compatible root copies of a run, each tagged with the run id (housing's
+        only: a registered dataset has none)."""
+        if not self.roots:
+            return
         store, data, models = self.store, self._data, self.store.models_bucket
         tag = {RUN_TAG: run_id}
 
@@ -508,9 +598,9 @@ class RunLog:
 
         # Independent writes, all done (or the promotion fails) before the pointer moves.
         gather(
-            lambda: store.copy(models, run_key(run_id, MODEL_KEY), MODEL_KEY, metadata=tag),
-            lambda: store.copy(data, run_key(run_id, X_TEST_KEY), X_TEST_KEY, metadata=tag),
-            lambda: store.copy(data, run_key(run_id, Y_TEST_KEY), Y_TEST_KEY, metadata=tag),
+            lambda: store.copy(models, self.key(run_id, MODEL_KEY), MODEL_KEY, metadata=tag),
+            lambda: store.copy(data, self.key(run_id, X_TEST_KEY), X_TEST_KEY, metadata=tag),
+            lambda: store.copy(data, self.key(run_id, Y_TEST_KEY), Y_TEST_KEY, metadata=tag),
             score_file,
         )
 
@@ -520,6 +610,8 @@ class RunLog:
 
         ``pointer``: the latest pointer as the caller read it (None: no run promoted yet);
         after a write it is read again, and the root copies repaired if it moved."""
+        if not self.roots:
+            return
         if pointer is None or pointer.run_id != run_id:
             return
         self.store.put_text(self._data, SCORE_KEY, score, metadata={RUN_TAG: run_id})
@@ -557,6 +649,8 @@ class RunLog:
         """Make the root copies name the current run again (after a promotion that failed or
         lost half-way); returns whether anything was rewritten. Repeats while the pointer
         moves under it, so the last promoter to finish leaves the copies consistent."""
+        if not self.roots:
+            return False
         repaired = False
         for _ in range(_REPAIR_ROUNDS):
             pointer = self.latest()
@@ -584,7 +678,7 @@ class RunLog:
     def record(self, run_id: str) -> dict[str, Any]:
         """What is known of a run, from its own files: status, parameters, metrics, error."""
         listed, current = gather(  # independent reads, at once
-            lambda: self.store.list_objects(self._data, run_key(run_id, "")), self._current
+            lambda: self.store.list_objects(self._data, self.key(run_id, "")), self._current
         )
         files = {o.key.rsplit("/", 1)[-1]: o for o in listed}
         if REQUEST not in files and QUEUED not in files:
@@ -618,6 +712,7 @@ class RunLog:
             if record["status"] not in ("queued", "running"):
                 _keep(self._finished, run_id, (signature, dict(record)), _RECORD_CACHE_SIZE)
         record["current"] = run_id == current
+        record["dataset"] = self.dataset
         return record
 
     def _record(self, run_id: str, files: Mapping[str, StoredObject]) -> dict[str, Any]:
@@ -656,10 +751,12 @@ class RunLog:
         elif METRICS in files:
             scored: Metrics = documents[METRICS]
             record.update(status="succeeded", finished_at=scored.evaluated_at)
+            if scored.accuracy is None:
+                shown = {"r2": scored.r2, "mae": scored.mae, "rmse": scored.rmse}
+            else:
+                shown = {name: getattr(scored, name) for name in CLASS_METRICS}
             record["metrics"] = {
-                "r2": scored.r2,
-                "mae": scored.mae,
-                "rmse": scored.rmse,
+                **shown,
                 "n_test": scored.n_test,
                 "score": scored.score,
                 "n_train": info.n_train if info is not None else None,
@@ -686,7 +783,7 @@ class RunLog:
         One listing of ``runs/`` finds every run, its files and when it was created; only the
         newest ``limit`` are read.
         """
-        files, created = _index(self.store.list_objects(self._data, RUNS_PREFIX))
+        files, created = _index(self.store.list_objects(self._data, self.prefix), self.prefix)
         newest = sorted(created, key=lambda r: (created[r], r), reverse=True)
         if len(newest) > limit:  # S3 times are coarse: keep every run as new as the last one kept
             cutoff = created[newest[limit - 1]]
@@ -724,6 +821,9 @@ _KINDS: dict[str, type[_Document]] = {
 }
 
 
+CLASS_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+
+
 def _blank(run_id: str) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -746,14 +846,14 @@ def _error(failure: Failure) -> dict[str, Any]:
 
 
 def _index(
-    objects: list[StoredObject],
+    objects: list[StoredObject], prefix: str = RUNS_PREFIX
 ) -> tuple[dict[str, dict[str, StoredObject]], dict[str, str]]:
     """From a listing of ``runs/``: each run's files by name, and when each run was first
     recorded (queued by a caller, or requested by ingestion)."""
     files: dict[str, dict[str, StoredObject]] = {}
     created: dict[str, str] = {}
     for obj in objects:
-        run_id, _, name = obj.key[len(RUNS_PREFIX) :].partition("/")
+        run_id, _, name = obj.key[len(prefix) :].partition("/")
         if not name:
             continue  # runs/latest.json
         files.setdefault(run_id, {})[name] = obj

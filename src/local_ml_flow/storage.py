@@ -243,6 +243,15 @@ class ArtifactStore:
                     )
         return out
 
+    def list_prefixes(self, bucket: str, prefix: str) -> list[str]:
+        """The "folders" right under ``prefix`` (common prefixes with delimiter ``/``)."""
+        out: list[str] = []
+        with aws.translated(self._target(bucket)):
+            paginator = self.s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+                out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []) if "Prefix" in p)
+        return out
+
     def list_buckets(self) -> list[str]:
         with aws.translated(self._target("*")):
             return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]

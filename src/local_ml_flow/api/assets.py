@@ -25,3 +25,4 @@ UPLOT_JS = vendor(UPLOT, "uPlot.iife.min.js")
 UPLOT_CSS = vendor(UPLOT, "uPlot.min.css")
 UI_JS = f"{STATIC_URL}/ui/app.js"
 UI_CSS = f"{STATIC_URL}/ui/app.css"
+UI_DATASETS_JS = f"{STATIC_URL}/ui/datasets.js"

@@ -35,7 +35,12 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> str:
     """A whole page: navigation, the app's CSS/JS, uPlot when it draws charts."""
-    links = [("/ui", "Runs"), ("/ui/dataset", "Dataset"), ("/ui/predict", "Predict")]
+    links = [
+        ("/ui", "Runs"),
+        ("/ui/datasets", "Datasets"),
+        ("/ui/dataset", "Dataset"),
+        ("/ui/predict", "Predict"),
+    ]
     nav = "".join(
         f'<a href="{href}"{" class=active" if name == active else ""}>{name}</a>'
         for href, name in links

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from local_ml_flow.api.routes import (
     bucket,
+    datasets,
     docs,
     health,
     lambdas,
@@ -15,8 +16,22 @@ from local_ml_flow.api.routes import (
     root,
     runs,
     ui,
+    ui_datasets,
 )
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    module.router for module in (predict, result, health, runs, bucket, lambdas, root, docs, ui)
+    module.router
+    for module in (
+        predict,
+        result,
+        health,
+        runs,
+        datasets,
+        bucket,
+        lambdas,
+        root,
+        docs,
+        ui_datasets,
+        ui,
+    )
 )
