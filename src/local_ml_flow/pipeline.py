@@ -397,6 +397,7 @@ def _train_tabular(
         dataset=document.name,
         task=schema.task,
         schema_sha256=document.schema_sha256,
+        dataset_schema=schema,
         encoding=encoding,
         labels=schema.labels,
         features=encoding.names(),

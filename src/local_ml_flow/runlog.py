@@ -35,7 +35,7 @@ from local_ml_flow.errors import (
     RunNotFoundError,
 )
 from local_ml_flow.events import HOUSING, RunId, RunParameters, TabularParameters
-from local_ml_flow.ml.documents import Encoding, Label
+from local_ml_flow.ml.documents import DatasetSchema, Encoding, Label
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
 
@@ -140,6 +140,7 @@ class Manifest(_Document):
     dataset: str = HOUSING
     task: str = "regression"
     schema_sha256: str | None = None
+    dataset_schema: DatasetSchema | None = None  # what a predict request is checked against
     encoding: Encoding | None = None
     labels: list[Label] | None = None
     features: list[str]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
-from local_ml_flow.events import RunOptions, new_run_id
+from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, new_run_id
 from local_ml_flow.invoke import Invoker
 from local_ml_flow.runlog import Pointer, RunLog
 from local_ml_flow.settings import Settings
@@ -26,7 +26,10 @@ def _unheard(pointer: Pointer) -> None:
     """Default promotion callback: nobody listens."""
 
 
-def queue_run(runs: RunLog, options: RunOptions) -> str:
+Options = RunOptions | TabularOptions
+
+
+def queue_run(runs: RunLog, options: Options) -> str:
     """Record a new run as queued (before anything is invoked); returns its id."""
     run_id = new_run_id()
     runs.queue(run_id, options.model_dump(exclude_none=True))
@@ -37,7 +40,7 @@ def run_pipeline(
     invoker: Invoker,
     runs: RunLog,
     settings: Settings,
-    options: RunOptions,
+    options: Options,
     *,
     progress: Progress = _quiet,
     run_id: str | None = None,
@@ -72,14 +75,25 @@ def run_pipeline(
         logger.exception("run %s failed with an unexpected error", run_id)
         raise
     logger.info(
-        "run %s succeeded in %.1f s: R² %.4f, MAE %.0f, RMSE %.0f",
+        "run %s%s succeeded in %.1f s: %s",
         run_id,
+        "" if runs.dataset == HOUSING else f" of dataset {runs.dataset}",
         time.monotonic() - started,
-        result["r2"],
-        result["mae"],
-        result["rmse"],
+        summary(result),
     )
     return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A run's main test metrics in one line: R², MAE, RMSE or accuracy and friends."""
+    if "accuracy" in result:
+        auc = result.get("roc_auc")
+        return (
+            f"accuracy {result['accuracy']:.4f}, balanced accuracy"
+            f" {result['balanced_accuracy']:.4f}, F1 {result['f1_macro']:.4f}"
+            + (f", ROC AUC {auc:.4f}" if auc is not None else "")
+        )
+    return f"R² {result['r2']:.4f}, MAE {result['mae']:.0f}, RMSE {result['rmse']:.0f}"
 
 
 def _run(
@@ -94,7 +108,8 @@ def _run(
     stage = "ingestion"
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
-        event = {"run_id": run_id, **chosen, "promote": False}
+        named = {} if runs.dataset == HOUSING else {"dataset": runs.dataset}
+        event = {**named, "run_id": run_id, **chosen, "promote": False}
         trained = invoker.invoke(settings.ingestion_function, event)
         progress(
             f"ingestion: trained on {trained['n_train']} rows, {len(trained['features'])}"
@@ -102,8 +117,13 @@ def _run(
         )
         stage = "inference"
         progress(f"inference: invoking {settings.inference_function}")
-        scored = invoker.invoke(settings.inference_function, {"run_id": run_id})
-        progress(f"inference: scored {scored['n_test']} test rows: R² {scored['r2']:.4f}")
+        scored = invoker.invoke(settings.inference_function, {**named, "run_id": run_id})
+        main = (
+            f"accuracy {scored['accuracy']:.4f}"
+            if "accuracy" in scored
+            else f"R² {scored['r2']:.4f}"
+        )
+        progress(f"inference: scored {scored['n_test']} test rows: {main}")
     except FunctionFailedError as exc:
         runs.record_failure(run_id, stage, exc.error_type, exc.error_message)
         raise FunctionFailedError(

@@ -13,16 +13,19 @@ from pydantic import BaseModel
 from local_ml_flow import __version__, bootstrap
 from local_ml_flow.api import access_log, assets, errors, limits, responses
 from local_ml_flow.api.background import BackgroundRuns
-from local_ml_flow.api.caches import Caches
+from local_ml_flow.api.caches import Caches, DatasetCaches
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.routes import ROUTERS
 from local_ml_flow.api.schemas import PredictRequest
 from local_ml_flow.settings import Settings
 
 DESCRIPTION = """
-Drive the local-ml-flow pipeline: the **ingestion** function trains a regression model on
-`housing.csv`, the **inference** function scores it. Start a run with `POST /pipeline/runs`,
-read the score with `GET /result/local-ml-flow-data`, predict with `POST /predict`.
+Drive the local-ml-flow pipeline: the **ingestion** function trains a model on a dataset, the
+**inference** function scores it. Bring your own CSV with `PUT /datasets/{name}` (regression
+or classification), train with `POST /datasets/{name}/runs`, predict with
+`POST /datasets/{name}/predict`. The built-in housing dataset keeps the original endpoints:
+start a run with `POST /pipeline/runs`, read the score with `GET /result/local-ml-flow-data`,
+predict with `POST /predict`.
 Every error is `{"error": {"type", "message", "details"?}}`. The dashboard is at [/ui](/ui).
 """
 
@@ -40,6 +43,9 @@ def create_app(
             app.state.runtime = owned
         runtime_ = app.state.runtime
         app.state.caches = Caches(runtime_.runs, runtime_.settings.model_refresh_s)
+        app.state.dataset_caches = DatasetCaches(
+            app.state.caches, runtime_.settings.model_refresh_s
+        )
         app.state.dataset_pages = DatasetPages(runtime_.store)
         app.state.background_runs = BackgroundRuns()
         try:

@@ -20,8 +20,9 @@ from typing import Generic, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import pipeline
+from local_ml_flow.events import HOUSING
 from local_ml_flow.ml.model import Regressor
-from local_ml_flow.runlog import Pointer, RunLog
+from local_ml_flow.runlog import Manifest, Pointer, RunLog
 
 T = TypeVar("T")
 logger = logging.getLogger("local_ml_flow.api")
@@ -101,6 +102,7 @@ class ServedModel:
     run_id: str
     feature_set: str
     predictor: Regressor
+    manifest: Manifest | None = None  # a registered dataset's run: its schema and encoding
 
 
 class Caches:
@@ -150,11 +152,18 @@ class Caches:
             run_id = written.run_id
         else:
             self.pointer_reads += 1
-            run_id = self.runs.latest_run_id("no trained model yet: POST /pipeline/runs first")
+            run_id = self.runs.latest_run_id(
+                "no trained model yet: POST /pipeline/runs first"
+                if self.runs.dataset == HOUSING
+                else f"dataset {self.runs.dataset!r} has no trained model yet:"
+                f" POST /datasets/{self.runs.dataset}/runs first"
+            )
         if current is not None and current.run_id == run_id:
             return current
         loaded = pipeline.load_model(self.runs, run_id)
         self.model_loads += 1
+        if self.runs.dataset != HOUSING:  # predicts from the encoded arrays it was fitted on
+            return ServedModel(run_id, "", loaded.model, loaded.manifest)
         return ServedModel(run_id, loaded.feature_set, loaded.array_predictor())
 
     def _load_score(self, current: str | None) -> str:
@@ -164,3 +173,23 @@ class Caches:
             return written.score
         self.pointer_reads += 1
         return self.runs.current_score()[1]
+
+
+class DatasetCaches:
+    """The caches of every dataset's run log, made on first use (housing's is ``housing``)."""
+
+    def __init__(self, housing: Caches, refresh_s: float) -> None:
+        self.housing = housing
+        self.refresh_s = refresh_s
+        self._by_name: dict[str, Caches] = {}
+        self._lock = threading.Lock()
+
+    def of(self, runs: RunLog) -> Caches:
+        """The caches of ``runs`` (a dataset's run log)."""
+        if runs.dataset == HOUSING:
+            return self.housing
+        with self._lock:
+            caches = self._by_name.get(runs.dataset)
+            if caches is None:
+                caches = self._by_name[runs.dataset] = Caches(runs, self.refresh_s)
+            return caches

@@ -18,6 +18,7 @@ body. So:
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,22 @@ WRITE_ROUTES: dict[tuple[str, str], WriteRoute] = {
     ("POST", "/pipeline/runs"): WriteRoute((JSON,), empty=True),
     ("PUT", "/bucket/dataset"): WriteRoute(("multipart/form-data",)),
 }
+# A registered dataset's write endpoints: (method, what follows /datasets/<name>) -> route.
+DATASET_WRITE_ROUTES: dict[tuple[str, str], WriteRoute] = {
+    ("PUT", ""): WriteRoute(("multipart/form-data",)),
+    ("POST", "/runs"): WriteRoute((JSON,), empty=True),
+    ("POST", "/predict"): WriteRoute((JSON,)),
+}
+_DATASET_PATH = re.compile(r"/datasets/[^/]+(/runs|/predict)?")
+
+
+def write_route(method: str, path: str) -> WriteRoute | None:
+    """What a write endpoint accepts (None: any body, checked by the route itself)."""
+    route = WRITE_ROUTES.get((method, path))
+    if route is not None:
+        return route
+    match = _DATASET_PATH.fullmatch(path)
+    return DATASET_WRITE_ROUTES.get((method, match.group(1) or "")) if match else None
 
 
 class GuardError(HTTPException):
@@ -94,6 +111,12 @@ def body_limit(method: str, path: str, *, predict_bytes: int, upload_bytes: int)
         return predict_bytes
     if (method, path) == ("PUT", "/bucket/dataset"):
         return upload_bytes + UPLOAD_FRAMING_BYTES
+    if method in ("PUT", "POST") and path.startswith("/datasets/"):
+        match = _DATASET_PATH.fullmatch(path)
+        if match and method == "PUT" and match.group(1) is None:
+            return upload_bytes + UPLOAD_FRAMING_BYTES
+        if match and method == "POST" and match.group(1) == "/predict":
+            return predict_bytes
     return SMALL_BODY_BYTES
 
 
@@ -164,7 +187,7 @@ def _refusal(
             )
     if headers.get(b"sec-fetch-site", b"").lower() in (b"cross-site", b"same-site"):
         return 403, "CrossSiteRequestError", f"a cross-site {method} is refused"
-    route = WRITE_ROUTES.get((method, path))
+    route = write_route(method, path)
     if route is None:
         return None
     content_type = headers.get(b"content-type")

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from local_ml_flow.events import RunOptions
+from local_ml_flow.events import FeatureSetName, RunOptions, TabularOptions
 from local_ml_flow.ml import dataset
+from local_ml_flow.ml.documents import DatasetSchema, Label
 
 
 def _normalise(value: Any) -> Any:
@@ -137,9 +138,32 @@ RUN_REQUEST_EXAMPLES: dict[str, Any] = {
 
 
 class RunMetrics(BaseModel):
-    r2: float
-    mae: float
-    rmse: float
+    """Test metrics: regression's r2, mae, rmse, or classification's accuracy and friends;
+    ``score`` is the main one as a percentage (R², or accuracy)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "r2": 0.6529,
+                    "mae": 970043.4,
+                    "rmse": 1324506.96,
+                    "n_train": 436,
+                    "n_test": 109,
+                    "score": "65.29%",
+                }
+            ]
+        }
+    )
+
+    r2: float | None = None
+    mae: float | None = None
+    rmse: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    f1_macro: float | None = None
+    log_loss: float | None = None
+    roc_auc: float | None = Field(None, description="None when undefined")
     n_train: int | None
     n_test: int
     score: str
@@ -168,6 +192,7 @@ class Run(BaseModel):
     model_sha256: str | None = None
     dataset_sha256: str | None = None
     features: list[str] | None = None
+    dataset: str = Field("housing", description="the dataset the run trains on")
 
 
 class RunsResponse(BaseModel):
@@ -258,3 +283,96 @@ class Readiness(BaseModel):
     mode: str
     checks: dict[str, bool]
     missing: list[str]
+
+
+# -- registered datasets ---------------------------------------------------------------------
+class MainMetric(BaseModel):
+    name: str = Field(description="r2 (regression) or accuracy (classification)")
+    value: float | None
+
+
+class CurrentRun(BaseModel):
+    run_id: str
+    metric: MainMetric | None
+    features: list[str] | None = Field(
+        None, description="the columns the current model takes (a predict row's fields)"
+    )
+
+
+class DatasetSummary(BaseModel):
+    name: str
+    task: Literal["regression", "classification"]
+    target: str
+    sha256: str | None = Field(description="of the current version")
+    rows: int | None
+    builtin: bool = Field(description="the built-in housing dataset (its original endpoints)")
+    current_run: CurrentRun | None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetSummary]
+
+
+class DatasetVersionInfo(BaseModel):
+    sha256: str | None
+    rows: int | None
+    accepted_at: str
+    schema_sha256: str | None
+    current: bool
+
+
+class DatasetDetail(DatasetSummary):
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_: DatasetSchema = Field(alias="schema")
+    versions: list[DatasetVersionInfo] = Field(description="newest first")
+    model_kinds: list[str]
+    default_model: str
+
+
+class DatasetRegistered(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    sha256: str
+    rows: int
+    task: Literal["regression", "classification"]
+    target: str
+    schema_: DatasetSchema = Field(alias="schema")
+    created: bool = Field(description="the dataset is new (else: a new version of it)")
+
+
+class DatasetRunRequest(TabularOptions):
+    """Optional parameters of a run on a dataset; absent fields take the defaults (the task's
+    default model, every usable column). ``feature_set`` is the housing dataset's only."""
+
+    feature_set: FeatureSetName | None = None
+
+
+class DatasetPredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
+
+
+class DatasetPredictResponse(BaseModel):
+    run_id: str
+    predictions: list[Any] = Field(description="numbers (regression) or class labels as in the CSV")
+    probabilities: list[dict[str, float]] | None = Field(
+        None, description="classification: each row's probability per class label"
+    )
+
+
+class DatasetPredictions(BaseModel):
+    """A scored run's test split; for classification with its labels, confusion matrix
+    (rows: actual, columns: predicted, in ``labels`` order) and ROC curves."""
+
+    run_id: str
+    task: Literal["regression", "classification"]
+    y_true: list[Any]
+    y_pred: list[Any]
+    n_test: int
+    evaluated_at: str
+    labels: list[Label] | None = None
+    confusion: list[list[int]] | None = None
+    roc: list[dict[str, Any]] | None = None

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from local_ml_flow.errors import DatasetTooLargeError, DatasetValidationError
+from local_ml_flow.ml.documents import Column, DatasetSchema
 
 # The columns and feature sets live in schema.py, without pandas (the settings, the events
 # and the CLI read them); re-exported here for this module's users.
@@ -487,3 +488,32 @@ def column_summary(frame: pd.DataFrame) -> dict[str, str]:
             counts = _words(frame[column]).value_counts()
             out[column] = " · ".join(f"{word} {n}" for word, n in counts.items())
     return out
+
+
+def declared_schema() -> DatasetSchema:
+    """The housing dataset's rules as a schema document (the form every registered dataset's
+    schema has): what ``GET /datasets/housing`` shows; validation stays the rules above."""
+    columns: list[Column] = []
+    for name in COLUMNS:
+        target = name == TARGET
+        common: dict[str, Any] = {
+            "name": name,
+            "missing": 0,
+            "feature": not target,
+            "reason": "the target" if target else None,
+        }
+        if name in NUMBER_RULES:
+            rule = NUMBER_RULES[name]
+            columns.append(
+                Column(
+                    kind="integer" if rule.integer else "number",
+                    minimum=float(rule.minimum),
+                    maximum=float(rule.maximum),
+                    **common,
+                )
+            )
+        elif name in YES_NO_COLUMNS:
+            columns.append(Column(kind="boolean", true_value="yes", false_value="no", **common))
+        else:
+            columns.append(Column(kind="categorical", levels=list(CHOICES[name]), **common))
+    return DatasetSchema(target=TARGET, task="regression", columns=columns)

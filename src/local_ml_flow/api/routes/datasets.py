@@ -1,7 +1,472 @@
-"""Registered datasets: register and version a CSV, train on it, read its runs, predict."""
+"""Datasets: register a CSV and its new versions, train on it, read its runs, predict.
+
+The built-in ``housing`` is one of them: its pages here read what ``/pipeline``, ``/predict``
+and ``/bucket`` serve (the same run log, pointer and model).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, File, Form, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from local_ml_flow import datasets, pipeline, registry
+from local_ml_flow.api import responses
+from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
+from local_ml_flow.api.dataset_pages import DatasetPages
+from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
+from local_ml_flow.api.schemas import (
+    CurrentRun,
+    DatasetDetail,
+    DatasetList,
+    DatasetPredictions,
+    DatasetPredictRequest,
+    DatasetPredictResponse,
+    DatasetRegistered,
+    DatasetRunRequest,
+    DatasetSummary,
+    DatasetVersionInfo,
+    MainMetric,
+    PredictRequest,
+    Run,
+    RunsResponse,
+)
+from local_ml_flow.api.starts import sampled, start
+from local_ml_flow.errors import (
+    CorruptStateError,
+    InvalidRequestError,
+    LocalMlFlowError,
+    NoModelError,
+    UploadTooLargeError,
+)
+from local_ml_flow.events import (
+    DATASET_NAME_PATTERN,
+    HOUSING,
+    RunId,
+    RunOptions,
+    TabularOptions,
+    valid_dataset_name,
+)
+from local_ml_flow.ml import dataset, tabular
+from local_ml_flow.ml import model as ml_model
+from local_ml_flow.ml.kinds import CLASSIFICATION, DEFAULT_MODEL, MODEL_KINDS, MODELS_BY_TASK
+from local_ml_flow.runlog import Pointer, RunLog
+from local_ml_flow.runner import Options
+from local_ml_flow.storage import ArtifactStore, gather
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+NamePath = Annotated[
+    str,
+    Path(
+        description="the dataset's name: 1-64 characters of a-z, 0-9, '_' and '-'",
+        pattern=DATASET_NAME_PATTERN,
+        max_length=64,
+        examples=["iris"],
+    ),
+]
+RunIdPath = Annotated[RunId, Path(description="a run id", examples=["20260101T120000Z-3f2a9c1b"])]
+
+
+def _name(name: str) -> str:
+    """The name, matched whole (the path pattern's ``$`` lets a trailing newline through)."""
+    if not valid_dataset_name(name):
+        raise InvalidRequestError(
+            f"dataset name {name[:80]!r} is invalid: use 1-64 characters of a-z, 0-9, '_' and '-'"
+        )
+    return name
+
+
+def _log(runs: RunLog, store: ArtifactStore, name: str) -> tuple[RunLog, Any]:
+    """The run log of a dataset and its document (None for housing); 404 for an unknown
+    dataset."""
+    _name(name)
+    if name == HOUSING:
+        return runs, None
+    return runs.of_dataset(name), registry.get(store, name)
+
+
+def _current(log: RunLog, *, features: bool = False) -> CurrentRun | None:
+    """The dataset's current run and its main metric (None: nothing promoted yet)."""
+    pointer: Pointer | None = log.latest()
+    if pointer is None:
+        return None
+    scored = log.metrics(pointer.run_id)
+    metric = MainMetric(name=scored.main[0], value=scored.main[1]) if scored else None
+    columns = None
+    if features:
+        manifest = log.manifest(pointer.run_id)
+        encoding = manifest.encoding
+        columns = [c.name for c in encoding.columns] if encoding else list(dataset.HOUSE_COLUMNS)
+    return CurrentRun(run_id=pointer.run_id, metric=metric, features=columns)
+
+
+def _housing_summary(request: Request, runs: RunLog, store: ArtifactStore) -> DatasetSummary:
+    pages: DatasetPages = request.app.state.dataset_pages
+    try:
+        index, _ = pages.page(0, 0)
+        rows: int | None = index.rows
+        digest: str | None = index.sha256 or None
+    except LocalMlFlowError:  # no housing.csv yet, or one that cannot be read
+        rows, digest = None, None
+    return DatasetSummary(
+        name=HOUSING,
+        task="regression",
+        target=dataset.TARGET,
+        sha256=digest,
+        rows=rows,
+        builtin=True,
+        current_run=_current_or_none(runs),
+    )
+
+
+def _current_or_none(log: RunLog, *, features: bool = False) -> CurrentRun | None:
+    """The current run, or None when it cannot be read (a listing shows the others)."""
+    try:
+        return _current(log, features=features)
+    except LocalMlFlowError:
+        return None
+
+
+def _summary(document: registry.DatasetDocument, log: RunLog) -> DatasetSummary:
+    return DatasetSummary(
+        name=document.name,
+        task=document.task,
+        target=document.target,
+        sha256=document.sha256,
+        rows=document.rows,
+        builtin=False,
+        current_run=_current_or_none(log),
+    )
+
+
+@router.get("", response_model=DatasetList, responses=responses.errors(*responses.READ))
+def list_datasets(request: Request, runs: RunsDep, store: StoreDep) -> DatasetList:
+    """Every dataset: the built-in housing first, then the registered ones by name."""
+    documents = registry.documents(store)
+    summaries = gather(
+        lambda: _housing_summary(request, runs, store),
+        *(lambda d=d: _summary(d, runs.of_dataset(d.name)) for d in documents),
+    )
+    return DatasetList(datasets=summaries)
+
+
+@router.get(
+    "/{name}", response_model=DatasetDetail, responses=responses.errors(*responses.READ, 404, 422)
+)
+def get_dataset(name: NamePath, request: Request, runs: RunsDep, store: StoreDep) -> DatasetDetail:
+    """One dataset: its schema, current version, version history and current run."""
+    log, document = _log(runs, store, name)
+    if document is None:
+        summary = _housing_summary(request, runs, store)
+        schema = dataset.declared_schema()
+        versions = [
+            DatasetVersionInfo(
+                sha256=a.sha256,
+                rows=None,
+                accepted_at=a.archived_at,
+                schema_sha256=schema.structure_sha256(),
+                current=a.current,
+            )
+            for a in datasets.history(store)
+        ]
+        return DatasetDetail(
+            **summary.model_dump(exclude={"current_run"}),
+            current_run=_current_or_none(log, features=True),
+            schema_=schema,
+            versions=versions,
+            model_kinds=list(MODEL_KINDS),
+            default_model=DEFAULT_MODEL["regression"],
+        )
+    return DatasetDetail(
+        **_summary(document, log).model_dump(exclude={"current_run"}),
+        current_run=_current_or_none(log, features=True),
+        schema_=document.schema,
+        versions=[
+            DatasetVersionInfo(
+                sha256=v.sha256,
+                rows=v.rows,
+                accepted_at=v.accepted_at,
+                schema_sha256=v.schema_sha256,
+                current=v.sha256 == document.sha256 and i == len(document.versions) - 1,
+            )
+            for i, v in reversed(list(enumerate(document.versions)))
+        ],
+        model_kinds=list(MODELS_BY_TASK[document.task]),
+        default_model=DEFAULT_MODEL[document.task],
+    )
+
+
+@router.put(
+    "/{name}",
+    response_model=DatasetRegistered,
+    responses=responses.errors(*responses.WRITE, 409),
+)
+async def put_dataset(
+    name: NamePath,
+    store: StoreDep,
+    settings: SettingsDep,
+    file: Annotated[bytes, File(description="the CSV (a header line, then one row per line)")],
+    target: Annotated[
+        str | None,
+        Form(description="the column to predict (required for a new dataset)", max_length=200),
+    ] = None,
+    task: Annotated[
+        Literal["regression", "classification"] | None,
+        Form(description="absent: inferred (a numeric target with many values: regression)"),
+    ] = None,
+    schema: Annotated[
+        Literal["keep", "replace"],
+        Query(description="replace: accept a changed schema on purpose (inferred again)"),
+    ] = "keep",
+) -> DatasetRegistered:
+    """Register a dataset from a CSV, or add a new version (validated against its schema:
+    every problem listed, nothing changed on a refusal)."""
+    _name(name)
+    if len(file) > settings.max_upload_bytes:
+        raise UploadTooLargeError(
+            f"upload is larger than the limit of {settings.max_upload_bytes} bytes"
+        )
+    registered = await run_in_threadpool(
+        registry.add,
+        store,
+        name,
+        file,
+        target=target or None,
+        task=task,
+        replace_schema=schema == "replace",
+        max_bytes=min(settings.max_upload_bytes, settings.max_dataset_bytes),
+        max_rows=settings.max_dataset_rows,
+    )
+    document = registered.document
+    return DatasetRegistered(
+        name=document.name,
+        sha256=document.sha256,
+        rows=document.rows,
+        task=document.task,
+        target=document.target,
+        schema_=document.schema,
+        created=registered.created,
+    )
+
+
+@router.get(
+    "/{name}/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ, 404)
+)
+def list_dataset_runs(
+    name: NamePath,
+    runs: RunsDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunsResponse:
+    """A dataset's runs, newest first."""
+    log, _ = _log(runs, store, name)
+    return RunsResponse(runs=[Run.model_validate(r) for r in log.list(limit)])
+
+
+def _options(
+    name: str, body: DatasetRunRequest, document: registry.DatasetDocument | None, settings: Any
+) -> Options:
+    """The run's options for its dataset, checked before anything is queued (422)."""
+    if document is None:
+        if body.features is not None:
+            raise InvalidRequestError(
+                "features applies to registered datasets; housing takes feature_set"
+            )
+        if body.model is not None and body.model not in MODEL_KINDS:
+            raise InvalidRequestError(
+                f"model {body.model!r} is not a regression model; housing takes one of"
+                f" {list(MODEL_KINDS)}"
+            )
+        return RunOptions(
+            model=body.model,
+            feature_set=body.feature_set,
+            test_size=body.test_size,
+            random_state=body.random_state,
+        )
+    if body.feature_set is not None:
+        raise InvalidRequestError(
+            f"feature_set is housing's; dataset {name!r} takes features (a list of its columns)"
+        )
+    options = TabularOptions(**body.model_dump(exclude={"feature_set"}))
+    pipeline.tabular_parameters(options, document, settings.run_defaults())  # 422 if wrong
+    return options
+
+
+@router.post(
+    "/{name}/runs",
+    status_code=201,
+    response_model=Run,
+    responses={
+        202: {
+            "model": Run,
+            "description": "started without waiting (`?wait=false` or `Prefer: respond-async`)",
+        },
+        **responses.errors(*responses.WRITE, 404, 409),
+    },
+)
+def start_dataset_run(
+    name: NamePath,
+    request: Request,
+    response: Response,
+    runs: RunsDep,
+    store: StoreDep,
+    invoker: InvokerDep,
+    settings: SettingsDep,
+    body: Annotated[DatasetRunRequest | None, Body()] = None,
+    wait: Annotated[bool, Query(description="false: answer 202 at once")] = True,
+    prefer: Annotated[str | None, Header(description="`respond-async`: as `wait=false`")] = None,
+) -> Run:
+    """Train on the dataset's current version (ingestion then inference), make the run
+    current; 201 with the run, or 202 at once with `?wait=false`."""
+    log, document = _log(runs, store, name)
+    options = _options(name, body or DatasetRunRequest(), document, settings)
+    caches = _caches(request).of(log)
+    asynchronous = not wait or (prefer is not None and "respond-async" in prefer.lower())
+    return start(request, response, log, invoker, settings, caches, options, asynchronous)
+
+
+@router.get(
+    "/{name}/runs/{run_id}",
+    response_model=Run,
+    responses=responses.errors(*responses.READ, 404),
+)
+def get_dataset_run(name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep) -> Run:
+    """One run of a dataset."""
+    log, _ = _log(runs, store, name)
+    return Run.model_validate(log.record(run_id))
+
+
+@router.get(
+    "/{name}/runs/{run_id}/predictions",
+    response_model=DatasetPredictions,
+    responses=responses.errors(*responses.READ, 404, 409, only={409: ("NoModelError",)}),
+)
+def get_dataset_predictions(
+    name: NamePath,
+    run_id: RunIdPath,
+    runs: RunsDep,
+    store: StoreDep,
+    max_points: Annotated[int | None, Query(ge=2, le=1_000_000)] = None,
+) -> DatasetPredictions:
+    """A scored run's test split: actual and predicted values (labels for classification,
+    with the confusion matrix and ROC curves)."""
+    log, _ = _log(runs, store, name)
+    stored = log.predictions(run_id)
+    y_true: list[Any] = stored.y_true
+    y_pred: list[Any] = stored.y_pred
+    labels = stored.labels
+    if labels is not None:
+        try:
+            y_true = [labels[int(v)] for v in y_true]
+            y_pred = [labels[int(v)] for v in y_pred]
+        except (IndexError, ValueError):
+            raise CorruptStateError(
+                f"run {run_id!r}: its predictions do not fit its labels"
+            ) from None
+    y_true, y_pred = sampled(y_true, y_pred, max_points)
+    return DatasetPredictions(
+        run_id=stored.run_id,
+        task="classification" if labels is not None else "regression",
+        y_true=y_true,
+        y_pred=y_pred,
+        n_test=len(stored.y_true),
+        evaluated_at=stored.evaluated_at,
+        labels=labels,
+        confusion=stored.confusion,
+        roc=stored.roc,
+    )
+
+
+@router.post(
+    "/{name}/runs/{run_id}/promote",
+    response_model=Run,
+    responses=responses.errors(
+        400, 403, 404, 409, 502, 503, only={409: ("PromotionRefusedError", "ConcurrentUpdateError")}
+    ),
+)
+async def promote_dataset_run(
+    name: NamePath, run_id: RunIdPath, request: Request, runs: RunsDep, store: StoreDep
+) -> Run:
+    """Make a succeeded run of the dataset current again (rollback)."""
+    log, _ = await run_in_threadpool(_log, runs, store, name)
+    caches = _caches(request).of(log)
+    written = None
+    try:
+        written = await run_in_threadpool(log.make_current, run_id)
+    finally:
+        caches.invalidate(written)
+    return Run.model_validate(await run_in_threadpool(log.record, run_id))
+
+
+def _caches(request: Request) -> DatasetCaches:
+    caches: DatasetCaches = request.app.state.dataset_caches
+    return caches
+
+
+@router.post(
+    "/{name}/predict",
+    response_model=DatasetPredictResponse,
+    responses=responses.errors(
+        *responses.WRITE, 404, 409, only={409: ("NoModelError", "ModelVersionError")}
+    ),
+)
+async def predict_dataset(
+    name: NamePath,
+    request: Request,
+    runs: RunsDep,
+    store: StoreDep,
+    body: Annotated[DatasetPredictRequest, Body()],
+) -> DatasetPredictResponse:
+    """Predict with the dataset's current model: `{"rows": [{column: value}]}`, without the
+    target; a `null` value is filled as in training."""
+    _name(name)
+    all_caches = _caches(request)
+    if name == HOUSING:
+        return await _predict_housing(all_caches.housing, body)
+    log = runs.of_dataset(name)
+    caches = all_caches.of(log)
+    try:
+        served = await caches.model.get()
+    except NoModelError:
+        await run_in_threadpool(registry.get, store, name)  # 404 for an unknown dataset
+        raise
+    return _predict(served, body)
+
+
+async def _predict_housing(caches: Caches, body: DatasetPredictRequest) -> DatasetPredictResponse:
+    try:
+        houses = PredictRequest.model_validate({"houses": body.rows})
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", "rows", *error["loc"][1:])} for error in exc.errors()]
+        ) from None
+    served = await caches.model.get()
+    x = dataset.encode_houses([h.model_dump() for h in houses.houses], served.feature_set)
+    return DatasetPredictResponse(
+        run_id=served.run_id, predictions=served.predictor.predict(x).tolist()
+    )
+
+
+def _predict(served: ServedModel, body: DatasetPredictRequest) -> DatasetPredictResponse:
+    manifest = served.manifest
+    if manifest is None or manifest.dataset_schema is None or manifest.encoding is None:
+        raise NoModelError(f"run {served.run_id!r} has no schema to check rows against")
+    x = tabular.encode_rows(body.rows, manifest.dataset_schema, manifest.encoding)
+    model: Any = served.predictor
+    if manifest.task != CLASSIFICATION:
+        return DatasetPredictResponse(
+            run_id=served.run_id, predictions=ml_model.predict(model, x).tolist()
+        )
+    labels = manifest.labels or []
+    proba = model.predict_proba(x)
+    return DatasetPredictResponse(
+        run_id=served.run_id,
+        predictions=[labels[int(i)] for i in proba.argmax(axis=1)],
+        probabilities=[
+            {str(label): float(p) for label, p in zip(labels, row, strict=True)} for row in proba
+        ],
+    )

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow.api import responses
-from local_ml_flow.api.background import BackgroundRuns
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
 from local_ml_flow.api.schemas import (
     RUN_REQUEST_EXAMPLES,
@@ -18,9 +17,8 @@ from local_ml_flow.api.schemas import (
     RunRequest,
     RunsResponse,
 )
+from local_ml_flow.api.starts import sampled, start
 from local_ml_flow.events import RunId
-from local_ml_flow.runlog import Pointer
-from local_ml_flow.runner import queue_run, run_pipeline
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
@@ -63,30 +61,8 @@ def start_run(
     Without waiting the answer is 202 with the queued run and a `Location` to poll:
     its status goes queued -> running -> succeeded (or failed)."""
     options = body or RunRequest()
-    if not wait or (prefer is not None and "respond-async" in prefer.lower()):
-        run_id = queue_run(runs, options)
-        background: BackgroundRuns = request.app.state.background_runs
-
-        def work() -> None:
-            written: list[Pointer] = []
-            try:
-                run_pipeline(
-                    invoker, runs, settings, options, run_id=run_id, promoted=written.append
-                )
-            finally:
-                caches.invalidate(written[-1] if written else None)
-
-        background.submit(run_id, work)
-        response.status_code = 202
-        response.headers["Location"] = f"/pipeline/runs/{run_id}"
-        return Run.model_validate(runs.record(run_id))
-    written: list[Pointer] = []
-    try:
-        result = run_pipeline(invoker, runs, settings, options, promoted=written.append)
-    finally:
-        # the next /predict and /result serve the new run, from the pointer just written
-        caches.invalidate(written[-1] if written else None)
-    return Run.model_validate(runs.record(result["run_id"]))
+    asynchronous = not wait or (prefer is not None and "respond-async" in prefer.lower())
+    return start(request, response, runs, invoker, settings, caches, options, asynchronous)
 
 
 @router.get("/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ))
@@ -125,10 +101,8 @@ def get_predictions(
     """A scored run's test split: actual (`y_true`) and predicted (`y_pred`) prices; 409 for a
     run not scored."""
     stored = runs.predictions(run_id)
-    y_true, y_pred, n = stored.y_true, stored.y_pred, len(stored.y_true)
-    if max_points is not None and n > max_points:
-        rows = [round(i * (n - 1) / (max_points - 1)) for i in range(max_points)]
-        y_true, y_pred = [y_true[i] for i in rows], [y_pred[i] for i in rows]
+    n = len(stored.y_true)
+    y_true, y_pred = sampled(stored.y_true, stored.y_pred, max_points)
     return PredictionsResponse(
         run_id=stored.run_id,
         y_true=y_true,

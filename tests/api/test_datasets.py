@@ -1,0 +1,315 @@
+"""Bring your own data, through a real uvicorn server on the embedded stack: register CSVs,
+version them, train classification and regression runs, read them, predict."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
+from tests import datasets
+from tests.api.conftest import ApiServer, assert_error
+from tests.api.test_api import stored
+
+IRIS = datasets.csv(datasets.iris())
+HOMES = datasets.csv(datasets.mixed())
+
+
+def put(client: httpx.Client, name: str, data: bytes, **form: str) -> httpx.Response:
+    query = {"schema": form.pop("schema")} if "schema" in form else {}
+    return client.put(
+        f"/datasets/{name}",
+        files={"file": ("data.csv", data, "text/csv")},
+        data=form,
+        params=query,
+    )
+
+
+@pytest.fixture(scope="module")
+def iris(client: httpx.Client) -> dict:
+    response = put(client, "iris", IRIS, target="species")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def iris_run(client: httpx.Client, iris: dict) -> dict:
+    response = client.post("/datasets/iris/runs", json={})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_registering_answers_the_inferred_schema(iris):
+    assert {k: iris[k] for k in ("name", "rows", "task", "target", "created")} == {
+        "name": "iris",
+        "rows": 150,
+        "task": "classification",
+        "target": "species",
+        "created": True,
+    }
+    assert len(iris["sha256"]) == 64
+    columns = {c["name"]: c for c in iris["schema"]["columns"]}
+    assert columns["petal_length"]["kind"] == "number"
+    assert columns["petal_length"]["minimum"] == 1.0
+    assert columns["species"]["feature"] is False
+    assert iris["schema"]["labels"] == ["setosa", "versicolor", "virginica"]
+
+
+def test_a_classification_run_and_its_record(client, iris_run):
+    run = iris_run
+    assert (run["status"], run["current"], run["dataset"]) == ("succeeded", True, "iris")
+    assert run["parameters"]["model"] == "logistic"
+    metrics = run["metrics"]
+    assert set(metrics) >= {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
+    assert metrics["accuracy"] > 0.85 and metrics["n_test"] == 30
+    assert metrics["r2"] is None
+    listed = client.get("/datasets/iris/runs").json()["runs"]
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+    one = client.get(f"/datasets/iris/runs/{run['run_id']}").json()
+    assert one["run_id"] == run["run_id"]
+    # the housing runs are another log
+    assert all(r["dataset"] == "housing" for r in client.get("/pipeline/runs").json()["runs"])
+
+
+def test_the_predictions_of_a_classification_run(client, iris_run):
+    body = client.get(f"/datasets/iris/runs/{iris_run['run_id']}/predictions").json()
+    assert body["task"] == "classification"
+    assert set(body["y_true"]) <= {"setosa", "versicolor", "virginica"}
+    assert sum(map(sum, body["confusion"])) == body["n_test"] == 30
+    assert len(body["roc"]) == 3 and all(0.5 < c["auc"] <= 1 for c in body["roc"])
+    sampled = client.get(
+        f"/datasets/iris/runs/{iris_run['run_id']}/predictions", params={"max_points": 5}
+    ).json()
+    assert len(sampled["y_true"]) == 5 and sampled["n_test"] == 30
+
+
+def test_predict_answers_labels_as_written_and_probabilities(client, iris_run):
+    flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    big = {"sepal_length": 7.7, "sepal_width": 3.0, "petal_length": 6.1, "petal_width": 2.3}
+    response = client.post("/datasets/iris/predict", json={"rows": [flower, big]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["run_id"] == iris_run["run_id"]
+    assert body["predictions"] == ["setosa", "virginica"]
+    assert set(body["probabilities"][0]) == {"setosa", "versicolor", "virginica"}
+    assert math.isclose(sum(body["probabilities"][0].values()), 1.0, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [
+        (
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4},
+            "'petal_width' is missing",
+        ),
+        (
+            {"sepal_length": "5", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            "'sepal_length' must be a number",
+        ),
+        (
+            {
+                "sepal_length": 5,
+                "sepal_width": 3.5,
+                "petal_length": 1.4,
+                "petal_width": 0.2,
+                "color": "red",
+            },
+            "unknown field 'color'",
+        ),
+        (
+            {
+                "sepal_length": 5,
+                "sepal_width": 3.5,
+                "petal_length": 1.4,
+                "petal_width": 0.2,
+                "species": "setosa",
+            },
+            "'species' is the target",
+        ),
+    ],
+)
+def test_bad_rows_are_a_422_naming_the_field(client, iris_run, row, needle):
+    error = assert_error(
+        client.post("/datasets/iris/predict", json={"rows": [row]}), 422, "DatasetValidationError"
+    )
+    assert any(needle in d for d in error["details"]), error
+
+
+def test_a_regression_dataset_with_missing_values_categories_and_text(client):
+    response = put(client, "homes", HOMES, target="price")
+    assert response.status_code == 200, response.text
+    note = next(c for c in response.json()["schema"]["columns"] if c["name"] == "note")
+    assert note["feature"] is False and "free text" in note["reason"]
+    run = client.post("/datasets/homes/runs", json={"model": "ridge", "random_state": 7})
+    assert run.status_code == 201, run.text
+    assert run.json()["metrics"]["r2"] > 0.8
+    assert run.json()["parameters"] == {
+        "model": "ridge",
+        "test_size": 0.2,
+        "random_state": 7,
+        "features": None,
+    }
+    home = {"size": 120.5, "rooms": None, "garden": "yes", "city": "Paris"}
+    predicted = client.post("/datasets/homes/predict", json={"rows": [home]})
+    assert predicted.status_code == 200, predicted.text
+    assert isinstance(predicted.json()["predictions"][0], float)
+    assert "probabilities" not in predicted.json() or predicted.json()["probabilities"] is None
+    unseen = client.post("/datasets/homes/predict", json={"rows": [{**home, "city": "Berlin"}]})
+    error = assert_error(unseen, 422, "DatasetValidationError")
+    assert "must be one of Lyon, Nantes, Paris" in error["details"][0]
+
+
+def test_a_run_on_chosen_features(client, iris):
+    response = client.post(
+        "/datasets/iris/runs", json={"features": ["petal_length", "petal_width"]}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["features"] == ["petal_length", "petal_width"]
+    detail = client.get("/datasets/iris").json()
+    assert detail["current_run"]["features"] == ["petal_length", "petal_width"]
+    flower = {"petal_length": 1.4, "petal_width": 0.2}
+    assert client.post("/datasets/iris/predict", json={"rows": [flower]}).status_code == 200
+
+
+def test_a_run_in_the_background(client, iris):
+    response = client.post("/datasets/iris/runs", params={"wait": "false"}, json={})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    assert response.headers["location"] == f"/datasets/iris/runs/{run_id}"
+    for _ in range(600):
+        record = client.get(f"/datasets/iris/runs/{run_id}").json()
+        if record["status"] in ("succeeded", "failed"):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert record["status"] == "succeeded", record
+
+
+def test_listing_and_reading_datasets(client, iris_run):
+    listed = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}
+    assert list(listed)[0] == "housing" and listed["housing"]["builtin"] is True
+    assert listed["iris"]["task"] == "classification"
+    assert listed["iris"]["current_run"]["metric"]["name"] == "accuracy"
+    detail = client.get("/datasets/iris").json()
+    assert detail["model_kinds"] == ["logistic", "gradient_boosting"]
+    assert detail["default_model"] == "logistic"
+    assert detail["versions"][0]["current"] is True
+    housing = client.get("/datasets/housing").json()
+    assert housing["task"] == "regression" and housing["target"] == "price"
+    assert {c["name"] for c in housing["schema"]["columns"]} >= {"area", "furnishingstatus"}
+
+
+def test_new_versions_are_validated_and_a_refusal_changes_nothing(client, server: ApiServer):
+    frame = datasets.mixed(seed=3)
+    assert put(client, "versions", datasets.csv(frame), target="price").status_code == 200
+    before = stored(server)
+    bad = frame.astype(object)
+    bad.loc[2, "city"] = "Oslo"
+    response = put(client, "versions", datasets.csv(bad))
+    error = assert_error(response, 422, "DatasetValidationError")
+    assert any("unseen levels at line 4 (found 'Oslo'" in d for d in error["details"]), error
+    assert stored(server) == before
+    replaced = put(client, "versions", datasets.csv(bad), schema="replace")
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["created"] is False
+    versions = client.get("/datasets/versions").json()["versions"]
+    assert len(versions) == 2 and versions[0]["current"] and not versions[1]["current"]
+    assert versions[0]["schema_sha256"] != versions[1]["schema_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("Iris", 422), ("a" * 65, 422), ("a.b", 422), ("housing", 422)],
+)
+def test_bad_names_are_refused(client, name, status):
+    response = put(client, name, IRIS, target="species")
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+
+
+def test_a_name_with_a_trailing_newline_is_refused(client):
+    response = client.get("/datasets/iris%0A")
+    assert response.status_code == 422, response.text
+
+
+def test_degenerate_uploads_are_refused_before_any_run(client):
+    constant = datasets.mixed().assign(price=7.5)
+    error = assert_error(
+        put(client, "flat", datasets.csv(constant), target="price"), 422, "DatasetValidationError"
+    )
+    assert any("single value" in d for d in error["details"]), error
+    assert_error(client.get("/datasets/flat"), 404, "NotFoundError")
+    tiny = datasets.mixed().head(4)
+    error = assert_error(
+        put(client, "tiny", datasets.csv(tiny), target="price"), 422, "DatasetValidationError"
+    )
+    assert any("at least 10" in d for d in error["details"]), error
+
+
+def test_unknown_datasets_and_wrong_parameters(client, iris):
+    assert_error(client.get("/datasets/ghost"), 404, "NotFoundError")
+    assert_error(client.get("/datasets/ghost/runs"), 404, "NotFoundError")
+    assert_error(client.post("/datasets/ghost/runs", json={}), 404, "NotFoundError")
+    flower = {"petal_length": 1.4}
+    assert_error(
+        client.post("/datasets/ghost/predict", json={"rows": [flower]}), 404, "NotFoundError"
+    )
+    error = assert_error(
+        client.post("/datasets/iris/runs", json={"model": "linear"}), 422, "InvalidRequestError"
+    )
+    assert "not a classification model" in error["message"]
+    error = assert_error(
+        client.post("/datasets/iris/runs", json={"features": ["species"]}),
+        422,
+        "InvalidRequestError",
+    )
+    assert "cannot be a feature" in error["message"]
+    assert_error(
+        client.put("/datasets/iris", content=b"x", headers={"content-type": "text/plain"}),
+        415,
+        "UnsupportedMediaTypeError",
+    )
+    new = put(client, "nolabel", IRIS)
+    assert "target is required" in assert_error(new, 422, "InvalidRequestError")["message"]
+
+
+def test_no_model_yet_is_a_409(client):
+    assert put(client, "untrained", HOMES, target="price").status_code == 200
+    error = assert_error(
+        client.post("/datasets/untrained/predict", json={"rows": [{"size": 1}]}),
+        409,
+        "NoModelError",
+    )
+    assert "POST /datasets/untrained/runs" in error["message"]
+
+
+def test_housing_is_a_dataset_with_its_original_endpoints(client):
+    run = client.post("/datasets/housing/runs", json={"feature_set": "seed"})
+    assert run.status_code == 201, run.text
+    assert run.json()["dataset"] == "housing"
+    assert run.json()["metrics"]["score"] == "35.62%"
+    assert client.get("/result/local-ml-flow-data").json() == {"content": "35.62%"}
+    predicted = client.post("/datasets/housing/predict", json={"rows": [EXAMPLE_HOUSE]})
+    assert predicted.status_code == 200, predicted.text
+    original = client.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
+    assert predicted.json()["predictions"] == original["predictions"]
+    assert predicted.json()["run_id"] == run.json()["run_id"]
+    error = assert_error(
+        client.post("/datasets/housing/runs", json={"model": "logistic"}),
+        422,
+        "InvalidRequestError",
+    )
+    assert "not a regression model" in error["message"]
+
+
+def test_a_cross_site_upload_is_refused(client):
+    response = client.put(
+        "/datasets/evil",
+        files={"file": ("data.csv", IRIS, "text/csv")},
+        data={"target": "species"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert_error(response, 403, "CrossSiteRequestError")
