@@ -63,7 +63,8 @@ def test_a_classification_run_and_its_record(client, iris_run):
     assert run["parameters"]["model"] == "logistic"
     metrics = run["metrics"]
     assert set(metrics) >= {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
-    assert metrics["accuracy"] > 0.85 and metrics["n_test"] == 30
+    assert metrics["accuracy"] > 0.85
+    assert metrics["n_test"] == 30
     assert metrics["r2"] is None
     listed = client.get("/datasets/iris/runs").json()["runs"]
     assert [r["run_id"] for r in listed] == [run["run_id"]]
@@ -78,11 +79,13 @@ def test_the_predictions_of_a_classification_run(client, iris_run):
     assert body["task"] == "classification"
     assert set(body["y_true"]) <= {"setosa", "versicolor", "virginica"}
     assert sum(map(sum, body["confusion"])) == body["n_test"] == 30
-    assert len(body["roc"]) == 3 and all(0.5 < c["auc"] <= 1 for c in body["roc"])
+    assert len(body["roc"]) == 3
+    assert all(0.5 < c["auc"] <= 1 for c in body["roc"])
     sampled = client.get(
         f"/datasets/iris/runs/{iris_run['run_id']}/predictions", params={"max_points": 5}
     ).json()
-    assert len(sampled["y_true"]) == 5 and sampled["n_test"] == 30
+    assert len(sampled["y_true"]) == 5
+    assert sampled["n_test"] == 30
 
 
 def test_predict_answers_labels_as_written_and_probabilities(client, iris_run):
@@ -141,7 +144,8 @@ def test_a_regression_dataset_with_missing_values_categories_and_text(client):
     response = put(client, "homes", HOMES, target="price")
     assert response.status_code == 200, response.text
     note = next(c for c in response.json()["schema"]["columns"] if c["name"] == "note")
-    assert note["feature"] is False and "free text" in note["reason"]
+    assert note["feature"] is False
+    assert "free text" in note["reason"]
     run = client.post("/datasets/homes/runs", json={"model": "ridge", "random_state": 7})
     assert run.status_code == 201, run.text
     assert run.json()["metrics"]["r2"] > 0.8
@@ -190,7 +194,8 @@ def test_a_run_in_the_background(client, iris):
 
 def test_listing_and_reading_datasets(client, iris_run):
     listed = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}
-    assert list(listed)[0] == "housing" and listed["housing"]["builtin"] is True
+    assert next(iter(listed)) == "housing"
+    assert listed["housing"]["builtin"] is True
     assert listed["iris"]["task"] == "classification"
     assert listed["iris"]["current_run"]["metric"]["name"] == "accuracy"
     detail = client.get("/datasets/iris").json()
@@ -198,7 +203,8 @@ def test_listing_and_reading_datasets(client, iris_run):
     assert detail["default_model"] == "logistic"
     assert detail["versions"][0]["current"] is True
     housing = client.get("/datasets/housing").json()
-    assert housing["task"] == "regression" and housing["target"] == "price"
+    assert housing["task"] == "regression"
+    assert housing["target"] == "price"
     assert {c["name"] for c in housing["schema"]["columns"]} >= {"area", "furnishingstatus"}
 
 
@@ -216,7 +222,9 @@ def test_new_versions_are_validated_and_a_refusal_changes_nothing(client, server
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["created"] is False
     versions = client.get("/datasets/versions").json()["versions"]
-    assert len(versions) == 2 and versions[0]["current"] and not versions[1]["current"]
+    assert len(versions) == 2
+    assert versions[0]["current"]
+    assert not versions[1]["current"]
     assert versions[0]["schema_sha256"] != versions[1]["schema_sha256"]
 
 

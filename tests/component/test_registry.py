@@ -17,11 +17,11 @@ from local_ml_flow.storage import ArtifactStore
 from tests import datasets
 from tests.component.conftest import snapshot
 
-LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_rows": 100_000}
+MAX_BYTES = 50 * 1024 * 1024
 
 
 def add(store: ArtifactStore, name: str, data: bytes, **kwargs) -> registry.Registered:
-    return registry.add(store, name, data, **LIMITS, **kwargs)
+    return registry.add(store, name, data, max_bytes=MAX_BYTES, max_rows=100_000, **kwargs)
 
 
 def ingest(store: ArtifactStore, settings: Settings, event: dict) -> dict:
@@ -62,7 +62,8 @@ def test_free_text_is_refused_as_a_feature_with_the_reason(empty_store):
     document = add(empty_store, "homes", datasets.csv(datasets.mixed()), target="price").document
     note = document.schema.column("note")
     assert (note.kind, note.feature) == ("text", False)
-    assert note.reason is not None and "free text" in note.reason
+    assert note.reason is not None
+    assert "free text" in note.reason
     kinds = {c.name: c.kind for c in document.schema.columns}
     assert kinds == {
         "size": "number",
@@ -123,7 +124,7 @@ def test_a_new_version_is_validated_against_the_stored_schema(empty_store):
 
     # accepted on purpose: the schema is replaced and versioned
     replaced = add(empty_store, "homes", datasets.csv(changed), replace_schema=True).document
-    assert [v.sha256 for v in replaced.versions][0] != replaced.sha256
+    assert next(v.sha256 for v in replaced.versions) != replaced.sha256
     assert len({v.schema_sha256 for v in replaced.versions}) == 2
     assert replaced.schema.column("city").kind == "categorical"
     assert "Berlin" in (replaced.schema.column("city").levels or [])
@@ -137,7 +138,7 @@ def test_every_accepted_version_is_archived_by_sha256(empty_store):
     assert digests == [first.document.sha256, second.document.sha256]
     assert len({v.schema_sha256 for v in second.document.versions}) == 1
     for digest in digests:
-        data = registry.read_version(empty_store, "homes", digest, LIMITS["max_bytes"])
+        data = registry.read_version(empty_store, "homes", digest, MAX_BYTES)
         assert data in (datasets.csv(datasets.mixed(seed=1)), datasets.csv(datasets.mixed(seed=2)))
 
 
@@ -152,7 +153,9 @@ def test_a_classification_run_through_the_handlers(empty_store, settings):
     assert 0.85 <= scored["accuracy"] <= 1
     assert set(scored) >= {"balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "score"}
     runs = RunLog.from_settings(empty_store, settings).of_dataset("iris")
-    assert runs.latest() is not None and runs.latest().run_id == trained["run_id"]
+    pointer = runs.latest()
+    assert pointer is not None
+    assert pointer.run_id == trained["run_id"]
     # its own keys; the housing keys are untouched
     keys = {o.key for o in empty_store.list_objects(settings.data_bucket)}
     assert f"datasets/iris/runs/{trained['run_id']}/manifest.json" in keys
@@ -163,18 +166,20 @@ def test_a_classification_run_through_the_handlers(empty_store, settings):
     assert len(predictions.roc or []) == 3
 
 
-def test_a_binary_run_has_one_roc_curve_and_gradient_boosting_is_stratified(
-    empty_store, settings
-):
+def test_a_binary_run_has_one_roc_curve_and_gradient_boosting_is_stratified(empty_store, settings):
     add(empty_store, "cancer", datasets.csv(datasets.breast_cancer()), target="diagnosis")
     trained = ingest(
-        empty_store, settings, {"dataset": "cancer", "model": "gradient_boosting", "test_size": 0.25}
+        empty_store,
+        settings,
+        {"dataset": "cancer", "model": "gradient_boosting", "test_size": 0.25},
     )
     scored = infer(empty_store, settings, {"dataset": "cancer", "run_id": trained["run_id"]})
     assert scored["roc_auc"] > 0.95
     runs = RunLog.from_settings(empty_store, settings).of_dataset("cancer")
     predictions = runs.predictions(trained["run_id"])
-    assert len(predictions.roc or []) == 1 and predictions.roc[0]["label"] == "malignant"
+    assert predictions.roc is not None
+    assert len(predictions.roc) == 1
+    assert predictions.roc[0]["label"] == "malignant"
     truth = [int(v) for v in predictions.y_true]
     # stratified: each class keeps its share (212 malignant of 569) in the test split
     assert truth.count(1) == round(212 * 143 / 569)
@@ -186,8 +191,8 @@ def test_a_regression_run_with_missing_values_and_categories(empty_store, settin
         trained = ingest(empty_store, settings, {"dataset": "homes", "model": kind})
         scored = infer(empty_store, settings, {"dataset": "homes", "run_id": trained["run_id"]})
         assert scored["r2"] > 0.8, (kind, scored)
-    manifest = RunLog.from_settings(empty_store, settings).of_dataset("homes").manifest(
-        trained["run_id"]
+    manifest = (
+        RunLog.from_settings(empty_store, settings).of_dataset("homes").manifest(trained["run_id"])
     )
     assert manifest.encoding is not None
     encoded = {c.name: c for c in manifest.encoding.columns}
