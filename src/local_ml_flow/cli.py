@@ -1,4 +1,4 @@
-"""``local-ml-flow serve | run | reset | dataset fetch``.
+"""``local-ml-flow serve | run | reset | dataset add | dataset list | dataset fetch``.
 
 This module imports only light modules: the arguments and the settings are checked, and
 ``run --embedded`` starts the emulator (launch.py), before pandas, boto3 or scikit-learn load.
@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from local_ml_flow import __version__, datasource, embedded, launch
 from local_ml_flow.errors import LocalMlFlowError
-from local_ml_flow.events import RunOptions, parse_event
+from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, parse_event
 from local_ml_flow.ml.kinds import ALL_MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
 from local_ml_flow.settings import Settings
@@ -55,7 +56,7 @@ def _load_settings() -> Settings:
         raise SystemExit(f"error: invalid configuration: {problems}") from None
 
 
-def _run_options(args: argparse.Namespace) -> RunOptions:
+def _run_options(args: argparse.Namespace) -> RunOptions | TabularOptions:
     """The run parameters given on the command line (the others take the configured defaults)."""
     given = {
         "model": args.model,
@@ -63,6 +64,17 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         "test_size": args.test_size,
         "random_state": args.random_state,
     }
+    if args.name not in (None, HOUSING):
+        if args.feature_set is not None:
+            raise SystemExit("error: --feature-set is housing's; use --features for a dataset")
+        del given["feature_set"]
+        if args.features is not None:
+            given["features"] = [f.strip() for f in args.features.split(",") if f.strip()]
+        return parse_event(TabularOptions, {k: v for k, v in given.items() if v is not None})
+    if args.features is not None:
+        raise SystemExit(
+            "error: --features is for a registered dataset (--name); housing takes --feature-set"
+        )
     return parse_event(RunOptions, {k: v for k, v in given.items() if v is not None})
 
 
@@ -71,11 +83,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
     _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
+    named = args.name not in (None, HOUSING)
     with launch.starting(
-        settings, embedded=args.embedded, dataset_path=args.dataset, fresh=args.fresh
+        settings,
+        embedded=args.embedded,
+        dataset_path=args.dataset,
+        fresh=args.fresh,
+        housing=not named,
     ) as start:
         # imported here, while the emulator starts: pandas, boto3, the handlers
-        from local_ml_flow import bootstrap
+        from local_ml_flow import bootstrap, pipeline, registry
         from local_ml_flow.runner import run_pipeline
 
         runtime = bootstrap.build(settings, start=start, run_follows=True)
@@ -84,16 +101,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress(f"mode {runtime.mode.value}: AWS at {where}")
         if runtime.emulator is not None:
             _progress(runtime.emulator.describe())
+        runs = runtime.runs
+        if named:
+            document = registry.get(runtime.store, args.name)
+            assert isinstance(options, TabularOptions)
+            pipeline.tabular_parameters(options, document, settings.run_defaults())
+            runs = runs.of_dataset(args.name)
         started = time.perf_counter()
-        result = run_pipeline(runtime.invoker, runtime.runs, settings, options, progress=_progress)
+        result = run_pipeline(runtime.invoker, runs, settings, options, progress=_progress)
         _progress(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()
     if args.json:
         print(json.dumps(result, indent=2))
+    elif "accuracy" in result:
+        auc = result.get("roc_auc")
+        print(f"run_id:   {result['run_id']}")
+        print(f"dataset:  {result.get('dataset', HOUSING)}")
+        print(f"model:    {result['model']} on {', '.join(result.get('columns', []))}")
+        print(f"accuracy: {result['accuracy']:.4f} ({result['score']})")
+        print(f"balanced: {result['balanced_accuracy']:.4f}")
+        print(f"F1 macro: {result['f1_macro']:.4f}")
+        print(f"log loss: {result['log_loss']:.4f}")
+        print(f"ROC AUC:  {auc:.4f}" if auc is not None else "ROC AUC:  undefined")
     else:
         print(f"run_id: {result['run_id']}")
-        print(f"model:  {result['model']} on feature set {result['feature_set']}")
+        if named:
+            print(f"dataset: {args.name}")
+            print(f"model:  {result['model']} on {', '.join(result.get('columns', []))}")
+        else:
+            print(f"model:  {result['model']} on feature set {result['feature_set']}")
         print(f"R2:     {result['r2']:.4f} ({result['score']})")
         print(f"MAE:    {result['mae']:,.0f}")
         print(f"RMSE:   {result['rmse']:,.0f}")
@@ -138,6 +175,97 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_runtime(settings: Settings, embedded: bool) -> Any:
+    """A runtime for a dataset command: the embedded stack on its state (without the housing
+    dataset), or the AWS side the environment names."""
+    with launch.starting(settings, embedded=embedded, housing=False) as start:
+        from local_ml_flow import bootstrap
+
+        return bootstrap.build(settings, start=start)
+
+
+def cmd_dataset_add(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    path: Path = args.file
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "is not a regular file"
+        raise SystemExit(f"error: {path} {what if path.exists() else 'does not exist'}")
+    data = launch.read_dataset(path, settings.max_dataset_bytes)
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import registry
+
+        registered = registry.add(
+            runtime.store,
+            args.name,
+            data,
+            target=args.target,
+            task=args.task,
+            replace_schema=args.replace_schema,
+            max_bytes=settings.max_dataset_bytes,
+            max_rows=settings.max_dataset_rows,
+        )
+    finally:
+        runtime.close()
+    document = registered.document
+    if args.json:
+        print(document.model_dump_json(by_alias=True, indent=2))
+        return 0
+    verb = "registered" if registered.created else "new version of"
+    print(f"{verb} {document.name}: {document.rows:,} rows, {document.task} of {document.target!r}")
+    print(f"sha256: {document.sha256}")
+    for column in document.schema.columns:
+        print(f"  {_column_line(column)}")
+    return 0
+
+
+def _column_line(column: Any) -> str:
+    """One schema column for people: name, kind, feature or why not, what was seen."""
+    seen = ""
+    if column.levels:
+        seen = "levels " + ", ".join(column.levels[:8]) + (" …" if len(column.levels) > 8 else "")
+    elif column.minimum is not None:
+        seen = f"{column.minimum:g} to {column.maximum:g}"
+    elif column.true_value:
+        seen = f"{column.true_value}/{column.false_value}"
+    role = "feature" if column.feature else f"not a feature: {column.reason}"
+    missing = f", {column.missing} missing" if column.missing else ""
+    return f"{column.name:<24} {column.kind:<12} {seen}{missing} ({role})"
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import registry
+
+        documents = registry.documents(runtime.store)
+        current = {d.name: runtime.runs.of_dataset(d.name).latest() for d in documents}
+    finally:
+        runtime.close()
+    if args.json:
+        listed = [
+            {
+                "name": d.name,
+                "task": d.task,
+                "target": d.target,
+                "rows": d.rows,
+                "sha256": d.sha256,
+                "current_run": current[d.name].run_id if current[d.name] else None,
+            }
+            for d in documents
+        ]
+        print(json.dumps({"datasets": listed}, indent=2))
+        return 0
+    if not documents:
+        print("no registered datasets yet: local-ml-flow dataset add NAME FILE --target COLUMN")
+    for d in documents:
+        pointer = current[d.name]
+        run = f"current run {pointer.run_id} ({pointer.score})" if pointer else "no run yet"
+        print(f"{d.name:<20} {d.task:<15} target {d.target!r:<20} {d.rows:>9,} rows  {run}")
+    return 0
+
+
 def cmd_dataset_fetch(args: argparse.Namespace) -> int:
     settings = _load_settings()
     cache_dir = args.cache_dir or settings.cache_dir
@@ -162,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--test-size", type=float)
     run.add_argument("--random-state", type=int)
     run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    run.add_argument(
+        "--name", help="train on this registered dataset (default: the built-in housing)"
+    )
+    run.add_argument(
+        "--features", help="a registered dataset's feature columns, comma-separated (default: all)"
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     run.set_defaults(func=cmd_run)
@@ -195,8 +329,30 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
     reset.set_defaults(func=cmd_reset)
 
-    dataset = sub.add_parser("dataset", help="manage the reference dataset")
+    dataset = sub.add_parser("dataset", help="register your own datasets; fetch the reference one")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)
+    add = dsub.add_parser(
+        "add",
+        help="register a CSV as a dataset, or add a new version of it (checked against its schema)",
+    )
+    add.add_argument("name", help="the dataset's name: 1-64 characters of a-z, 0-9, '_' and '-'")
+    add.add_argument("file", type=Path, help="the CSV file (a header line, then the rows)")
+    add.add_argument("--target", help="the column to predict (needed for a new dataset)")
+    add.add_argument(
+        "--task", choices=["regression", "classification"], help="default: inferred from the target"
+    )
+    add.add_argument(
+        "--replace-schema",
+        action="store_true",
+        help="accept a changed schema on purpose (it is inferred again from this file)",
+    )
+    add.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    add.add_argument("--json", action="store_true", help="print the dataset document as JSON")
+    add.set_defaults(func=cmd_dataset_add)
+    listing = dsub.add_parser("list", help="the registered datasets and their current runs")
+    listing.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    listing.set_defaults(func=cmd_dataset_list)
     fetch = dsub.add_parser("fetch", help="download and verify the reference housing.csv")
     fetch.add_argument("--url")
     fetch.add_argument("--sha256")

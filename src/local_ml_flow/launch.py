@@ -71,15 +71,17 @@ def starting(
     embedded: bool = False,
     dataset_path: Path | None = None,
     fresh: bool = False,
+    housing: bool = True,
 ) -> Iterator[Start]:
     """Refuse what can be refused, spawn the emulator (embedded mode), then run the block,
     which imports and wires the rest (``bootstrap.build(..., start=...)``).
 
     Any exception or interruption, here or in the block, stops the emulator before it goes
-    on. The cyclic garbage collector is off meanwhile (``_no_gc``).
+    on. The cyclic garbage collector is off meanwhile (``_no_gc``). ``housing`` False: the
+    housing dataset is neither looked for nor provisioned (a command about another dataset).
     """
     with _no_gc():
-        start = _prepare(settings, embedded, dataset_path)
+        start = _prepare(settings, embedded, dataset_path, housing=housing)
         try:  # from the spawn on: an interruption anywhere stops what was spawned
             if start.emulator is not None:
                 start.emulator.spawn(fresh=fresh)
@@ -89,13 +91,20 @@ def starting(
             raise
 
 
-def _prepare(settings: Settings, embedded: bool, dataset_path: Path | None) -> Start:
+def _prepare(
+    settings: Settings, embedded: bool, dataset_path: Path | None, *, housing: bool = True
+) -> Start:
     """The mode and, in embedded mode, the dataset (refused above the limit) and the
     emulator to spawn (not spawned yet)."""
     mode = resolve_mode(settings, embedded=embedded)
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
     if mode is not Mode.EMBEDDED:
         return Start(settings, mode, kind)
+    if not housing:
+        emulator = EmbeddedEmulator(
+            settings.embedded_host, settings.embedded_port, settings.state_dir
+        )
+        return Start(settings, mode, kind, None, emulator)
     path = datasource.resolve(
         dataset_path or settings.dataset_path,
         url=settings.dataset_url,

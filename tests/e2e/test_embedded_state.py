@@ -400,3 +400,52 @@ def test_the_emulator_listens_on_loopback_only(state: Path, dataset_path: Path) 
         assert listening_sockets(pid) == {("127.0.0.1", api.embedded_port)}
     finally:
         api.stop()
+
+
+def test_a_registered_dataset_trains_through_the_lambda_api_and_survives_a_restart(
+    state: Path, dataset_path: Path
+) -> None:
+    """``{"dataset": "wine"}`` through MiniStack's Lambda API (the functions as workers), the
+    API on the Lambda invoker; after a restart the dataset, its run and its model serve."""
+    from tests import datasets
+
+    wine = datasets.csv(datasets.wine())
+    api = serve(state, dataset_path, env={"LMF_INVOKER": "lambda"})
+    try:
+        with httpx.Client(base_url=api.url, timeout=300) as http:
+            registered = http.put(
+                "/datasets/wine",
+                files={"file": ("wine.csv", wine, "text/csv")},
+                data={"target": "cultivar"},
+            )
+            assert registered.status_code == 200, registered.text
+            assert registered.json()["schema"]["labels"] == [0, 1, 2]
+        lam = emulator_client("lambda", api.emulator_url)
+        trained = json.loads(
+            lam.invoke(FunctionName=INGESTION, Payload=b'{"dataset": "wine"}')["Payload"].read()
+        )
+        assert trained["dataset"] == "wine", trained
+        assert trained["model"] == "logistic"
+        scored = json.loads(
+            lam.invoke(FunctionName=INFERENCE, Payload=b'{"dataset": "wine"}')["Payload"].read()
+        )
+        assert scored["run_id"] == trained["run_id"], scored
+        assert scored["accuracy"] > 0.9
+        # {} still runs the original flow on housing, untouched by the wine run
+        housing = json.loads(lam.invoke(FunctionName=INGESTION, Payload=b"{}")["Payload"].read())
+        assert "dataset" not in housing
+        assert housing["n_train"] == 436
+    finally:
+        api.stop()
+    api = serve(state, dataset_path)
+    try:
+        with httpx.Client(base_url=api.url, timeout=300) as http:
+            detail = http.get("/datasets/wine").json()
+            assert detail["current_run"]["run_id"] == trained["run_id"]
+            first = datasets.wine().drop(columns=["cultivar"]).iloc[0].to_dict()
+            predicted = http.post("/datasets/wine/predict", json={"rows": [first]})
+            assert predicted.status_code == 200, predicted.text
+            assert predicted.json()["predictions"] == [0]  # labels come back as numbers
+            assert predicted.json()["run_id"] == trained["run_id"]
+    finally:
+        api.stop()

@@ -403,8 +403,9 @@
     const m = run.metrics || {};
     const keys = [...(TASK_METRICS[d.task] || []), "n_test", "n_train", "score"];
     const rest = Object.keys(m).filter((k) => !keys.includes(k));
+    // the other task's metrics are null; the seed-style score is text ("95.83%")
     $("#ds-metrics").innerHTML = run.metrics
-      ? kv([...keys, ...rest].filter((k) => k in m).map((k) => [metricName(k), `<span class="num">${fmt(m[k])}</span>`]))
+      ? kv([...keys, ...rest].filter((k) => m[k] != null).map((k) => [metricName(k), `<span class="num">${paramValue(m[k])}</span>`]))
       : `<tr><td class="muted">none${TERMINAL.includes(run.status) ? "" : " yet"}</td></tr>`;
     const button = $("#ds-make-current");
     if (button) {
@@ -423,7 +424,7 @@
     }
   }
 
-  const chartWidth = (el) => Math.max(240, Math.min(900, (el.clientWidth || 480) - 2));
+  const chartWidth = (el) => Math.max(240, (el.clientWidth || 480) - 2);
 
   function points(color) {
     return { stroke: color, fill: color, paths: () => null, points: { show: true, size: 5, stroke: color, fill: color } };
@@ -541,9 +542,9 @@
       const has = typeof c.minimum === "number" && typeof c.maximum === "number";
       let value = "";
       if (has) value = integer ? Math.round((c.minimum + c.maximum) / 2) : Number(((c.minimum + c.maximum) / 2).toPrecision(4));
-      const hint = has ? `observed ${fmt(c.minimum)} – ${fmt(c.maximum)}` : "no observed range";
+      const hint = `${has ? `observed ${fmt(c.minimum)} – ${fmt(c.maximum)}` : "no observed range"}; blank: filled as in training`;
       return `<label for="${id}">${label} <input id="${id}" data-field="${i}" type="number" step="${integer ? 1 : "any"}"`
-        + ` value="${esc(value)}" required><small>${esc(hint)}</small></label>`;
+        + ` value="${esc(value)}"><small>${esc(hint)}</small></label>`;
     }
     let choices = null;
     if (c.kind === "boolean") choices = [c.true_value ?? "true", c.false_value ?? "false"];
