@@ -172,7 +172,7 @@ def test_the_dataset_page_shows_the_schema(page, ds_server, api, iris):
     assert "target" in species.inner_text()
     assert "versicolor" in species.inner_text()
     petal = page.locator('#ds-schema tr[data-column="petal length (cm)"]')
-    assert "1 – 6.9" in petal.inner_text()  # the observed range
+    assert "1 \u2013 6.9" in petal.inner_text()  # the observed range
     # the run form: every feature column, all checked; the model kinds, the default chosen
     boxes = page.locator("#ds-start-run input[name=feature]")
     assert boxes.count() == sum(c["feature"] for c in columns) == 4

@@ -1,4 +1,4 @@
-"""`local-ml-flow dataset add | list` and `run --name` on the embedded stack, as a user types them."""
+"""`local-ml-flow dataset add | list` and `run --name` on the embedded stack, as typed."""
 
 from __future__ import annotations
 
