@@ -65,7 +65,8 @@ def test_same_error_shape(invokers, settings):
         (
             settings.ingestion_function,
             "InvalidRequestError",
-            "model 'forest' is unknown; expected one of ('linear', 'gradient_boosting')",
+            "model 'forest' is unknown; expected one of"
+            " ('linear', 'ridge', 'gradient_boosting', 'logistic')",
         )
     }
 
