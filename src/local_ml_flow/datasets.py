@@ -12,7 +12,7 @@ from local_ml_flow.ml import dataset
 from local_ml_flow.storage import ArtifactStore, sha256
 
 VERSIONS_PREFIX = "datasets/"
-_ARCHIVED = re.compile(r"-([0-9a-f]{64})\.csv$")
+_ARCHIVED = re.compile(r"-([0-9a-f]{64})\.csv\Z")
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,14 @@ DATASET_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
 HOUSING = "housing"  # the built-in dataset: its keys are the original project's
 MAX_FEATURES = 500
 RANDOM_STATE_MAX = 2**32 - 1  # numpy seeds are 32-bit unsigned integers
-_RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched whole
 _DATASET_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def _valid_run_id(value: str) -> str:
-    if not _RUN_ID_RE.match(value) or ".." in value:
+    if not _RUN_ID_RE.fullmatch(value) or ".." in value:
         raise ValueError(
-            f"run_id {value!r} is invalid: use 1-100 letters, digits, '_', '-' or '.',"
+            f"run_id {value[:120]!r} is invalid: use 1-100 letters, digits, '_', '-' or '.',"
             " starting with a letter or digit"
         )
     return value
@@ -91,7 +91,7 @@ FeatureSetName = Annotated[
     AfterValidator(_one_of("feature_set", sorted(FEATURE_SETS))),
     WithJsonSchema({"type": "string", "enum": list(FEATURE_SETS)}),
 ]
-TestSize = Annotated[float, Field(gt=0, lt=1)]
+TestSize = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 RandomState = Annotated[int, Field(ge=0, le=RANDOM_STATE_MAX)]
 
 # What each field accepts, for error messages.

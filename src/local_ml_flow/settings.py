@@ -21,7 +21,7 @@ from local_ml_flow.events import FeatureSetName, ModelKind, RandomState, RunPara
 
 _DEFAULTS = RunParameters()
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # matched whole
 
 
 class InvokerKind(StrEnum):
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     random_state: RandomState = _DEFAULTS.random_state
 
     # promotion gate: a run whose test R² is below this never becomes current (unset: none)
-    min_r2: float | None = None
+    min_r2: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000
@@ -81,10 +81,10 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
     max_predict_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
-    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
+    header_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    model_refresh_s: Annotated[float, Field(ge=0)] = 1.0
+    model_refresh_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     # server logs: level, and one JSON object per line instead of text
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     @field_validator("data_bucket", "models_bucket")
     @classmethod
     def _bucket_name(cls, value: str) -> str:
-        if not _BUCKET_RE.match(value):
+        if not _BUCKET_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid S3 bucket name")
         return value
 

@@ -238,8 +238,12 @@ def test_bad_names_are_refused(client, name, status):
     assert "Traceback" not in response.text
 
 
-def test_a_name_with_a_trailing_newline_is_refused(client):
+def test_a_name_or_run_id_with_a_trailing_newline_is_refused(client):
     response = client.get("/datasets/iris%0A")
+    assert response.status_code == 422, response.text
+    response = client.get("/pipeline/runs/abc%0A")
+    assert response.status_code == 422, response.text
+    response = client.get("/datasets/housing/runs/abc%0A")
     assert response.status_code == 422, response.text
 
 

@@ -249,6 +249,16 @@ def test_server_log(server: ApiServer, client, runs):
     assert "Traceback" not in log
 
 
+def test_a_path_cannot_forge_a_log_line(server: ApiServer, client):
+    forged = "2026-01-01 00:00:00,000 INFO    local_ml_flow.runs: run FORGED succeeded"
+    client.get(f"/health%0A{forged.replace(' ', '%20')}")
+    client.get("/health%0D%0Anext")
+    lines = server.log.read_text().splitlines()
+    assert not any(line.startswith("2026-01-01 00:00:00,000") for line in lines)
+    assert not any(line.startswith("next") for line in lines)
+    assert any("GET /health%0A2026-01-01" in line for line in lines)
+
+
 @pytest.fixture(scope="module")
 def json_server(tmp_path_factory, dataset_path: Path) -> Iterator[ApiServer]:
     args = ["--embedded", "--dataset", str(dataset_path), "--no-run", "--log-json"]

@@ -31,6 +31,12 @@ def test_defaults():
         ("LMF_DATASET_SHA256", "abc", "64 lowercase hex"),
         ("LMF_MAX_PREDICT_BYTES", "0", "greater than 0"),
         ("LMF_BODY_TIMEOUT_S", "-1", "greater than 0"),
+        ("LMF_MIN_R2", "nan", "finite number"),
+        ("LMF_MIN_R2", "-inf", "finite number"),
+        ("LMF_BODY_TIMEOUT_S", "inf", "finite number"),
+        ("LMF_MODEL_REFRESH_S", "nan", "finite number"),
+        ("LMF_TEST_SIZE", "nan", "finite number"),
+        ("LMF_DATA_BUCKET", "local-ml-flow-data\n", "not a valid S3 bucket name"),
     ],
 )
 def test_bad_values_fail_at_startup(monkeypatch, variable, value, message):

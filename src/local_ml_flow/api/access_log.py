@@ -47,6 +47,17 @@ def configure(level: str = "INFO", as_json: bool = False) -> None:
         named.propagate = False
 
 
+def printable(text: str) -> str:
+    """``text`` with every character outside printable ASCII percent-escaped (its UTF-8 bytes):
+    a decoded path holding ``%0A`` cannot start a forged log line."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        c if c.isascii() and c.isprintable() else "".join(f"%{b:02X}" for b in c.encode())
+        for c in text
+    )
+
+
 class AccessLog:
     """Plain ASGI middleware: ``METHOD path?query status bytes ms client`` per request."""
 
@@ -72,7 +83,7 @@ class AccessLog:
         finally:
             took_ms = (time.perf_counter() - started) * 1000
             query = scope.get("query_string", b"").decode("latin-1")
-            path = scope["path"] + (f"?{query}" if query else "")
+            path = printable(scope["path"] + (f"?{query}" if query else ""))
             client = scope.get("client") or ("-", 0)
             logger.info(
                 "%s %s %d %dB %.1fms %s",
