@@ -7,7 +7,7 @@ import contextlib
 import re
 from dataclasses import dataclass
 
-from local_ml_flow.errors import AlreadyExistsError
+from local_ml_flow.errors import AlreadyExistsError, DatasetValidationError
 from local_ml_flow.ml import dataset
 from local_ml_flow.storage import ArtifactStore, sha256
 
@@ -62,6 +62,9 @@ def accept(store: ArtifactStore, data: bytes, *, max_bytes: int, max_rows: int) 
     all kept (the last one written is current).
     """
     clean = dataset.load_dataset(data, max_bytes=max_bytes, max_rows=max_rows)
+    problems = dataset.trainable_problems(clean)
+    if problems:
+        raise DatasetValidationError(problems)
     digest = sha256(data)
     archive(store, data, digest)
     previous = _archive_current(store)

@@ -334,10 +334,7 @@ def _split_tabular(
         )
     if schema.task != CLASSIFICATION:
         train, test = model.split_rows(n, n_test, parameters.random_state)
-        if np.ptp(y[train]) == 0:
-            raise InvalidRequestError(
-                "the training split's target has a single value: there is nothing to learn"
-            )
+        model.degenerate(y, train, test)  # ValueError: refused as InvalidRequestError
         return train, test
     n_classes = len(schema.labels or [])
     if n_test < n_classes or n - n_test < n_classes:

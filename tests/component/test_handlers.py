@@ -266,3 +266,27 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
     assert inference == sorted(
         ["GetObject"] + ["GetObject"] * 4 + ["PutObject"] * 2 + ["PutObject", "GetObject"]
     )
+
+
+def test_a_constant_price_is_refused_never_scored_as_perfect(store, settings, dataset_bytes):
+    """Every price 5,000,000: scikit-learn's convention would score R² 100 %."""
+    header, *rows = dataset_bytes.decode().strip().split("\n")
+    constant = "\n".join([header, *("5000000," + r.split(",", 1)[1] for r in rows)]) + "\n"
+    store.put_bytes(settings.data_bucket, "housing.csv", constant.encode(), "text/csv")
+    with pytest.raises(InvalidRequestError, match="single value"):
+        ingest(store, settings, {})
+    assert RunLog.from_settings(store, settings).latest() is None
+
+
+def test_uploads_that_cannot_be_trained_on_are_refused(store, settings, dataset_bytes):
+    from local_ml_flow import datasets
+
+    header, *rows = dataset_bytes.decode().strip().split("\n")
+    before = snapshot(store)
+    few = ("\n".join([header, *rows[:5]]) + "\n").encode()
+    with pytest.raises(DatasetValidationError, match="at least 10"):
+        datasets.accept(store, few, max_bytes=10**8, max_rows=10**6)
+    same = "\n".join([header, *("5000000," + r.split(",", 1)[1] for r in rows[:50])]) + "\n"
+    with pytest.raises(DatasetValidationError, match="single value"):
+        datasets.accept(store, same.encode(), max_bytes=10**8, max_rows=10**6)
+    assert snapshot(store) == before

@@ -24,6 +24,7 @@ from local_ml_flow.ml.schema import FURNISHING as FURNISHING
 from local_ml_flow.ml.schema import FURNISHING_DUMMIES as FURNISHING_DUMMIES
 from local_ml_flow.ml.schema import FURNISHING_DUMMY_OF as FURNISHING_DUMMY_OF
 from local_ml_flow.ml.schema import FURNISHING_VALUES as FURNISHING_VALUES
+from local_ml_flow.ml.schema import MIN_ROWS as MIN_ROWS
 from local_ml_flow.ml.schema import NUMERIC_FEATURES as NUMERIC_FEATURES
 from local_ml_flow.ml.schema import TARGET as TARGET
 from local_ml_flow.ml.schema import YES_NO_COLUMNS as YES_NO_COLUMNS
@@ -360,6 +361,23 @@ def validate_frame(
         return problems
     present = [c for c in COLUMNS if c in frame.columns]
     problems.extend(_value_problems(frame, present, lines))
+    return problems
+
+
+def trainable_problems(clean_frame: pd.DataFrame) -> list[str]:
+    """Why a valid, cleaned housing frame still cannot be trained on (empty: it can): too few
+    rows, or a price with a single value (nothing to learn, an undefined R²)."""
+    problems: list[str] = []
+    if len(clean_frame) < MIN_ROWS:
+        problems.append(
+            f"dataset has {len(clean_frame)} rows; at least {MIN_ROWS} are needed to train and test"
+        )
+    prices = np.unique(clean_frame[TARGET].to_numpy())
+    if len(prices) == 1:
+        problems.append(
+            f"column {TARGET!r} has a single value ({prices[0]:,.0f}): there is nothing to"
+            " learn, and R² would be undefined"
+        )
     return problems
 
 

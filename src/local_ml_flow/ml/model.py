@@ -68,7 +68,23 @@ def split(
             " need at least 2 rows in each of train and test"
         )
     train_rows, test_rows = split_rows(len(x), n_test, random_state)
+    degenerate(np.asarray(y, dtype="float64"), train_rows, test_rows)
     return Split(x.take(train_rows), x.take(test_rows), y.take(train_rows), y.take(test_rows))
+
+
+def degenerate(y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray) -> None:
+    """ValueError when a split's target has a single value: nothing to learn (training), or
+    an undefined R² (test; scikit-learn would score it 1 or 0 by convention)."""
+    if np.ptp(y[train_rows]) == 0:
+        raise ValueError(
+            f"the training split's target has a single value ({y[train_rows][0]:g}):"
+            " there is nothing to learn"
+        )
+    if np.ptp(y[test_rows]) == 0:
+        raise ValueError(
+            f"the test split's target has a single value ({y[test_rows][0]:g}): R² would be"
+            " undefined; use a larger test_size or more varied data"
+        )
 
 
 def split_rows(n_rows: int, n_test: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:

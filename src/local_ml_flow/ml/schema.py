@@ -41,3 +41,6 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "seed": YES_NO_COLUMNS,
     "all": (*NUMERIC_FEATURES, *YES_NO_COLUMNS, *FURNISHING_DUMMIES),
 }
+
+# Fewer rows cannot be split into a training and a test set worth scoring (every dataset).
+MIN_ROWS = 10

@@ -36,6 +36,7 @@ from local_ml_flow.ml.documents import (
     Label,
 )
 from local_ml_flow.ml.kinds import CLASSIFICATION, REGRESSION
+from local_ml_flow.ml.schema import MIN_ROWS
 
 # The yes/no-like pairs a boolean column may hold (compared stripped and lower-cased).
 BOOLEAN_PAIRS: tuple[tuple[str, str], ...] = (
@@ -48,7 +49,6 @@ MAX_COLUMNS = 500
 MAX_COLUMN_NAME = 200
 MAX_LEVELS = 50  # a text column with more distinct values is free text, not a category
 MAX_CLASSES = 100
-MIN_ROWS = 10  # fewer cannot be split into a training and a test set worth scoring
 MAX_REGRESSION_CLASSES = 20  # a whole-number target with more distinct values is regression
 _MAX_LEVEL_LENGTH = 200
 _ROC_POINTS = 200
