@@ -32,6 +32,11 @@ def _progress(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _progress_to_stderr(message: str) -> None:
+    """Progress when stdout is for JSON only (``--json``: ``| jq`` reads it whole)."""
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
 def _exit_on_sigterm(code: int) -> None:
     """SIGTERM ends the program as Ctrl-C does: ``finally`` blocks run, so the embedded
     emulator is stopped gracefully (and saves its state) before the process exits.
@@ -82,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings()
     options = _run_options(args)
     _exit_on_sigterm(128 + signal.SIGTERM)  # an interrupted run is a failure
-    _progress(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
+    say = _progress_to_stderr if args.json else _progress
+    say(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
     named = args.name not in (None, HOUSING)
     with launch.starting(
         settings,
@@ -98,9 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime = bootstrap.build(settings, start=start, run_follows=True)
     try:
         where = runtime.endpoint_url or "the configured AWS endpoint"
-        _progress(f"mode {runtime.mode.value}: AWS at {where}")
+        say(f"mode {runtime.mode.value}: AWS at {where}")
         if runtime.emulator is not None:
-            _progress(runtime.emulator.describe())
+            say(runtime.emulator.describe())
         runs = runtime.runs
         if named:
             document = registry.get(runtime.store, args.name)
@@ -108,8 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipeline.tabular_parameters(options, document, settings.run_defaults())
             runs = runs.of_dataset(args.name)
         started = time.perf_counter()
-        result = run_pipeline(runtime.invoker, runs, settings, options, progress=_progress)
-        _progress(f"done in {time.perf_counter() - started:.2f}s")
+        result = run_pipeline(runtime.invoker, runs, settings, options, progress=say)
+        say(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()
     if args.json:

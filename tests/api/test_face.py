@@ -332,3 +332,26 @@ def test_predictions_of_a_run_sampled_for_a_chart(client, runs):
     for bad in ("1", "0", "-3", "ten", "2000000"):
         response = client.get(f"/pipeline/runs/{run_id}/predictions", params={"max_points": bad})
         assert_error(response, 422, "RequestValidationError")
+
+
+def test_head_and_options_answer(client):
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) > 0  # GET's length, body dropped
+    assert client.head("/ui").status_code == 200
+    assert client.head("/nowhere").status_code == 404
+    options = client.options("/pipeline/runs")
+    assert options.status_code == 204
+    assert set(options.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert set(client.options("/health").headers["allow"].split(", ")) == {
+        "GET",
+        "HEAD",
+        "OPTIONS",
+    }
+    preflight = client.options(
+        "/pipeline/runs",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers  # no CORS: still refused
+    assert client.options("/nowhere").status_code == 404

@@ -28,7 +28,7 @@ def test_add_a_dataset_then_train_on_it_by_name(tmp_path: Path):
 
     run = run_cli("run", "--embedded", "--name", "homes", "--model", "ridge", "--json", env=state)
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout[run.stdout.index("{") :])
+    result = json.loads(run.stdout)
     assert (result["dataset"], result["model"]) == ("homes", "ridge")
     assert result["r2"] > 0.8
     assert "note" not in result["columns"]

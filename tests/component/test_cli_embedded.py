@@ -41,7 +41,8 @@ def test_run_embedded_json_with_options(dataset_path):
         "run", "--embedded", "--dataset", str(dataset_path), "--feature-set", "seed", "--json"
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout[done.stdout.index("{") :])
+    result = json.loads(done.stdout)  # only JSON on stdout (| jq works); progress on stderr
+    assert "==> inference: scored 109 test rows" in done.stderr
     assert result["score"] == "35.62%"
     assert result["feature_set"] == "seed"
 

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from local_ml_flow import __version__, bootstrap
-from local_ml_flow.api import access_log, assets, errors, limits, responses
+from local_ml_flow.api import access_log, assets, errors, limits, methods, responses
 from local_ml_flow.api.background import BackgroundRuns
 from local_ml_flow.api.caches import Caches, DatasetCaches
 from local_ml_flow.api.dataset_pages import DatasetPages
@@ -70,6 +70,7 @@ def create_app(
         app.include_router(router)
     app.mount(assets.STATIC_URL, StaticFiles(directory=assets.STATIC_DIR), name="static")
 
+    methods.install(app, ROUTERS)  # inside the guard: HEAD and OPTIONS pass its Host check first
     limits.install(app)
     access_log.install(app)  # outermost: it sees every answer, the guard's refusals included
     _document_models(app, PredictRequest)
