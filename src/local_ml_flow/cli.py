@@ -245,7 +245,13 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
     try:
         from local_ml_flow import registry
 
-        documents = registry.documents(runtime.store)
+        broken: list[registry.Unreadable] = []
+        documents: list[registry.DatasetDocument] = []
+        for found in registry.documents(runtime.store):
+            if isinstance(found, registry.Unreadable):
+                broken.append(found)
+            else:
+                documents.append(found)
         current = {d.name: runtime.runs.of_dataset(d.name).latest() for d in documents}
     finally:
         runtime.close()
@@ -261,9 +267,12 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
             }
             for d in documents
         ]
+        listed += [{"name": bad.name, "error": bad.error} for bad in broken]
         print(json.dumps({"datasets": listed}, indent=2))
         return 0
-    if not documents:
+    for bad in broken:
+        print(f"{bad.name:<20} unreadable: {bad.error}", file=sys.stderr)
+    if not documents and not broken:
         print("no registered datasets yet: local-ml-flow dataset add NAME FILE --target COLUMN")
     for d in documents:
         pointer = current[d.name]

@@ -87,6 +87,8 @@ def _evaluate(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     """Score a run (default: the dataset's current run): predict on its test split, R² and
     friends (or accuracy and friends)."""
     ev = parse_event(EvaluateEvent, event)
+    if ev.dataset is not None and ev.dataset != HOUSING:
+        registry.get(runs.store, ev.dataset)  # DatasetNotFoundError for an unknown dataset
     return pipeline.evaluate(ev, runs.of_dataset(ev.dataset or HOUSING))
 
 

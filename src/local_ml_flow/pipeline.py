@@ -110,7 +110,7 @@ def tabular_parameters(
                 f"features of dataset {document.name!r}: {'; '.join(problems)}"
                 f" (its features: {', '.join(schema.features)})"
             )
-    return TabularParameters(
+    chosen = TabularParameters(
         model=kind,
         test_size=options.test_size if options.test_size is not None else defaults.test_size,
         random_state=(
@@ -118,6 +118,36 @@ def tabular_parameters(
         ),
         features=options.features,
     )
+    problem = _size_problem(document, chosen)
+    if problem:
+        raise InvalidRequestError(f"dataset {document.name!r}: {problem}")
+    return chosen
+
+
+def _size_problem(document: registry.DatasetDocument, parameters: TabularParameters) -> str | None:
+    """Why a run cannot be done on the dataset's current version, known before anything is
+    recorded: a split too small for its classes, or too many model inputs."""
+    schema, n = document.schema, document.rows
+    n_test = math.ceil(n * parameters.test_size)
+    if n_test < 2 or n - n_test < 2:
+        return (
+            f"{n} rows are too few for test_size {parameters.test_size}: need at least 2 rows"
+            " in each of train and test"
+        )
+    n_classes = len(schema.labels or [])
+    if schema.task == CLASSIFICATION and (n_test < n_classes or n - n_test < n_classes):
+        return (
+            f"a test split of {n_test} rows and a training split of {n - n_test} cannot both"
+            f" hold all {n_classes} classes: use a test_size nearer 0.5, or more rows"
+        )
+    width = tabular.input_width(schema, parameters.features or schema.features)
+    if width > tabular.MAX_INPUTS or width * n > tabular.MAX_CELLS:
+        return (
+            f"the features make up to {width:,} model inputs (a category: one per level) for"
+            f" {n:,} rows, above the limits of {tabular.MAX_INPUTS:,} inputs and"
+            f" {tabular.MAX_CELLS:,} rows x inputs: choose fewer features"
+        )
+    return None
 
 
 def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> None:

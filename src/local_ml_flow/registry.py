@@ -13,17 +13,19 @@ and is not stored here):
 
 from __future__ import annotations
 
-import contextlib
+import re
 from dataclasses import dataclass
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from local_ml_flow.errors import (
     AlreadyExistsError,
     ConcurrentUpdateError,
+    CorruptStateError,
     DatasetTooLargeError,
     DatasetValidationError,
+    IntegrityError,
     InvalidRequestError,
     KeyNotFoundError,
     NotFoundError,
@@ -43,6 +45,7 @@ from local_ml_flow.storage import (
 )
 
 _SWAP_ATTEMPTS = 5
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class DatasetNotFoundError(NotFoundError):
@@ -81,6 +84,23 @@ class DatasetDocument(BaseModel):
     def schema(self) -> DatasetSchema:  # type: ignore[override]
         return self.schema_
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetDocument:
+        """What a stored document must hold before anything of it reaches a key or a model:
+        a valid name, hex digests, the current version among the versions, and the same
+        target and task as its schema (else the document is corrupt)."""
+        if not valid_dataset_name(self.name) or self.name == HOUSING:
+            raise ValueError("the name is not a dataset name")
+        digests = [self.sha256, self.schema_sha256]
+        digests += [d for v in self.versions for d in (v.sha256, v.schema_sha256)]
+        if not all(_HEX64.fullmatch(d) for d in digests):
+            raise ValueError("a sha256 is not 64 lowercase hex digits")
+        if not self.versions or self.versions[-1].sha256 != self.sha256:
+            raise ValueError("the current version is not the last one accepted")
+        if (self.target, self.task) != (self.schema.target, self.schema.task):
+            raise ValueError("the target or task differs from the schema's")
+        return self
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -118,7 +138,10 @@ def _read(store: ArtifactStore, name: str) -> tuple[DatasetDocument | None, str 
     except KeyNotFoundError:
         return None, None
     where = f"s3://{store.data_bucket}/{key}"
-    return parse_document(blob.data, DatasetDocument, where), blob.etag
+    document = parse_document(blob.data, DatasetDocument, where)
+    if document.name != name:
+        raise CorruptStateError(f"{where} names another dataset ({document.name!r})")
+    return document, blob.etag
 
 
 def get(store: ArtifactStore, name: str) -> DatasetDocument:
@@ -144,10 +167,27 @@ def names(store: ArtifactStore) -> list[str]:
     return sorted(found)
 
 
-def documents(store: ArtifactStore) -> list[DatasetDocument]:
-    """Every registered dataset's document (names whose document is missing are skipped)."""
-    found = gather(*(lambda n=n: _read(store, n)[0] for n in names(store)))
+def documents(store: ArtifactStore) -> list[DatasetDocument | Unreadable]:
+    """Every registered dataset's document, by name; one that cannot be read is listed as
+    ``Unreadable`` with the reason (the others are still listed). Folders without a document
+    are skipped."""
+
+    def read(name: str) -> DatasetDocument | Unreadable | None:
+        try:
+            return _read(store, name)[0]
+        except CorruptStateError as exc:
+            return Unreadable(name, exc.message)
+
+    found = gather(*(lambda n=n: read(n) for n in names(store)))
     return [d for d in found if d is not None]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A dataset whose document is not what this project writes (tampered, or junk)."""
+
+    name: str
+    error: str
 
 
 def read_version(store: ArtifactStore, name: str, digest: str, max_bytes: int) -> bytes:
@@ -186,13 +226,9 @@ def add(
     frame, header = tabular.parse(data, max_bytes=max_bytes, max_rows=max_rows)
     digest = sha256(data)
     for _ in range(_SWAP_ATTEMPTS):
-        current, etag = _read(store, name)
+        current, etag = _read_for_update(store, name, replace_schema)
         schema = _schema_for(frame, header, data, current, target, task, replace_schema)
-        key = version_key(name, digest)
-        if (store.data_bucket, key) not in store.written_once:
-            with contextlib.suppress(AlreadyExistsError):  # the same bytes, accepted before
-                store.put_bytes(store.data_bucket, key, data, "text/csv", once=True)
-            store.written_once.add((store.data_bucket, key))
+        _archive(store, version_key(name, digest), data, digest)
         now = utc_now()
         version = Version(
             sha256=digest,
@@ -225,6 +261,37 @@ def add(
             continue  # another upload moved it meanwhile: validate against what it wrote
         return Registered(document, created=current is None)
     raise ConcurrentUpdateError(f"dataset {name!r} kept changing while this upload was stored")
+
+
+def _read_for_update(
+    store: ArtifactStore, name: str, replace_schema: bool
+) -> tuple[DatasetDocument | None, str | None]:
+    """The document an upload updates, and its ETag. A corrupt one is an error, unless the
+    schema is being replaced: the upload then starts the document again (its history is
+    lost with it; the archived versions stay)."""
+    try:
+        return _read(store, name)
+    except CorruptStateError:
+        if not replace_schema:
+            raise
+        head = store.head(store.data_bucket, document_key(name))
+        return None, head.etag if head is not None else None
+
+
+def _archive(store: ArtifactStore, key: str, data: bytes, digest: str) -> None:
+    """Keep a version's bytes under its sha256 (write-once). One already there must be these
+    bytes (its recorded sha256); one that went missing is written again."""
+    head = store.head(store.data_bucket, key)
+    if head is None:
+        try:
+            store.put_bytes(store.data_bucket, key, data, "text/csv", once=True)
+        except AlreadyExistsError:  # the same bytes, stored meanwhile by another upload
+            head = store.head(store.data_bucket, key)
+    if head is not None and head.metadata.get("sha256") != digest:
+        raise IntegrityError(
+            f"s3://{store.data_bucket}/{key} holds other bytes than its name says: refusing to"
+            " accept this version over it"
+        )
 
 
 def _schema_for(

@@ -201,6 +201,10 @@ class Predictions(_Document):
             raise ValueError(
                 f"{len(self.y_true)} actual prices (y_true), {len(self.y_pred)} predicted"
             )
+        if self.labels is not None:
+            n = len(self.labels)
+            if not all(v.is_integer() and 0 <= v < n for v in (*self.y_true, *self.y_pred)):
+                raise ValueError(f"classes outside the {n} labels")
         return self
 
 

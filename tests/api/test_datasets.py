@@ -325,3 +325,52 @@ def test_a_cross_site_upload_is_refused(client):
         headers={"Origin": "https://evil.example"},
     )
     assert_error(response, 403, "CrossSiteRequestError")
+
+
+def test_a_huge_integer_in_a_row_is_a_422_not_a_500(client, iris_run):
+    row = {"sepal_length": 10**400, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    response = client.post(
+        "/datasets/iris/predict",
+        content=b'{"rows": [{"sepal_length": 1' + b"0" * 400 + b', "sepal_width": 3.5,'
+        b' "petal_length": 1.4, "petal_width": 0.2}]}',
+        headers={"content-type": "application/json"},
+    )
+    error = assert_error(response, 422, "DatasetValidationError")
+    assert "'sepal_length' must be a number" in error["details"][0]
+    assert row  # the same row as a Python value, for the reader
+
+
+def test_listing_survives_a_corrupt_dataset_document(client, server: ApiServer):
+    from tests.api.test_api import s3_of
+
+    assert put(client, "broken", HOMES, target="price").status_code == 200
+    s3_of(server).put_object(
+        Bucket="local-ml-flow-data", Key="datasets/broken/dataset.json", Body=b"garbage{"
+    )
+    listed = {d["name"]: d for d in client.get("/datasets").json()["datasets"]}
+    assert "not a valid DatasetDocument" in listed["broken"]["error"]
+    assert listed["iris"]["error"] is None
+    assert_error(client.get("/datasets/broken"), 502, "CorruptStateError")
+    repaired = put(client, "broken", HOMES, target="price", schema="replace")
+    assert repaired.status_code == 200, repaired.text
+
+
+def test_tampered_predictions_are_corrupt_state(client, server: ApiServer, iris_run):
+    import json
+
+    from tests.api.test_api import s3_of
+
+    s3 = s3_of(server)
+    key = f"datasets/iris/runs/{iris_run['run_id']}/predictions.json"
+    stored_predictions = json.loads(
+        s3.get_object(Bucket="local-ml-flow-data", Key=key)["Body"].read()
+    )
+    try:
+        tampered = {**stored_predictions, "y_true": [-1.0] * len(stored_predictions["y_true"])}
+        s3.put_object(Bucket="local-ml-flow-data", Key=key, Body=json.dumps(tampered).encode())
+        response = client.get(f"/datasets/iris/runs/{iris_run['run_id']}/predictions")
+        assert_error(response, 502, "CorruptStateError")
+    finally:
+        s3.put_object(
+            Bucket="local-ml-flow-data", Key=key, Body=json.dumps(stored_predictions).encode()
+        )

@@ -7,7 +7,9 @@ import pytest
 
 from local_ml_flow import handlers, registry
 from local_ml_flow.errors import (
+    CorruptStateError,
     DatasetValidationError,
+    IntegrityError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -224,3 +226,107 @@ def test_bad_run_parameters_are_refused_with_the_reason(empty_store, settings, e
 def test_an_unknown_dataset_is_not_found(empty_store, settings):
     with pytest.raises(NotFoundError, match="no dataset named 'ghost'"):
         ingest(empty_store, settings, {"dataset": "ghost"})
+
+
+# -- what an adversarial review found ---------------------------------------------------------
+def test_a_corrupt_document_is_listed_as_such_and_replaced_on_purpose(empty_store):
+    add(empty_store, "iris", datasets.csv(datasets.iris()), target="species")
+    add(empty_store, "homes", datasets.csv(datasets.mixed()), target="price")
+    bucket = empty_store.data_bucket
+    empty_store.put_bytes(bucket, registry.document_key("homes"), b"garbage{", "application/json")
+    found = {d.name: d for d in registry.documents(empty_store)}
+    assert isinstance(found["iris"], registry.DatasetDocument)
+    assert isinstance(found["homes"], registry.Unreadable)
+    assert "not a valid DatasetDocument" in found["homes"].error
+    with pytest.raises(CorruptStateError):
+        add(empty_store, "homes", datasets.csv(datasets.mixed()))
+    rebuilt = add(empty_store, "homes", datasets.csv(datasets.mixed()), replace_schema=True,
+                  target="price")  # fmt: skip
+    assert rebuilt.document.rows == 200
+    assert isinstance(registry.get(empty_store, "homes"), registry.DatasetDocument)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda d: {**d, "target": "zzz"},
+        lambda d: {**d, "name": "other"},
+        lambda d: {**d, "sha256": "../../x"},
+        lambda d: {**d, "task": "regression"},
+        lambda d: {**d, "schema": {**d["schema"], "columns": d["schema"]["columns"] * 2}},
+        lambda d: {**d, "schema": {**d["schema"], "labels": []}},
+    ],
+)
+def test_a_tampered_document_is_corrupt_state_not_a_crash(empty_store, settings, tamper):
+    import json
+
+    add(empty_store, "iris", datasets.csv(datasets.iris()), target="species")
+    key = registry.document_key("iris")
+    document = json.loads(empty_store.get_bytes(empty_store.data_bucket, key))
+    empty_store.put_bytes(
+        empty_store.data_bucket, key, json.dumps(tamper(document)).encode(), "application/json"
+    )
+    with pytest.raises(CorruptStateError):
+        registry.get(empty_store, "iris")
+    with pytest.raises(CorruptStateError):
+        ingest(empty_store, settings, {"dataset": "iris"})
+
+
+def test_a_version_whose_archive_was_replaced_is_refused_not_acknowledged(empty_store):
+    first = add(empty_store, "iris", datasets.csv(datasets.iris()), target="species").document
+    key = registry.version_key("iris", first.sha256)
+    empty_store.put_bytes(empty_store.data_bucket, key, b"other bytes", "text/csv")
+    with pytest.raises(IntegrityError):
+        add(empty_store, "iris", datasets.csv(datasets.iris()))
+    empty_store.delete(empty_store.data_bucket, key)
+    add(empty_store, "iris", datasets.csv(datasets.iris()))  # missing: written again
+    assert registry.read_version(empty_store, "iris", first.sha256, MAX_BYTES) == datasets.csv(
+        datasets.iris()
+    )
+
+
+def test_usual_missing_markers_are_missing_cells(empty_store):
+    frame = datasets.mixed().astype(object)
+    frame.loc[1, "rooms"] = "NA"
+    frame.loc[2, "size"] = "null"
+    frame.loc[3, "city"] = "N/A"
+    document = add(empty_store, "homes", datasets.csv(frame), target="price").document
+    kinds = {c.name: (c.kind, c.missing) for c in document.schema.columns}
+    assert kinds["rooms"][0] == "integer"
+    assert kinds["size"] == ("number", 1)
+    assert "N/A" not in (document.schema.column("city").levels or [])
+
+
+def test_a_numeric_target_with_a_typo_is_named_not_turned_into_classes(empty_store):
+    frame = datasets.mixed().astype(object)
+    frame.loc[4, "price"] = "12o.5"
+    with pytest.raises(DatasetValidationError, match=r"holds numbers except at line 6"):
+        add(empty_store, "homes", datasets.csv(frame), target="price")
+    frame.loc[4, "price"] = "1e308"
+    with pytest.raises(DatasetValidationError, match="too large values"):
+        add(empty_store, "homes", datasets.csv(frame), target="price")
+
+
+def test_impossible_runs_are_refused_before_anything_is_recorded(empty_store, settings):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    wide = pd.DataFrame(
+        {f"c{i}": rng.choice([f"l{j}" for j in range(40)], 120) for i in range(30)}
+    ).assign(y=rng.normal(size=120))
+    add(empty_store, "wide", datasets.csv(wide), target="y")
+    for event, needle in (
+        ({"dataset": "wide"}, "model inputs"),
+        ({"dataset": "wide", "features": ["c0"], "test_size": 0.999}, "too few for test_size"),
+    ):
+        with pytest.raises(InvalidRequestError, match=needle):
+            ingest(empty_store, settings, event)
+    assert not empty_store.list_objects(empty_store.data_bucket, "datasets/wide/runs/")
+    trained = ingest(empty_store, settings, {"dataset": "wide", "features": ["c0", "c1"]})
+    assert trained["n_train"] == 96
+
+
+def test_inference_of_an_unknown_dataset_is_not_found(empty_store, settings):
+    with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
+        infer(empty_store, settings, {"dataset": "nope"})

@@ -301,12 +301,17 @@ class CurrentRun(BaseModel):
 
 class DatasetSummary(BaseModel):
     name: str
-    task: Literal["regression", "classification"]
-    target: str
+    task: Literal["regression", "classification"] | None = Field(
+        description="None only for a dataset whose document cannot be read (see `error`)"
+    )
+    target: str | None
     sha256: str | None = Field(description="of the current version")
     rows: int | None
     builtin: bool = Field(description="the built-in housing dataset (its original endpoints)")
     current_run: CurrentRun | None
+    error: str | None = Field(
+        None, description="why the dataset's stored document cannot be read (tampered or junk)"
+    )
 
 
 class DatasetList(BaseModel):

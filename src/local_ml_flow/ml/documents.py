@@ -8,7 +8,7 @@ import hashlib
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["number", "integer", "boolean", "categorical", "text"]
 Task = Literal["regression", "classification"]
@@ -36,6 +36,16 @@ class Column(_Doc):
     feature: bool
     reason: str | None = None  # why it is not a feature
 
+    @model_validator(mode="after")
+    def _complete(self) -> Column:
+        """A category has its levels, a boolean its two words (a stored document that does
+        not is corrupt)."""
+        if self.kind == "categorical" and not self.levels:
+            raise ValueError(f"categorical column {self.name!r} has no levels")
+        if self.kind == "boolean" and not (self.true_value and self.false_value):
+            raise ValueError(f"boolean column {self.name!r} lacks its true or false word")
+        return self
+
 
 class DatasetSchema(_Doc):
     """The schema of a dataset: its columns, target and task (and class labels)."""
@@ -44,6 +54,23 @@ class DatasetSchema(_Doc):
     task: Task
     columns: list[Column]
     labels: list[Label] | None = None  # classification: the classes, sorted
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSchema:
+        """Unique, named columns; the target one of them and no feature; classes for a
+        classification only (a stored document that breaks this is corrupt)."""
+        names = [c.name for c in self.columns]
+        if not all(names) or len(set(names)) != len(names):
+            raise ValueError("column names must be unique and not empty")
+        if self.target not in names:
+            raise ValueError(f"the target {self.target!r} is not one of the columns")
+        if self.column(self.target).feature:
+            raise ValueError("the target cannot be a feature")
+        if self.task == "classification" and len(self.labels or []) < 2:
+            raise ValueError("a classification has at least two labels")
+        if self.task == "regression" and self.labels is not None:
+            raise ValueError("a regression has no labels")
+        return self
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -89,6 +116,17 @@ class Encoding(_Doc):
     """The encoding of every feature of a run, in model input order."""
 
     columns: list[Encoded]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Encoding:
+        """Each column once; a category's fill value is one of its levels."""
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("a column is encoded twice")
+        for column in self.columns:
+            if column.kind == "categorical" and column.fill not in (column.levels or []):
+                raise ValueError(f"column {column.name!r}: its fill value is not a level")
+        return self
 
     def names(self) -> list[str]:
         """The model's input columns: a number or boolean is one, a category one per level."""

@@ -50,6 +50,9 @@ MAX_COLUMN_NAME = 200
 MAX_LEVELS = 50  # a text column with more distinct values is free text, not a category
 MAX_CLASSES = 100
 MAX_REGRESSION_CLASSES = 20  # a whole-number target with more distinct values is regression
+MAX_MAGNITUDE = 1e150  # a number whose square overflows cannot be trained on nor scored
+MAX_INPUTS = 1000  # model inputs of a run (a category counts one per level)
+MAX_CELLS = 60_000_000  # rows x model inputs of a run (480 MB of float64)
 _MAX_LEVEL_LENGTH = 200
 _ROC_POINTS = 200
 
@@ -65,9 +68,9 @@ def parse(data: bytes, *, max_bytes: int, max_rows: int) -> tuple[pd.DataFrame, 
     if problems:
         raise DatasetValidationError(problems)
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data), encoding="utf-8-sig", keep_default_na=False, na_values=[""]
-        )
+        # pandas' missing-value markers (empty, NA, N/A, NaN, null, None, #N/A, ...) are
+        # missing cells, as most tools write them
+        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DatasetValidationError(["dataset is empty"]) from None
     except pd.errors.ParserError as exc:
@@ -163,22 +166,18 @@ def _infer_column(name: str, column: pd.Series[Any]) -> Column:
     parsed = ~np.isnan(numbers)
     if column.dtype != bool and (parsed == present).all():
         values = numbers[present]
-        if not np.isfinite(values).all():
-            return Column(
-                name=name,
-                kind="text",
-                missing=missing,
-                feature=False,
-                reason="holds infinite values",
-            )
-        whole = bool((values % 1 == 0).all())
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            finite = np.zeros(1)
+        with np.errstate(invalid="ignore"):
+            whole = bool((finite % 1 == 0).all())
         integer = pd.api.types.is_integer_dtype(column) or (whole and missing > 0)
         return Column(
             name=name,
             kind="integer" if integer else "number",
             missing=missing,
-            minimum=float(values.min()),
-            maximum=float(values.max()),
+            minimum=float(finite.min()),
+            maximum=float(finite.max()),
             feature=True,
         )
     texts = _texts(column)
@@ -230,10 +229,19 @@ def infer_schema(frame: pd.DataFrame, target: str, task: str | None = None) -> D
     columns = [_infer_column(str(name), frame[name]) for name in frame.columns]
     by_name = {c.name: c for c in columns}
     goal = by_name[target]
+    if task is None and goal.kind in ("categorical", "text"):
+        mostly_numbers = _mostly_numbers(target, frame[target])
+        if mostly_numbers:
+            raise DatasetValidationError([mostly_numbers])
     chosen = task or _infer_task(goal, frame[target])
     if chosen not in (REGRESSION, CLASSIFICATION):
         raise DatasetValidationError([f"task {chosen!r} is unknown: regression or classification"])
     labels = _labels(goal, frame[target]) if chosen == CLASSIFICATION else None
+    if labels is not None and len(labels) < 2:
+        shown = f" ({labels[0]!r})" if labels else ""
+        raise DatasetValidationError(
+            [f"target column {target!r} has a single class{shown}: there is nothing to learn"]
+        )
     columns = [
         c.model_copy(update={"feature": False, "reason": "the target"}) if c.name == target else c
         for c in columns
@@ -243,6 +251,20 @@ def infer_schema(frame: pd.DataFrame, target: str, task: str | None = None) -> D
     if problems:
         raise DatasetValidationError(problems)
     return schema
+
+
+def _mostly_numbers(name: str, values: pd.Series[Any]) -> str | None:
+    """A problem when a text target is numbers but for a few cells (a typo would otherwise
+    turn a regression into a classification of every distinct value)."""
+    present = _present(values)
+    numbers = _numbers(values)
+    bad = present & np.isnan(numbers)
+    if present.sum() < 10 or bad.sum() > 0.1 * present.sum():
+        return None
+    return (
+        f"target column {name!r} holds numbers except at {_lines(bad)}"
+        f" (found {_examples(values, bad)}): fix those cells, or say task=classification"
+    )
 
 
 def _infer_task(goal: Column, values: pd.Series[Any]) -> str:
@@ -315,12 +337,30 @@ def trainable_problems(frame: pd.DataFrame, schema: DatasetSchema) -> list[str]:
                     f"target column {schema.target!r}: classes with fewer than two rows cannot be"
                     f" split into training and test: {', '.join(rare[:10])}"
                 )
+    for column in schema.columns:
+        if column.kind in ("number", "integer") and column.name in frame.columns:
+            numbers = _numbers(frame[column.name])
+            huge = ~np.isnan(numbers) & ~(np.abs(numbers) <= MAX_MAGNITUDE)
+            if huge.any():
+                problems.append(
+                    f"column {column.name!r}: infinite or too large values (beyond"
+                    f" {MAX_MAGNITUDE:g}) at {_lines(huge)}"
+                )
     if not schema.features:
         problems.append(
             "no column can be a feature: "
             + "; ".join(f"{c.name!r}: {c.reason}" for c in schema.columns)
         )
     return problems
+
+
+def input_width(schema: DatasetSchema, features: Sequence[str]) -> int:
+    """How many model inputs ``features`` make at most (a category: one per known level)."""
+    width = 0
+    for name in features:
+        column = schema.column(name)
+        width += len(column.levels or []) if column.kind == "categorical" else 1
+    return width
 
 
 # -- a new version against the stored schema -------------------------------------------
@@ -577,7 +617,11 @@ def _row_value(column: Column, value: Any) -> tuple[Any, str | None]:
         return None, None
     if column.kind in ("number", "integer"):
         number_ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number_ok or not math.isfinite(value):
+        try:
+            number_ok = number_ok and math.isfinite(float(value))
+        except OverflowError:  # an integer beyond a float (10**400)
+            number_ok = False
+        if not number_ok:
             word = "a whole number" if column.kind == "integer" else "a number"
             return None, f"must be {word}, got {_shown(value)}"
         if column.kind == "integer" and not float(value).is_integer():

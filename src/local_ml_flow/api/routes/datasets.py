@@ -36,7 +36,6 @@ from local_ml_flow.api.schemas import (
 )
 from local_ml_flow.api.starts import sampled, start
 from local_ml_flow.errors import (
-    CorruptStateError,
     InvalidRequestError,
     LocalMlFlowError,
     NoModelError,
@@ -131,7 +130,11 @@ def _current_or_none(log: RunLog, *, features: bool = False) -> CurrentRun | Non
         return None
 
 
-def _summary(document: registry.DatasetDocument, log: RunLog) -> DatasetSummary:
+def _summary(
+    document: registry.DatasetDocument | registry.Unreadable, log: RunLog
+) -> DatasetSummary:
+    if isinstance(document, registry.Unreadable):
+        return _unreadable(document)
     return DatasetSummary(
         name=document.name,
         task=document.task,
@@ -152,6 +155,19 @@ def list_datasets(request: Request, runs: RunsDep, store: StoreDep) -> DatasetLi
         *(lambda d=d: _summary(d, runs.of_dataset(d.name)) for d in documents),
     )
     return DatasetList(datasets=summaries)
+
+
+def _unreadable(broken: registry.Unreadable) -> DatasetSummary:
+    return DatasetSummary(
+        name=broken.name,
+        task=None,
+        target=None,
+        sha256=None,
+        rows=None,
+        builtin=False,
+        current_run=None,
+        error=broken.error,
+    )
 
 
 @router.get(
@@ -359,14 +375,9 @@ def get_dataset_predictions(
     y_true: list[Any] = stored.y_true
     y_pred: list[Any] = stored.y_pred
     labels = stored.labels
-    if labels is not None:
-        try:
-            y_true = [labels[int(v)] for v in y_true]
-            y_pred = [labels[int(v)] for v in y_pred]
-        except (IndexError, ValueError):
-            raise CorruptStateError(
-                f"run {run_id!r}: its predictions do not fit its labels"
-            ) from None
+    if labels is not None:  # class indices, checked within the labels when read
+        y_true = [labels[int(v)] for v in y_true]
+        y_pred = [labels[int(v)] for v in y_pred]
     y_true, y_pred = sampled(y_true, y_pred, max_points)
     return DatasetPredictions(
         run_id=stored.run_id,
