@@ -424,6 +424,10 @@ class RunLog:
         where = f"s3://{self._data}/{self.latest_key}"
         return parse_document(blob.data, Pointer, where), blob.etag
 
+    def pointer(self) -> Seen:
+        """The latest pointer and its ETag; (None, None) before the first promoted run."""
+        return self._pointer()
+
     def peek_pointer(self) -> Seen | None:
         """The pointer and its ETag for a promotion to come, or None if they could not be
         read (the promotion reads them again and reports that failure as its own)."""

@@ -10,20 +10,15 @@ from typing import Any
 from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
 from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, new_run_id
 from local_ml_flow.invoke import Invoker
-from local_ml_flow.runlog import Pointer, RunLog
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
 
 Progress = Callable[[str], None]
-Promoted = Callable[[Pointer], None]
 logger = logging.getLogger("local_ml_flow.runs")
 
 
 def _quiet(message: str) -> None:
     """Default progress callback: say nothing."""
-
-
-def _unheard(pointer: Pointer) -> None:
-    """Default promotion callback: nobody listens."""
 
 
 Options = RunOptions | TabularOptions
@@ -44,11 +39,9 @@ def run_pipeline(
     *,
     progress: Progress = _quiet,
     run_id: str | None = None,
-    promoted: Promoted = _unheard,
 ) -> dict[str, Any]:
     """Invoke ingestion then inference for a new run, then make it the latest; returns both
-    results merged. ``promoted`` is told the latest pointer the promotion wrote (or found,
-    when another run superseded this one meanwhile).
+    results merged.
 
     The run is promoted (latest pointer, root keys, score.txt) only once both functions
     succeeded. A failing function raises FunctionFailedError carrying the run id; the run
@@ -61,7 +54,7 @@ def run_pipeline(
     started = time.monotonic()
     logger.info("run %s started: %s", run_id, chosen or "default parameters")
     try:
-        result = _run(invoker, runs, settings, run_id, chosen, progress, promoted)
+        result = _run(invoker, runs, settings, run_id, chosen, progress)
     except LocalMlFlowError as exc:
         logger.warning(
             "run %s failed after %.1f s: %s: %s",
@@ -103,7 +96,6 @@ def _run(
     run_id: str,
     chosen: dict[str, Any],
     progress: Progress,
-    promoted: Promoted,
 ) -> dict[str, Any]:
     stage = "ingestion"
     try:
@@ -137,11 +129,10 @@ def _run(
         _name_the_run(exc, run_id, stage)
         raise
     try:
-        pointer = runs.promote(run_id)  # records the failure itself
+        runs.promote(run_id)  # records the failure itself
     except LocalMlFlowError as exc:
         _name_the_run(exc, run_id, "promotion")
         raise
-    promoted(pointer)
     return {**trained, **scored, "promoted": True}
 
 

@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     body_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
     header_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    model_refresh_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    # 0: /predict and /result check the pointer on every request; N > 0: trust it N seconds
+    model_refresh_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     # server logs: level, and one JSON object per line instead of text
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

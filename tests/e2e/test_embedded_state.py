@@ -215,6 +215,15 @@ def test_aws_lambda_invoke_runs_the_original_flow(
         assert s3.head_object(Bucket=MODELS, Key="model.joblib")["ContentLength"] > 0
         with httpx.Client(base_url=api.url, timeout=60) as http:  # the API sees that run
             assert http.get("/result/local-ml-flow-data").json() == {"content": "65.29%"}
+            houses = {"houses": [EXAMPLE_HOUSE]}
+            assert http.post("/predict", json=houses).json()["run_id"] == trained["run_id"]
+            # another run made outside the API: the very next answers are the new run's
+            lam = emulator_client("lambda", api.emulator_url)
+            again = lam.invoke(FunctionName=INGESTION, Payload=b'{"feature_set": "seed"}')
+            newer = json.loads(again["Payload"].read())
+            lam.invoke(FunctionName=INFERENCE, Payload=b"{}")
+            assert http.post("/predict", json=houses).json()["run_id"] == newer["run_id"]
+            assert http.get("/result/local-ml-flow-data").json() == {"content": "35.62%"}
         # a refused event: MiniStack reports every handler error as Runtime.HandlerError
         lam = emulator_client("lambda", api.emulator_url)
         refused = lam.invoke(FunctionName=INGESTION, Payload=b'{"test_size": 7}')

@@ -1,178 +1,198 @@
-"""What the API keeps in memory between requests: the latest model and the latest score.
+"""What the API keeps in memory between requests: each dataset's current model and score.
 
-Both are served from memory and re-read from S3 in the background once older than
-``LMF_MODEL_REFRESH_S`` (stale-while-revalidate), so a hot endpoint never waits on S3 and a
-promotion made by another process is seen within about that bound. After a run or a
-promotion made in this process they are re-read before the next answer, from the pointer
-that promotion wrote (not read back from S3): the next request serves the new run.
+Before an answer the pointer's ETag is read (a HEAD): the requests that arrive while one read
+is in flight share the next one, so each request is answered from a read that started after
+it arrived, and a burst of requests costs about one read per round trip. The answer is the
+pointer's run on the first request after any change, whoever made it (this server, the CLI,
+a Lambda invoke, another process). The model (and the score) are read again only when the
+pointer's ETag changed, and the model only when it names another run. ``LMF_MODEL_REFRESH_S``
+> 0 trades that for speed: the ETag is then trusted for that long between reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 
 from local_ml_flow import pipeline
+from local_ml_flow.errors import CorruptStateError, IntegrityError, NoModelError
 from local_ml_flow.events import HOUSING
 from local_ml_flow.ml.model import Regressor
-from local_ml_flow.runlog import Manifest, Pointer, RunLog
-
-T = TypeVar("T")
-logger = logging.getLogger("local_ml_flow.api")
+from local_ml_flow.runlog import Manifest, RunLog
 
 
-class Recent(Generic[T]):
-    """A value from ``load`` (blocking I/O), kept in memory.
+class PointerWatch:
+    """The pointer's current ETag (None: no pointer), from a read that started after the
+    caller asked. At most one read is in flight and one waits to start: every caller that
+    arrives meanwhile shares the waiting one."""
 
-    ``get()`` answers from memory; a value older than ``refresh_s`` is re-read in the
-    background while the old one is still served. With no value yet, or after
-    ``invalidate()``, it is read before answering. Failures are never cached.
+    def __init__(self, read: Callable[[], str | None]) -> None:
+        self._read = read
+        self._running: asyncio.Future[str | None] | None = None
+        self._next: asyncio.Future[str | None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reads = 0
 
-    Each ``invalidate()`` starts a new generation; a value is valid only if its read
-    started in the current generation, so a read that was under way when ``invalidate()``
-    was called cannot make its (possibly older) value valid again.
-    """
+    async def etag(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        if self._running is None:
+            future: asyncio.Future[str | None] = loop.create_future()
+            self._launch(future)
+        else:  # a read started before this call: join the next one
+            if self._next is None:
+                self._next = loop.create_future()
+            future = self._next
+        return await asyncio.shield(future)
 
-    def __init__(
-        self,
-        load: Callable[[T | None], T],
-        refresh_s: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._load = load
-        self.refresh_s = refresh_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._value: T | None = None
-        self._read_at = float("-inf")
-        self._generation = 0
-        self._value_generation = -1
-        self._refreshing = False
+    def _launch(self, future: asyncio.Future[str | None]) -> None:
+        self._running = future
 
-    def invalidate(self) -> None:
-        self._generation += 1
+        async def run() -> None:
+            try:
+                self.reads += 1
+                value = await run_in_threadpool(self._read)
+            except Exception as exc:  # every waiter gets the error
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
+            finally:
+                if not future.done():  # cancelled at shutdown
+                    future.cancel()
+                self._running = None
+                waiting, self._next = self._next, None
+                if waiting is not None:
+                    self._launch(waiting)
 
-    @property
-    def valid(self) -> bool:
-        return self._value is not None and self._value_generation == self._generation
-
-    def _read(self) -> T:
-        with self._lock:
-            if self.valid and self._value is not None and not self._stale():
-                return self._value  # another request read it while this one waited
-            generation = self._generation
-            value = self._load(self._value)
-            self._value, self._read_at = value, self._clock()
-            self._value_generation = generation
-            return value
-
-    def _refresh_in_background(self) -> None:
-        try:
-            self._read()
-        except Exception:
-            logger.warning("background refresh failed; serving the previous value", exc_info=True)
-        finally:
-            self._refreshing = False
-
-    def _stale(self) -> bool:
-        return self._clock() - self._read_at >= self.refresh_s
-
-    async def get(self) -> T:
-        value = self._value
-        if value is None or not self.valid:
-            return await run_in_threadpool(self._read)
-        if self._stale() and not self._refreshing:
-            self._refreshing = True
-            asyncio.get_running_loop().run_in_executor(None, self._refresh_in_background)
-        return value
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """The model /predict uses: its run, its feature set, an array predictor."""
+    """The model a predict endpoint uses: its run, its feature set (housing's), a predictor,
+    and the pointer ETag it was read under."""
 
     run_id: str
     feature_set: str
     predictor: Regressor
     manifest: Manifest | None = None  # a registered dataset's run: its schema and encoding
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class _Score:
+    run_id: str
+    score: str
+    etag: str | None
 
 
 class Caches:
-    """The latest model and score of one run log."""
+    """The current model and score of one run log (one dataset)."""
 
-    def __init__(self, runs: RunLog, refresh_s: float) -> None:
+    def __init__(self, runs: RunLog, refresh_s: float = 0.0) -> None:
         self.runs = runs
-        self.model: Recent[ServedModel] = Recent(self._load_model, refresh_s)
-        self.score: Recent[str] = Recent(self._load_score, refresh_s)
+        self.refresh_s = refresh_s
+        self.watch = PointerWatch(self._pointer_etag)
         self.model_loads = 0
-        self.pointer_reads = 0
-        # the newest pointer a promotion in this process wrote, and the caches yet to load it
-        self._written: Pointer | None = None
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
+        self.pointer_reads = 0  # whole pointer documents read (a HEAD is watch.reads)
+        self._model: ServedModel | None = None
+        self._score: _Score | None = None
+        self._etag: str | None = None
+        self._checked_at = float("-inf")
+        self._loading = asyncio.Lock()
 
-    def invalidate(self, written: Pointer | None = None) -> None:
-        """Re-read both before their next answer.
+    def invalidate(self) -> None:
+        """Forget what is kept: the next answer reads the pointer and what it names (a run or
+        a promotion made through this server; the ETag check would see it anyway)."""
+        self._model, self._score, self._checked_at = None, None, float("-inf")
 
-        ``written``: the latest pointer as a promotion in this process just wrote it (or
-        found it, superseded); each cache's next load takes it instead of reading the
-        pointer back, later refreshes read S3 again. A pointer older than one already told
-        (``promoted_at``: compare-and-swapped pointers are written in that order; two runs
-        can finish out of order) is not taken: the caches read S3.
-        """
-        with self._lock:
-            newest = self._written
-            if written is not None and (newest is None or written.promoted_at > newest.promoted_at):
-                self._written, self._pending = written, {"model", "score"}
-            else:
-                self._pending = set()
-            self.model.invalidate()
-            self.score.invalidate()
+    def _pointer_etag(self) -> str | None:
+        head = self.runs.store.head(self.runs.store.data_bucket, self.runs.latest_key)
+        return head.etag if head is not None else None
 
-    def _take_written(self, cache: str) -> Pointer | None:
-        """The pointer told by ``invalidate`` if ``cache`` has not loaded from it yet."""
-        with self._lock:
-            if cache not in self._pending:
-                return None
-            self._pending.discard(cache)
-            return self._written
+    async def _current_etag(self) -> str | None:
+        """The pointer's ETag now (or, with ``refresh_s`` > 0, as read within that long)."""
+        if self.refresh_s > 0 and time.monotonic() - self._checked_at < self.refresh_s:
+            return self._etag
+        etag = await self.watch.etag()
+        self._etag, self._checked_at = etag, time.monotonic()
+        return etag
 
-    def _load_model(self, current: ServedModel | None) -> ServedModel:
-        """Read the latest pointer; load the model only when the latest run changed."""
-        written = self._take_written("model")
-        if written is not None:
-            run_id = written.run_id
-        else:
-            self.pointer_reads += 1
-            run_id = self.runs.latest_run_id(
-                "no trained model yet: POST /pipeline/runs first"
-                if self.runs.dataset == HOUSING
-                else f"dataset {self.runs.dataset!r} has no trained model yet:"
-                f" POST /datasets/{self.runs.dataset}/runs first"
+    def _missing(self) -> NoModelError:
+        if self.runs.dataset == HOUSING:
+            return NoModelError("no trained model yet: POST /pipeline/runs first")
+        return NoModelError(
+            f"dataset {self.runs.dataset!r} has no trained model yet:"
+            f" POST /datasets/{self.runs.dataset}/runs first"
+        )
+
+    async def model(self) -> ServedModel:
+        """The model of the pointer's run, checked against what the pointer recorded."""
+        etag = await self._current_etag()
+        if etag is None:
+            raise self._missing()
+        kept = self._model
+        if kept is not None and kept.etag == etag:
+            return kept
+        async with self._loading:
+            kept = self._model
+            if kept is not None and kept.etag == etag:
+                return kept
+            loaded = await run_in_threadpool(self._load_model, kept)
+            self._model = loaded
+            return loaded
+
+    def _load_model(self, kept: ServedModel | None) -> ServedModel:
+        """Read the pointer; load its run's model unless it is the one kept."""
+        self.pointer_reads += 1
+        pointer, etag = self.runs.pointer()
+        if pointer is None:
+            raise self._missing()
+        if kept is not None and kept.run_id == pointer.run_id:
+            return replace(kept, etag=etag)
+        loaded = pipeline.load_model(self.runs, pointer.run_id)
+        if loaded.manifest.model_sha256 != pointer.model_sha256:
+            raise IntegrityError(
+                f"the pointer names run {pointer.run_id!r} with model sha256"
+                f" {pointer.model_sha256}, but its manifest records"
+                f" {loaded.manifest.model_sha256}: refusing to serve it"
             )
-        if current is not None and current.run_id == run_id:
-            return current
-        loaded = pipeline.load_model(self.runs, run_id)
         self.model_loads += 1
         if self.runs.dataset != HOUSING:  # predicts from the encoded arrays it was fitted on
-            return ServedModel(run_id, "", loaded.model, loaded.manifest)
-        return ServedModel(run_id, loaded.feature_set, loaded.array_predictor())
+            return ServedModel(pointer.run_id, "", loaded.model, loaded.manifest, etag)
+        return ServedModel(pointer.run_id, loaded.feature_set, loaded.array_predictor(), None, etag)
 
-    def _load_score(self, current: str | None) -> str:
-        """The current run's score, read through the latest pointer (not score.txt, a copy)."""
-        written = self._take_written("score")
-        if written is not None and written.score is not None:
-            return written.score
+    async def score(self) -> str:
+        """The pointer's run's score, checked against the run's own metrics."""
+        etag = await self._current_etag()
+        if etag is None:
+            raise NoModelError("no score yet: POST /pipeline/runs first")
+        kept = self._score
+        if kept is not None and kept.etag == etag:
+            return kept.score
+        loaded = await run_in_threadpool(self._load_score)
+        self._score = loaded
+        return loaded.score
+
+    def _load_score(self) -> _Score:
         self.pointer_reads += 1
-        return self.runs.current_score()[1]
+        pointer, etag = self.runs.pointer()
+        if pointer is None:
+            raise NoModelError("no score yet: POST /pipeline/runs first")
+        scored = self.runs.metrics(pointer.run_id)
+        if scored is None:
+            raise NoModelError(f"the current run {pointer.run_id!r} is not scored yet")
+        if pointer.score is not None and pointer.score != scored.score:
+            raise CorruptStateError(
+                f"the pointer gives run {pointer.run_id!r} the score {pointer.score}, its"
+                f" metrics {scored.score}: refusing to serve either"
+            )
+        return _Score(pointer.run_id, scored.score, etag)
 
 
 class DatasetCaches:
@@ -182,14 +202,12 @@ class DatasetCaches:
         self.housing = housing
         self.refresh_s = refresh_s
         self._by_name: dict[str, Caches] = {}
-        self._lock = threading.Lock()
 
     def of(self, runs: RunLog) -> Caches:
         """The caches of ``runs`` (a dataset's run log)."""
         if runs.dataset == HOUSING:
             return self.housing
-        with self._lock:
-            caches = self._by_name.get(runs.dataset)
-            if caches is None:
-                caches = self._by_name[runs.dataset] = Caches(runs, self.refresh_s)
-            return caches
+        caches = self._by_name.get(runs.dataset)
+        if caches is None:
+            caches = self._by_name[runs.dataset] = Caches(runs, self.refresh_s)
+        return caches

@@ -12,7 +12,7 @@ from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.schemas import Run
 from local_ml_flow.events import HOUSING
 from local_ml_flow.invoke import Invoker
-from local_ml_flow.runlog import Pointer, RunLog
+from local_ml_flow.runlog import RunLog
 from local_ml_flow.runner import Options, queue_run, run_pipeline
 from local_ml_flow.settings import Settings
 
@@ -34,24 +34,19 @@ def start(
         background: BackgroundRuns = request.app.state.background_runs
 
         def work() -> None:
-            written: list[Pointer] = []
             try:
-                run_pipeline(
-                    invoker, runs, settings, options, run_id=run_id, promoted=written.append
-                )
+                run_pipeline(invoker, runs, settings, options, run_id=run_id)
             finally:
-                caches.invalidate(written[-1] if written else None)
+                caches.invalidate()
 
         background.submit(run_id, work)
         response.status_code = 202
         response.headers["Location"] = location(runs, run_id)
         return Run.model_validate(runs.record(run_id))
-    written: list[Pointer] = []
     try:
-        result = run_pipeline(invoker, runs, settings, options, promoted=written.append)
+        result = run_pipeline(invoker, runs, settings, options)
     finally:
-        # the next /predict and /result serve the new run, from the pointer just written
-        caches.invalidate(written[-1] if written else None)
+        caches.invalidate()  # the next answers read the pointer just written
     return Run.model_validate(runs.record(result["run_id"]))
 
 

@@ -405,11 +405,10 @@ async def promote_dataset_run(
     """Make a succeeded run of the dataset current again (rollback)."""
     log, _ = await run_in_threadpool(_log, runs, store, name)
     caches = _caches(request).of(log)
-    written = None
     try:
-        written = await run_in_threadpool(log.make_current, run_id)
+        await run_in_threadpool(log.make_current, run_id)
     finally:
-        caches.invalidate(written)
+        caches.invalidate()
     return Run.model_validate(await run_in_threadpool(log.record, run_id))
 
 
@@ -441,7 +440,7 @@ async def predict_dataset(
     log = runs.of_dataset(name)
     caches = all_caches.of(log)
     try:
-        served = await caches.model.get()
+        served = await caches.model()
     except NoModelError:
         await run_in_threadpool(registry.get, store, name)  # 404 for an unknown dataset
         raise
@@ -455,7 +454,7 @@ async def _predict_housing(caches: Caches, body: DatasetPredictRequest) -> Datas
         raise RequestValidationError(
             [{**error, "loc": ("body", "rows", *error["loc"][1:])} for error in exc.errors()]
         ) from None
-    served = await caches.model.get()
+    served = await caches.model()
     x = dataset.encode_houses([h.model_dump() for h in houses.houses], served.feature_set)
     return DatasetPredictResponse(
         run_id=served.run_id, predictions=served.predictor.predict(x).tolist()

@@ -60,7 +60,7 @@ async def predict(request: Request) -> Response:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    loaded = await caches.model.get()
+    loaded = await caches.model()
     x = dataset.encode_houses([h.model_dump() for h in body.houses], loaded.feature_set)
     predictions = loaded.predictor.predict(x)
     answer = PredictResponse(run_id=loaded.run_id, predictions=predictions.tolist())

@@ -33,4 +33,4 @@ async def get_result(bucket_name: str, request: Request) -> Response:
         raise NotFoundError(f"no result in bucket {bucket_name!r}: results live in {data_bucket!r}")
     # Validated and serialised by the model itself, once per score (FastAPI would validate
     # the returned model again and encode it on every request).
-    return Response(_body(await caches.score.get()), media_type="application/json")
+    return Response(_body(await caches.score()), media_type="application/json")

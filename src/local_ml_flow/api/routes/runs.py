@@ -122,9 +122,8 @@ def get_predictions(
 async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Run:
     """Make a succeeded run current again (rollback): /predict and /result serve it next.
     A queued, running, failed, corrupt or non-finite run is refused (409)."""
-    written = None
     try:
-        written = await run_in_threadpool(runs.make_current, run_id)
+        await run_in_threadpool(runs.make_current, run_id)
     finally:
-        caches.invalidate(written)
+        caches.invalidate()
     return Run.model_validate(await run_in_threadpool(runs.record, run_id))
