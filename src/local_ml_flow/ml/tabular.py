@@ -82,6 +82,10 @@ def parse(data: bytes, *, max_bytes: int, max_rows: int) -> tuple[pd.DataFrame, 
             [f"malformed CSV: line {line} has more fields than the header's {len(frame.columns)}"]
         )
     frame.columns = header
+    for name in header:  # text once per column: stripped categories (every later step is
+        column = frame[name]  # then per distinct value, never per row)
+        if not pd.api.types.is_numeric_dtype(column) and column.dtype != bool:
+            frame[name] = _texts(column)
     if len(frame) > max_rows:
         raise DatasetTooLargeError(
             [f"dataset has {len(frame)} rows, above the limit of {max_rows} rows"]
@@ -604,11 +608,33 @@ def encode_rows(
             table[name].append(value)
     if problems:
         raise DatasetValidationError(problems)
-    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in table.items()})
-    for encoded in encoding.columns:  # numbers as numbers: _numbers reads numeric dtypes
-        if encoded.kind in ("number", "integer"):
-            frame[encoded.name] = pd.to_numeric(frame[encoded.name]).astype("float64")
-    return encode(frame, encoding)
+    return _encode_values(table, encoding, len(rows))
+
+
+def _encode_values(table: Mapping[str, list[Any]], encoding: Encoding, n: int) -> np.ndarray:
+    """The model inputs of checked values (``_row_value``'s), as ``encode`` makes them from
+    a frame, filled row by row: a request of a few rows pays no per-column pandas cost."""
+    matrix = np.zeros((n, len(encoding.names())), dtype="float64")
+    j = 0
+    for column in encoding.columns:
+        values = table[column.name]
+        if column.kind == "categorical":
+            index = {level: i for i, level in enumerate(column.levels or [])}
+            for row, value in enumerate(values):
+                k = index.get(str(column.fill) if value is None else value)
+                if k is not None:  # a level known to the schema, unseen in training: zeros
+                    matrix[row, j + k] = 1.0
+            j += len(index)
+            continue
+        for row, value in enumerate(values):
+            if column.kind == "boolean":
+                flag = float(column.fill) if value is None else float(value == column.true_value)
+                matrix[row, j] = flag
+            else:
+                number = float(column.fill) if value is None else float(value)
+                matrix[row, j] = (number - column.mean) / column.scale
+        j += 1
+    return matrix
 
 
 def _row_value(column: Column, value: Any) -> tuple[Any, str | None]:
