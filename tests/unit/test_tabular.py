@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from local_ml_flow.ml import tabular
@@ -15,9 +17,9 @@ def test_rows_of_a_request_are_encoded_as_the_frame_is():
     schema = tabular.infer_schema(parsed, "price")
     encoding = tabular.fit_encoding(parsed.iloc[:150], schema, schema.features)
     expected = tabular.encode(parsed.iloc[150:], encoding)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in frame.iloc[150:].drop(columns=["price", "note"]).to_dict("records"):
-        rows.append({k: (None if v is None or v != v else v) for k, v in record.items()})
+        rows.append({str(k): (None if v is None or v != v else v) for k, v in record.items()})
     for row in rows:
         row["rooms"] = None if row["rooms"] is None else int(row["rooms"])
     encoded = tabular.encode_rows(rows, schema, encoding)
