@@ -36,7 +36,7 @@ from local_ml_flow.events import (
     new_run_id,
 )
 from local_ml_flow.ml import dataset, model, tabular
-from local_ml_flow.ml.documents import DatasetSchema
+from local_ml_flow.ml.documents import ClassScores, DatasetSchema
 from local_ml_flow.ml.kinds import CLASSIFICATION, DEFAULT_MODEL, model_spec
 from local_ml_flow.ml.model import Regressor, array_predictor
 from local_ml_flow.runlog import (
@@ -451,20 +451,20 @@ def _class_scores(
     fitted: Any, x: np.ndarray, codes: np.ndarray, n_classes: int, what: str
 ) -> Scores:
     """Classification scores of a fitted model on rows (NonFiniteMetricsError if not finite)."""
-    scored = tabular.class_scores(np.asarray(codes, dtype=np.int64), _proba(fitted, x), n_classes)
+    scored = _checked(
+        tabular.class_scores(np.asarray(codes, dtype=np.int64), _proba(fitted, x), n_classes), what
+    )
+    return Scores(**scored.model_dump())
+
+
+def _checked(scored: ClassScores, what: str) -> ClassScores:
+    """``scored`` if its figures are finite; NonFiniteMetricsError otherwise."""
     if not all(math.isfinite(v) for v in (scored.accuracy, scored.log_loss)):
         raise NonFiniteMetricsError(
             f"the model's {what} metrics are not finite: some values are too large for the"
             " arithmetic; check the dataset"
         )
-    return Scores(
-        accuracy=scored.accuracy,
-        balanced_accuracy=scored.balanced_accuracy,
-        f1_macro=scored.f1_macro,
-        log_loss=scored.log_loss,
-        roc_auc=scored.roc_auc,
-        n=scored.n,
-    )
+    return scored
 
 
 def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
@@ -658,18 +658,12 @@ def _score_classes(
     proba = _proba(fitted, x_test)
     if proba.shape != (len(codes), len(labels)):
         raise IntegrityError(f"run {info.run_id!r}: the model does not predict its classes")
-    found = tabular.class_scores(codes, proba, len(labels))
-    if not all(math.isfinite(v) for v in (found.accuracy, found.log_loss)):
-        raise NonFiniteMetricsError("the model's test metrics are not finite")
+    found = _checked(tabular.class_scores(codes, proba, len(labels)), "test")
     predicted = proba.argmax(axis=1)
     evaluated_at = utc_now()
     scored = Metrics(
         run_id=info.run_id,
-        accuracy=found.accuracy,
-        balanced_accuracy=found.balanced_accuracy,
-        f1_macro=found.f1_macro,
-        log_loss=found.log_loss,
-        roc_auc=found.roc_auc,
+        **found.model_dump(exclude={"n"}),
         n_test=found.n,
         score=found.score,
         evaluated_at=evaluated_at,

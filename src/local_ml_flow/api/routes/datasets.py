@@ -44,9 +44,8 @@ from local_ml_flow.errors import (
 from local_ml_flow.events import (
     DATASET_NAME_PATTERN,
     HOUSING,
+    IngestEvent,
     RunId,
-    RunOptions,
-    TabularOptions,
     valid_dataset_name,
 )
 from local_ml_flow.ml import dataset, tabular
@@ -287,27 +286,10 @@ def _options(
     name: str, body: DatasetRunRequest, document: registry.DatasetDocument | None, settings: Any
 ) -> Options:
     """The run's options for its dataset, checked before anything is queued (422)."""
+    event = IngestEvent(dataset=name, **body.model_dump())  # the checks of a Lambda event
     if document is None:
-        if body.features is not None:
-            raise InvalidRequestError(
-                "features applies to registered datasets; housing takes feature_set"
-            )
-        if body.model is not None and body.model not in MODEL_KINDS:
-            raise InvalidRequestError(
-                f"model {body.model!r} is not a regression model; housing takes one of"
-                f" {list(MODEL_KINDS)}"
-            )
-        return RunOptions(
-            model=body.model,
-            feature_set=body.feature_set,
-            test_size=body.test_size,
-            random_state=body.random_state,
-        )
-    if body.feature_set is not None:
-        raise InvalidRequestError(
-            f"feature_set is housing's; dataset {name!r} takes features (a list of its columns)"
-        )
-    options = TabularOptions(**body.model_dump(exclude={"feature_set"}))
+        return event.options()
+    options = event.tabular_options()
     pipeline.tabular_parameters(options, document, settings.run_defaults())  # 422 if wrong
     return options
 
