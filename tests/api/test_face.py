@@ -355,3 +355,25 @@ def test_head_and_options_answer(client):
     )
     assert "access-control-allow-origin" not in preflight.headers  # no CORS: still refused
     assert client.options("/nowhere").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "error_type"),
+    [
+        ("/pipeline/runs", b'{"model": "\xff"}', "application/json", "InvalidBodyError"),
+        ("/pipeline/runs", b"{" * 40, "application/json", "RequestValidationError"),
+        ("/pipeline/runs", b"[" * 30_000 + b"]" * 30_000, "application/json", None),
+        ("/predict", b'{"houses": [', "application/json", "RequestValidationError"),
+        ("/bucket/dataset", b"--x\r\nnot a part", "multipart/form-data; boundary=x", None),
+    ],
+)
+def test_a_body_that_cannot_be_read_is_a_documented_422(
+    client, path, body, content_type, error_type
+):
+    method = "PUT" if path == "/bucket/dataset" else "POST"
+    response = client.request(method, path, content=body, headers={"content-type": content_type})
+    assert response.status_code == 422, response.text
+    found = response.json()["error"]["type"]
+    assert found == error_type or (
+        error_type is None and found in ("InvalidBodyError", "RequestValidationError")
+    ), response.text

@@ -126,6 +126,20 @@ def run_page(name: str, run_id: str) -> str:
     )
 
 
+def compare_page(name: str, run_ids: list[str]) -> str:
+    """2-4 runs of a dataset side by side: parameters and test metrics, differing rows marked."""
+    runs = "".join(f'<span data-compare-run="{e(r)}"></span>' for r in run_ids)
+    return _shell(
+        f"Compare runs of {name}",
+        "compare",
+        f"""<div id="ds-compare-head" aria-live="polite"><p class="muted">loading…</p></div>
+<div hidden id="ds-compare-runs">{runs}</div>
+<section><h2>Runs side by side</h2>{_table("ds-compare", len(run_ids) + 1)}
+<p class="muted">Highlighted rows differ.</p></section>""",
+        name=name,
+    )
+
+
 def predict_page(name: str) -> str:
     """A form of the current model's features, built from the dataset's schema."""
     return _shell(
@@ -144,5 +158,15 @@ def not_found_page(what: str) -> str:
         "Not found",
         f'<div class="error-box" id="ds-not-found"><strong>NotFoundError</strong>: {e(what)}'
         '</div><p><a href="/ui/datasets">← all datasets</a></p>',
+        active=ACTIVE,
+    )
+
+
+def bad_request_page(name: str, what: str) -> str:
+    """The 400 page of a request the dataset's pages cannot answer, with a link back."""
+    return layout(
+        "Bad request",
+        f'<div class="error-box" id="ds-bad-request"><strong>InvalidRequestError</strong>: '
+        f'{e(what)}</div><p><a href="/ui/datasets/{e(name)}">← dataset {e(name)}</a></p>',
         active=ACTIVE,
     )

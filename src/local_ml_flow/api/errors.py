@@ -121,6 +121,13 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     names = {404: "NotFoundError", 405: "MethodNotAllowedError", 413: "PayloadTooLargeError"}
     message = str(exc.detail)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body": the body, not the request
+        return error_response(
+            422,
+            "InvalidBodyError",
+            f"the request body cannot be read ({message.rstrip('.')}): send JSON (UTF-8) or,"
+            " for an upload, a well-formed multipart form",
+        )
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
     response = error_response(exc.status_code, names.get(exc.status_code, "HTTPError"), message)

@@ -74,6 +74,12 @@ EXAMPLES: dict[int, list[tuple[str, str, Any]]] = {
             " 'parking'",
             ["column 'area': non-numeric values at line 3", "missing columns: 'parking'"],
         ),
+        (
+            "InvalidBodyError",
+            "the request body cannot be read (There was an error parsing the body): send JSON"
+            " (UTF-8) or, for an upload, a well-formed multipart form",
+            None,
+        ),
     ],
     502: [
         (

@@ -1,8 +1,11 @@
-"""The dashboard's pages of registered datasets: list, one dataset, its runs, a run, predict."""
+"""The dashboard's pages of registered datasets: list, one dataset, its runs, a run, compare,
+predict."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from local_ml_flow.api import dataset_ui
@@ -49,6 +52,28 @@ def run_page(name: str, run_id: str) -> Response:
     if name == dataset_ui.BUILTIN:
         return RedirectResponse(f"/ui/runs/{run_id}", status_code=307)
     return HTMLResponse(dataset_ui.run_page(name, run_id))
+
+
+@router.get("/{name}/compare", response_class=HTMLResponse)
+def compare_page(
+    name: str, request: Request, run: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    """2-4 runs of a dataset side by side (``?run=A&run=B``): parameters and test metrics."""
+    if not dataset_ui.valid_name(name):
+        return _unknown_name(name)
+    if name == dataset_ui.BUILTIN:
+        query = request.url.query
+        return RedirectResponse("/ui/compare" + (f"?{query}" if query else ""), status_code=307)
+    chosen = list(dict.fromkeys(run or []))
+    for run_id in chosen:
+        if not dataset_ui.valid_run_id(run_id):
+            return _not_found(f"no run can be named {run_id[:120]!r}")
+    if not 2 <= len(chosen) <= 4:
+        return HTMLResponse(
+            dataset_ui.bad_request_page(name, f"choose 2 to 4 runs to compare, not {len(chosen)}"),
+            status_code=400,
+        )
+    return HTMLResponse(dataset_ui.compare_page(name, chosen))
 
 
 @router.get("/{name}/predict", response_class=HTMLResponse)

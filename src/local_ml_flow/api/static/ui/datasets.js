@@ -234,17 +234,37 @@
     return mainMetrics(task).map((k) => `<td class="num">${fmt(m[k])}</td>`).join("");
   }
 
+  // The runs ticked for comparison; the button goes to the compare page when 2-4 are.
+  const selectedRuns = () => $$("#ds-runs input[name=compare]:checked").map((i) => i.value);
+  function updateCompare() {
+    const n = selectedRuns().length;
+    const button = $("#ds-compare-selected");
+    if (button) button.disabled = n < 2 || n > 4;
+  }
+
+  function initCompare(name) {
+    $("#ds-runs").addEventListener("change", updateCompare);
+    $("#ds-compare-selected").addEventListener("click", () => {
+      const ids = selectedRuns();
+      if (ids.length < 2 || ids.length > 4) return;
+      window.location.href = `${pagesOf(name, false).home}/compare?${ids.map((id) => `run=${enc(id)}`).join("&")}`;
+    });
+  }
+
   function renderRuns(name, task, runs) {
     const table = $("#ds-runs");
     const keys = mainMetrics(task);
-    table.tHead.innerHTML = `<tr><th>run</th><th>status</th><th>model</th>${keys.map((k) => `<th>${esc(metricName(k))}</th>`).join("")}`
+    const kept = new Set(selectedRuns());
+    table.tHead.innerHTML = `<tr><th><span class="sr-only">compare</span></th><th>run</th><th>status</th><th>model</th>${keys.map((k) => `<th>${esc(metricName(k))}</th>`).join("")}`
       + "<th>created (UTC)</th><th>finished</th></tr>";
     const p = pagesOf(name, false);
     table.tBodies[0].innerHTML = runs.map((r) => `<tr data-run="${esc(r.run_id)}" data-status="${esc(r.status)}">`
-      + `<td class="nowrap"><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></td><td class="nowrap">${statusHtml(r)}</td>`
+      + `<td><input type="checkbox" name="compare" value="${esc(r.run_id)}" aria-label="compare ${esc(r.run_id)}"`
+      + `${kept.has(r.run_id) ? " checked" : ""}></td><td class="nowrap"><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></td><td class="nowrap">${statusHtml(r)}</td>`
       + `<td>${esc((r.parameters || {}).model)}</td>${metricsCells(r, task)}`
       + `<td class="nowrap">${esc(when(r.created_at))}</td><td class="nowrap">${esc(when(r.finished_at))}</td></tr>`).join("")
-      || `<tr><td colspan="${keys.length + 5}">no runs yet: start one</td></tr>`;
+      || `<tr><td colspan="${keys.length + 6}">no runs yet: start one</td></tr>`;
+    updateCompare();
   }
 
   async function loadRuns(name, task) {
@@ -376,6 +396,7 @@
     renderVersions(d);
     renderStartForm(d);
     initStartRun(d, load);
+    initCompare(name);
   }
 
   // -- one run: parameters, metrics, error, make current, charts -------------------------------
@@ -533,6 +554,48 @@
     if (run.status === "succeeded") await drawCharts(name, runId);
   }
 
+  // -- compare: 2-4 runs side by side, parameters and test metrics --------------------------------
+  const sameValues = (values) => new Set(values.map((v) => JSON.stringify(v ?? null))).size <= 1;
+
+  async function comparePage() {
+    const name = app.dataset.dataset;
+    const ids = $$("[data-compare-run]").map((el) => el.dataset.compareRun);
+    const head = $("#ds-compare-head");
+    const [ds, ...answers] = await Promise.all([api("GET", datasetApi(name)), ...ids.map((id) => api("GET", runApi(name, id)))]);
+    if (ds.response.status === 404) { notFound(`no dataset named "${name}"`); return; }
+    const missing = ids.find((_, i) => answers[i].response.status === 404);
+    if (missing !== undefined) { notFound(`dataset "${name}" has no run "${missing}"`); return; }
+    for (const r of [ds, ...answers]) {
+      if (!r.response.ok) { head.innerHTML = errorHtml(r.data); return; }
+    }
+    const d = ds.data;
+    const runs = answers.map((a) => a.data);
+    const p = pagesOf(name, false);
+    head.innerHTML = `<p>dataset <a href="${esc(p.home)}">${esc(name)}</a> (${esc(d.task)} of`
+      + ` <strong>${esc(d.target)}</strong>) · ${fmt(runs.length)} runs</p>`;
+    const params = runs.map((r) => {
+      const q = { ...(r.parameters || {}) };
+      if (!q.features && r.features) q.features = r.features;
+      return q;
+    });
+    const paramKeys = [...new Set(params.flatMap((q) => Object.keys(q)))].sort();
+    const metrics = runs.map((r) => r.metrics || {});
+    const known = [...(TASK_METRICS[d.task] || []), "n_test", "n_train", "score"];
+    const rest = [...new Set(metrics.flatMap((m) => Object.keys(m)))].filter((k) => !known.includes(k)).sort();
+    const metricKeys = [...known, ...rest].filter((k) => metrics.some((m) => m[k] != null));
+    const row = (kind, key, label, values, cell) => `<tr data-${kind}="${esc(key)}"${sameValues(values) ? "" : ' class="diff"'}>`
+      + `<th>${esc(label)}</th>${values.map((v, i) => `<td>${cell(v, i)}</td>`).join("")}</tr>`;
+    const group = (title) => `<tr class="group"><th colspan="${runs.length + 1}">${esc(title)}</th></tr>`;
+    const table = $("#ds-compare");
+    table.tHead.innerHTML = `<tr><th></th>${runs.map((r) => `<th><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></th>`).join("")}</tr>`;
+    table.tBodies[0].innerHTML = row("field", "status", "status", runs.map((r) => r.status), (_, i) => statusHtml(runs[i]))
+      + group("parameters")
+      + paramKeys.map((k) => row("param", k, k.replace(/_/g, " "), params.map((q) => q[k]), paramValue)).join("")
+      + group("test metrics")
+      + (metricKeys.map((k) => row("metric", k, metricName(k), metrics.map((m) => m[k]), (v) => `<span class="num">${paramValue(v)}</span>`)).join("")
+        || `<tr><td colspan="${runs.length + 1}" class="muted">no metrics yet</td></tr>`);
+  }
+
   // -- predict: one input per feature of the current model --------------------------------------
   function fieldHtml(c, i) {
     const id = `ds-f${i}`;
@@ -610,7 +673,7 @@
     });
   }
 
-  const PAGES = { list: listPage, dataset: datasetPage, run: runPage, predict: predictPage };
+  const PAGES = { list: listPage, dataset: datasetPage, run: runPage, compare: comparePage, predict: predictPage };
   const start = () => {
     const page = PAGES[app.dataset.page];
     if (!page) return;
