@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -306,6 +307,59 @@ def test_uploaded_html_is_shown_as_text_and_never_runs(page, ds_server, api, xss
         assert page.evaluate("window.__xss") is None, f"{path}: the payload ran"
         assert page.locator("main img").count() == 0, f"{path}: an <img> was made"
     assert_clean(seen)
+
+
+def test_two_runs_compared_side_by_side(browser, ds_server, api, iris):
+    states: dict[str, int] = {}
+    for random_state in (1, 2):
+        started = api.post(
+            f"/datasets/{IRIS}/runs", params={"wait": "false"}, json={"random_state": random_state}
+        )
+        assert started.status_code == 202, started.text
+        states[started.json()["run_id"]] = random_state
+    ids = list(states)
+    for run_id in ids:
+        assert finished(api, IRIS, run_id)["status"] == "succeeded"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(30_000)
+        seen = visit(tab, ds_server, f"/ui/datasets/{IRIS}")
+        button = tab.locator("#ds-compare-selected")
+        assert button.is_disabled()
+        tab.check(f'#ds-runs tr[data-run="{ids[0]}"] input[name=compare]')
+        assert button.is_disabled()
+        tab.check(f'#ds-runs tr[data-run="{ids[1]}"] input[name=compare]')
+        assert button.is_enabled()
+        button.click()
+        tab.wait_for_url(lambda url: "/compare?" in url)
+        url = urlsplit(tab.url)
+        assert url.path == f"/ui/datasets/{IRIS}/compare"
+        order = parse_qs(url.query)["run"]  # the runs table's order: newest first
+        assert sorted(order) == sorted(ids)
+        tab.wait_for_selector("#ds-app[data-ready]", state="attached")
+        tab.wait_for_load_state("networkidle")
+        assert tab.get_attribute("#ds-app", "data-ready") == "1"
+        heads = tab.locator("#ds-compare thead th").all_inner_texts()
+        assert heads[1:] == order
+        differing = tab.locator('#ds-compare tr[data-param="random_state"]')
+        assert differing.get_attribute("class") == "diff"
+        assert differing.locator("td").all_inner_texts() == [str(states[i]) for i in order]
+        same = tab.locator('#ds-compare tr[data-param="test_size"]')
+        assert same.get_attribute("class") is None
+        assert tab.locator('#ds-compare tr[data-metric="accuracy"]').count() == 1
+        scroll = tab.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= 1280, f"the compare page is {scroll} px wide at 1280 px"
+        assert_clean(seen)
+    finally:
+        context.close()
+    refused = httpx.get(f"{ds_server.url}/ui/datasets/{IRIS}/compare", params={"run": ids[0]})
+    assert refused.status_code == 400
+    assert f'href="/ui/datasets/{IRIS}"' in refused.text
+    moved = httpx.get(
+        f"{ds_server.url}/ui/datasets/housing/compare?run=a&run=b", follow_redirects=False
+    )
+    assert (moved.status_code, moved.headers["location"]) == (307, "/ui/compare?run=a&run=b")
 
 
 @pytest.fixture(scope="module")

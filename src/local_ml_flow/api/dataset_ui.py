@@ -103,7 +103,9 @@ def dataset_page(name: str) -> str:
 <button type="submit" disabled>start run</button></div>
 <fieldset id="ds-features"><legend>features</legend><p class="muted">loading…</p></fieldset>
 </form><div id="ds-run-progress" aria-live="polite"></div></section>
-<section><h2>Runs</h2><div id="ds-runs-error"></div>{_table("ds-runs", 8)}</section>
+<section><h2>Runs</h2><div id="ds-runs-error"></div>{_table("ds-runs", 9)}
+<p><button type="button" id="ds-compare-selected" disabled>compare selected (2-4)</button></p>
+</section>
 <section><h2>Schema</h2>{_table("ds-schema", 5)}</section>
 <section><h2>Versions</h2>{_table("ds-versions", 5)}</section>""",
         name=name,
