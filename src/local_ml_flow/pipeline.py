@@ -128,18 +128,11 @@ def _size_problem(document: registry.DatasetDocument, parameters: TabularParamet
     """Why a run cannot be done on the dataset's current version, known before anything is
     recorded: a split too small for its classes, or too many model inputs."""
     schema, n = document.schema, document.rows
-    n_test = math.ceil(n * parameters.test_size)
-    if n_test < 2 or n - n_test < 2:
-        return (
-            f"{n} rows are too few for test_size {parameters.test_size}: need at least 2 rows"
-            " in each of train and test"
-        )
-    n_classes = len(schema.labels or [])
-    if schema.task == CLASSIFICATION and (n_test < n_classes or n - n_test < n_classes):
-        return (
-            f"a test split of {n_test} rows and a training split of {n - n_test} cannot both"
-            f" hold all {n_classes} classes: use a test_size nearer 0.5, or more rows"
-        )
+    n_classes = len(schema.labels or []) if schema.task == CLASSIFICATION else 0
+    try:
+        model.held_out(n, parameters.test_size, n_classes)
+    except ValueError as exc:
+        return str(exc)
     width = tabular.input_width(schema, parameters.features or schema.features)
     if width > tabular.MAX_INPUTS or width * n > tabular.MAX_CELLS:
         return (
@@ -355,23 +348,16 @@ def _split_tabular(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and test rows (stratified for classification); InvalidRequestError with the
     reason when the split cannot give a score that means something."""
-    n = len(y)
-    n_test = math.ceil(n * parameters.test_size)
-    if n_test < 2 or n - n_test < 2:
-        raise InvalidRequestError(
-            f"{n} rows are too few for test_size {parameters.test_size}: need at least 2 rows"
-            " in each of train and test"
-        )
-    if schema.task != CLASSIFICATION:
-        train, test = model.split_rows(n, n_test, parameters.random_state)
-        model.degenerate(y, train, test)  # ValueError: refused as InvalidRequestError
-        return train, test
-    n_classes = len(schema.labels or [])
-    if n_test < n_classes or n - n_test < n_classes:
-        raise InvalidRequestError(
-            f"a test split of {n_test} rows and a training split of {n - n_test} cannot both"
-            f" hold all {n_classes} classes: use a test_size nearer 0.5, or more rows"
-        )
+    classification = schema.task == CLASSIFICATION
+    try:
+        n_classes = len(schema.labels or []) if classification else 0
+        n_test = model.held_out(len(y), parameters.test_size, n_classes)
+        if not classification:
+            train, test = model.split_rows(len(y), n_test, parameters.random_state)
+            model.degenerate(y, train, test)
+            return train, test
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
     return tabular.stratified_rows(y, parameters.test_size, parameters.random_state)
 
 

@@ -59,17 +59,30 @@ def split(
     x: pd.DataFrame, y: pd.Series[float], *, test_size: float = 0.2, random_state: int = 42
 ) -> Split:
     """scikit-learn's train_test_split, 80/20 and random_state 42 by default."""
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
-    n_test = math.ceil(len(x) * test_size)
-    if n_test < 2 or len(x) - n_test < 2:
-        raise ValueError(
-            f"{len(x)} rows are too few for test_size {test_size}:"
-            " need at least 2 rows in each of train and test"
-        )
+    n_test = held_out(len(x), test_size)
     train_rows, test_rows = split_rows(len(x), n_test, random_state)
     degenerate(np.asarray(y, dtype="float64"), train_rows, test_rows)
     return Split(x.take(train_rows), x.take(test_rows), y.take(train_rows), y.take(test_rows))
+
+
+def held_out(n_rows: int, test_size: float, n_classes: int = 0) -> int:
+    """How many of ``n_rows`` a split with ``test_size`` holds out for testing (``ceil``,
+    as scikit-learn); ValueError when a side would hold fewer than 2 rows, or fewer than
+    ``n_classes`` (a stratified split holds every class on each side)."""
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
+    n_test = math.ceil(n_rows * test_size)
+    if n_test < 2 or n_rows - n_test < 2:
+        raise ValueError(
+            f"{n_rows} rows are too few for test_size {test_size}:"
+            " need at least 2 rows in each of train and test"
+        )
+    if n_test < n_classes or n_rows - n_test < n_classes:
+        raise ValueError(
+            f"a test split of {n_test} rows and a training split of {n_rows - n_test} cannot"
+            f" both hold all {n_classes} classes: use a test_size nearer 0.5, or more rows"
+        )
+    return n_test
 
 
 def degenerate(y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray) -> None:
