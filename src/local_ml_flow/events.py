@@ -21,17 +21,26 @@ from local_ml_flow.errors import InvalidRequestError
 from local_ml_flow.ml.kinds import ALL_MODEL_KINDS, MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-DATASET_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
+# Ids and names: matched whole in Python (``fullmatch``); the anchored forms are for JSON
+# Schema and OpenAPI, whose (ECMA) ``$`` is the very end.
+_RUN_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+_DATASET_NAME = r"[a-z0-9_-]{1,64}"
+RUN_ID_PATTERN = f"^{_RUN_ID}$"
+DATASET_NAME_PATTERN = f"^{_DATASET_NAME}$"
 HOUSING = "housing"  # the built-in dataset: its keys are the original project's
 MAX_FEATURES = 500
 RANDOM_STATE_MAX = 2**32 - 1  # numpy seeds are 32-bit unsigned integers
-_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # matched whole
-_DATASET_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
+_RUN_ID_RE = re.compile(_RUN_ID)
+_DATASET_NAME_RE = re.compile(_DATASET_NAME)
+
+
+def valid_run_id(value: str) -> bool:
+    """Whether ``value`` is a run id (matched whole; no ``..``)."""
+    return _RUN_ID_RE.fullmatch(value) is not None and ".." not in value
 
 
 def _valid_run_id(value: str) -> str:
-    if not _RUN_ID_RE.fullmatch(value) or ".." in value:
+    if not valid_run_id(value):
         raise ValueError(
             f"run_id {value[:120]!r} is invalid: use 1-100 letters, digits, '_', '-' or '.',"
             " starting with a letter or digit"

@@ -114,9 +114,9 @@ class Request(_Document):
     created_at: str
 
 
-class Scores(_Document):
-    """Quality on a set of rows: regression (r2, mae, rmse) or classification (accuracy and
-    friends; ``roc_auc`` None when undefined)."""
+class _Measured(_Document):
+    """The figures of a task: regression's r2, mae, rmse, or classification's accuracy and
+    friends (``roc_auc`` None when undefined); the other task's are None."""
 
     r2: Finite | None = None
     mae: Finite | None = None
@@ -126,6 +126,11 @@ class Scores(_Document):
     f1_macro: Finite | None = None
     log_loss: Finite | None = None
     roc_auc: Finite | None = None
+
+
+class Scores(_Measured):
+    """Quality on a set of rows."""
+
     n: int = Field(ge=0)
 
 
@@ -157,19 +162,11 @@ class Manifest(_Document):
     trained_at: str
 
 
-class Metrics(_Document):
-    """A scored run: regression's r2, mae, rmse, or classification's scores; ``score`` is the
-    main one as a percentage (R², or accuracy)."""
+class Metrics(_Measured):
+    """A scored run: its test figures; ``score`` is the main one as a percentage (R², or
+    accuracy)."""
 
     run_id: RunId
-    r2: Finite | None = None
-    mae: Finite | None = None
-    rmse: Finite | None = None
-    accuracy: Finite | None = None
-    balanced_accuracy: Finite | None = None
-    f1_macro: Finite | None = None
-    log_loss: Finite | None = None
-    roc_auc: Finite | None = None
     n_test: int
     score: str
     evaluated_at: str
@@ -446,19 +443,6 @@ class RunLog:
         if pointer is None:
             raise NoModelError(missing)
         return pointer.run_id
-
-    def current_score(self) -> tuple[str, str]:
-        """(run id, score) of the current run, read through the pointer."""
-        pointer = self.latest()
-        if pointer is None:
-            raise NoModelError("no score yet: POST /pipeline/runs first")
-        score = pointer.score
-        if score is None:
-            scored = self.metrics(pointer.run_id)
-            if scored is None:
-                raise NoModelError(f"the current run {pointer.run_id!r} is not scored yet")
-            score = scored.score
-        return pointer.run_id, score
 
     def check_promotable(
         self,

@@ -116,7 +116,12 @@ def test_a_cut_root_copy_fails_the_promotion_and_the_roots_are_repaired(proxied,
     record = RunLog(store).record(info.value.details["run_id"])
     assert (record["status"], record["current"]) == ("failed", False)
     assert_first_is_current(store)
-    assert store.get_text(settings.data_bucket, "score.txt") == RunLog(store).current_score()[1]
+    runs = RunLog(store)
+    current = runs.latest()
+    assert current is not None
+    scored = runs.metrics(current.run_id)
+    assert scored is not None
+    assert store.get_text(settings.data_bucket, "score.txt") == scored.score
 
 
 def test_gather_waits_for_every_call_and_raises_the_first_failure() -> None:

@@ -99,7 +99,6 @@ class Caches:
         self.refresh_s = refresh_s
         self.watch = PointerWatch(self._pointer_etag)
         self.model_loads = 0
-        self.pointer_reads = 0  # whole pointer documents read (a HEAD is watch.reads)
         self._model: ServedModel | None = None
         self._score: _Score | None = None
         self._etag: str | None = None
@@ -149,7 +148,6 @@ class Caches:
 
     def _load_model(self, kept: ServedModel | None) -> ServedModel:
         """Read the pointer; load its run's model unless it is the one kept."""
-        self.pointer_reads += 1
         pointer, etag = self.runs.pointer()
         if pointer is None:
             raise self._missing()
@@ -180,7 +178,6 @@ class Caches:
         return loaded.score
 
     def _load_score(self) -> _Score:
-        self.pointer_reads += 1
         pointer, etag = self.runs.pointer()
         if pointer is None:
             raise NoModelError("no score yet: POST /pipeline/runs first")
@@ -202,6 +199,10 @@ class DatasetCaches:
         self.housing = housing
         self.refresh_s = refresh_s
         self._by_name: dict[str, Caches] = {}
+
+    def has(self, name: str) -> bool:
+        """Whether caches of the dataset ``name`` were made (it was served before)."""
+        return name == HOUSING or name in self._by_name
 
     def of(self, runs: RunLog) -> Caches:
         """The caches of ``runs`` (a dataset's run log)."""

@@ -6,27 +6,12 @@ shown comes from the JSON API in the browser (``static/ui/datasets.js``), escape
 
 from __future__ import annotations
 
-import re
-
 from local_ml_flow.api import assets
 from local_ml_flow.api.pages import e, layout
-from local_ml_flow.events import RUN_ID_PATTERN, RunParameters
+from local_ml_flow.events import RunParameters
 
-NAME_PATTERN = r"[a-z0-9_-]{1,64}"
 _HTML_NAME_PATTERN = r"[a-z0-9_\-]{1,64}"  # browsers compile ``pattern`` with the v flag
-BUILTIN = "housing"  # the built-in dataset: its pages are the original dashboard's
 ACTIVE = "Datasets"
-_RUN_ID = re.compile(RUN_ID_PATTERN)
-
-
-def valid_name(name: str) -> bool:
-    """A dataset name as the API accepts it, matched whole."""
-    return re.fullmatch(NAME_PATTERN, name) is not None
-
-
-def valid_run_id(run_id: str) -> bool:
-    """A run id as the API accepts it, matched whole."""
-    return _RUN_ID.fullmatch(run_id) is not None and ".." not in run_id
 
 
 def _shell(

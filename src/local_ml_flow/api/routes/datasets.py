@@ -18,6 +18,7 @@ from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
+from local_ml_flow.api.routes.runs import RunIdPath
 from local_ml_flow.api.schemas import (
     CurrentRun,
     DatasetDetail,
@@ -45,7 +46,6 @@ from local_ml_flow.events import (
     DATASET_NAME_PATTERN,
     HOUSING,
     IngestEvent,
-    RunId,
     valid_dataset_name,
 )
 from local_ml_flow.ml import dataset, tabular
@@ -66,7 +66,6 @@ NamePath = Annotated[
         examples=["iris"],
     ),
 ]
-RunIdPath = Annotated[RunId, Path(description="a run id", examples=["20260101T120000Z-3f2a9c1b"])]
 
 
 def _name(name: str) -> str:
@@ -84,7 +83,8 @@ def _log(runs: RunLog, store: ArtifactStore, name: str) -> tuple[RunLog, Any]:
     _name(name)
     if name == HOUSING:
         return runs, None
-    return runs.of_dataset(name), registry.get(store, name)
+    document = registry.get(store, name)  # first: no run log is made for an unknown name
+    return runs.of_dataset(name), document
 
 
 def _current(log: RunLog, *, features: bool = False) -> CurrentRun | None:
@@ -419,12 +419,12 @@ async def predict_dataset(
     all_caches = _caches(request)
     if name == HOUSING:
         return await _predict_housing(all_caches.housing, body)
-    log = runs.of_dataset(name)
-    caches = all_caches.of(log)
+    if not all_caches.has(name):  # caches are made for registered datasets only: 404 first
+        await run_in_threadpool(registry.get, store, name)
     try:
-        served = await caches.model()
+        served = await all_caches.of(runs.of_dataset(name)).model()
     except NoModelError:
-        await run_in_threadpool(registry.get, store, name)  # 404 for an unknown dataset
+        await run_in_threadpool(registry.get, store, name)  # deleted meanwhile: 404
         raise
     return _predict(served, body)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from local_ml_flow.api import dataset_ui
+from local_ml_flow.events import HOUSING, valid_dataset_name, valid_run_id
 
 router = APIRouter(prefix="/ui/datasets", include_in_schema=False)
 
@@ -35,9 +36,9 @@ def datasets_page_slash() -> RedirectResponse:
 @router.get("/{name}", response_class=HTMLResponse)
 def dataset_page(name: str) -> Response:
     """One dataset: schema, runs, start a run, versions (the built-in one has its own pages)."""
-    if name == dataset_ui.BUILTIN:
+    if name == HOUSING:
         return RedirectResponse("/ui", status_code=307)
-    if not dataset_ui.valid_name(name):
+    if not valid_dataset_name(name):
         return _unknown_name(name)
     return HTMLResponse(dataset_ui.dataset_page(name))
 
@@ -45,11 +46,11 @@ def dataset_page(name: str) -> Response:
 @router.get("/{name}/runs/{run_id}", response_class=HTMLResponse)
 def run_page(name: str, run_id: str) -> Response:
     """One run of a dataset: parameters, metrics, charts, make current."""
-    if not dataset_ui.valid_name(name):
+    if not valid_dataset_name(name):
         return _unknown_name(name)
-    if not dataset_ui.valid_run_id(run_id):
+    if not valid_run_id(run_id):
         return _not_found(f"no run can be named {run_id[:120]!r}")
-    if name == dataset_ui.BUILTIN:
+    if name == HOUSING:
         return RedirectResponse(f"/ui/runs/{run_id}", status_code=307)
     return HTMLResponse(dataset_ui.run_page(name, run_id))
 
@@ -59,14 +60,14 @@ def compare_page(
     name: str, request: Request, run: Annotated[list[str] | None, Query()] = None
 ) -> Response:
     """2-4 runs of a dataset side by side (``?run=A&run=B``): parameters and test metrics."""
-    if not dataset_ui.valid_name(name):
+    if not valid_dataset_name(name):
         return _unknown_name(name)
-    if name == dataset_ui.BUILTIN:
+    if name == HOUSING:
         query = request.url.query
         return RedirectResponse("/ui/compare" + (f"?{query}" if query else ""), status_code=307)
     chosen = list(dict.fromkeys(run or []))
     for run_id in chosen:
-        if not dataset_ui.valid_run_id(run_id):
+        if not valid_run_id(run_id):
             return _not_found(f"no run can be named {run_id[:120]!r}")
     if not 2 <= len(chosen) <= 4:
         return HTMLResponse(
@@ -79,8 +80,8 @@ def compare_page(
 @router.get("/{name}/predict", response_class=HTMLResponse)
 def predict_page(name: str) -> Response:
     """A prediction form built from the dataset's schema."""
-    if name == dataset_ui.BUILTIN:
+    if name == HOUSING:
         return RedirectResponse("/ui/predict", status_code=307)
-    if not dataset_ui.valid_name(name):
+    if not valid_dataset_name(name):
         return _unknown_name(name)
     return HTMLResponse(dataset_ui.predict_page(name))
