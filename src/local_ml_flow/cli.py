@@ -68,6 +68,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions | TabularOptions:
         "feature_set": args.feature_set,
         "test_size": args.test_size,
         "random_state": args.random_state,
+        "promotion": args.promotion,
     }
     if args.name not in (None, HOUSING):
         if args.feature_set is not None:
@@ -107,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"mode {runtime.mode.value}: AWS at {where}")
         if runtime.emulator is not None:
             say(runtime.emulator.describe())
+        for note in runtime.notes:
+            say(note)
         runs = runtime.runs
         if named:
             document = registry.get(runtime.store, args.name)
@@ -120,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime.close()
     if args.json:
         print(json.dumps(result, indent=2))
-    elif "accuracy" in result:
+        return 0
+    if "accuracy" in result:
         auc = result.get("roc_auc")
         print(f"run_id:   {result['run_id']}")
         print(f"dataset:  {result.get('dataset', HOUSING)}")
@@ -140,6 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"R2:     {result['r2']:.4f} ({result['score']})")
         print(f"MAE:    {result['mae']:,.0f}")
         print(f"RMSE:   {result['rmse']:,.0f}")
+    if result.get("promoted"):
+        print("current: yes (it is served)")
+    else:
+        print(f"current: no: {result.get('not_promoted')}")
     return 0
 
 
@@ -291,6 +299,12 @@ def cmd_dataset_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+DATASET_HELP = (
+    "a housing CSV: validated, then the current housing.csv (the one it replaces is archived);"
+    " without it, the stored one (on an empty state: LMF_DATASET_PATH or the reference file)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="local-ml-flow", description="A local MLOps pipeline on emulated or real AWS."
@@ -304,12 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--feature-set", choices=list(FEATURE_SETS))
     run.add_argument("--test-size", type=float)
     run.add_argument("--random-state", type=int)
-    run.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    run.add_argument("--dataset", type=Path, help=DATASET_HELP)
     run.add_argument(
         "--name", help="train on this registered dataset (default: the built-in housing)"
     )
     run.add_argument(
         "--features", help="a registered dataset's feature columns, comma-separated (default: all)"
+    )
+    run.add_argument(
+        "--promotion",
+        choices=["better", "always"],
+        help="better: the run becomes current only if it scores at least as well as the"
+        " current one; always: it does (default: LMF_PROMOTION, else better)",
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--fresh", action="store_true", help=FRESH_HELP)
@@ -319,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--dataset", type=Path, help="local housing CSV (embedded mode)")
+    serve.add_argument("--dataset", type=Path, help=DATASET_HELP)
     serve.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     serve.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--log-json", action="store_true", help="one JSON object per log line")

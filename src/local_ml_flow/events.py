@@ -1,9 +1,9 @@
 """The Lambda events as pydantic models; run ids and run parameters with their bounds, once.
 
 Ingestion: ``{"dataset"?, "run_id"?, "model"?, "feature_set"?, "features"?, "test_size"?,
-"random_state"?, "promote"?}``; inference: ``{"dataset"?, "run_id"?}``; ``{}`` means defaults
-(and ``dataset`` absent means the built-in ``housing``). The API's request models, the CLI and the
-settings reuse these types, so every entry point accepts the same values.
+"random_state"?, "promote"?, "promotion"?}``; inference: ``{"dataset"?, "run_id"?}``; ``{}``
+means defaults (and ``dataset`` absent means the built-in ``housing``). The API's request
+models, the CLI and the settings reuse these types, so every entry point accepts the same values.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import ErrorDetails
@@ -101,6 +101,9 @@ FeatureSetName = Annotated[
     WithJsonSchema({"type": "string", "enum": list(FEATURE_SETS)}),
 ]
 TestSize = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+# better: a new run becomes current only if it scores at least as well as the current one;
+# always: every succeeded run becomes current (the original project's way)
+Promotion = Literal["better", "always"]
 RandomState = Annotated[int, Field(ge=0, le=RANDOM_STATE_MAX)]
 
 # What each field accepts, for error messages.
@@ -111,6 +114,7 @@ _RULES = {
     "test_size": "a number with 0 < x < 1",
     "random_state": f"a non-negative integer (at most {RANDOM_STATE_MAX})",
     "promote": "true or false",
+    "promotion": "'better' or 'always'",
     "dataset": "a dataset name (1-64 characters of a-z, 0-9, '_' and '-')",
     "features": "a non-empty list of column names",
 }
@@ -155,6 +159,7 @@ class RunOptions(BaseModel):
     feature_set: FeatureSetName | None = None
     test_size: TestSize | None = None
     random_state: RandomState | None = None
+    promotion: Promotion | None = None
 
     def over(self, defaults: RunParameters) -> RunParameters:
         """These options over ``defaults``."""
@@ -172,6 +177,7 @@ class TabularOptions(BaseModel):
     test_size: TestSize | None = None
     random_state: RandomState | None = None
     features: FeatureList | None = None
+    promotion: Promotion | None = None
 
 
 class IngestEvent(BaseModel):
@@ -188,6 +194,7 @@ class IngestEvent(BaseModel):
     test_size: TestSize | None = None
     random_state: RandomState | None = None
     promote: bool = True  # False: the caller promotes once the whole run succeeded
+    promotion: Promotion | None = None  # the policy when it promotes (None: the setting)
 
     @property
     def housing(self) -> bool:

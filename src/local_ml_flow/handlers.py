@@ -72,14 +72,13 @@ def _ingest(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     validate -> clean -> split -> train -> artifacts in S3."""
     ev = parse_event(IngestEvent, event)
     limits = pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
+    policy = (ev.promotion or runs.policy) if ev.promote else None
     if ev.dataset is None or ev.dataset == HOUSING:
         parameters = ev.options().over(settings.run_defaults())
-        return pipeline.ingest(
-            pipeline.IngestRequest(parameters, ev.run_id, ev.promote), runs, limits
-        )
+        return pipeline.ingest(pipeline.IngestRequest(parameters, ev.run_id, policy), runs, limits)
     document = registry.get(runs.store, ev.dataset)
     chosen = pipeline.tabular_parameters(ev.tabular_options(), document, settings.run_defaults())
-    request = pipeline.IngestRequest(chosen, ev.run_id, ev.promote, document)
+    request = pipeline.IngestRequest(chosen, ev.run_id, policy, document)
     return pipeline.ingest(request, runs.of_dataset(ev.dataset), limits)
 
 

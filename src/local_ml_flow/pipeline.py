@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
@@ -18,6 +18,7 @@ import pandas as pd
 
 from local_ml_flow import __version__, datasets, registry
 from local_ml_flow.errors import (
+    CorruptStateError,
     DatasetValidationError,
     IntegrityError,
     InvalidRequestError,
@@ -26,10 +27,12 @@ from local_ml_flow.errors import (
     NoModelError,
     NonFiniteMetricsError,
     NotFoundError,
+    PromotionRefusedError,
 )
 from local_ml_flow.events import (
     HOUSING,
     EvaluateEvent,
+    Promotion,
     RunParameters,
     TabularOptions,
     TabularParameters,
@@ -46,18 +49,21 @@ from local_ml_flow.runlog import (
     X_TEST_KEY,
     Y_TEST_FILE,
     Y_TEST_KEY,
+    Decision,
     Manifest,
     Metrics,
     Pointer,
     Predictions,
     RunLog,
     Scores,
+    Seen,
 )
 from local_ml_flow.storage import (
     array_from_bytes,
     background,
     gather,
     model_from_bytes,
+    model_to_bytes,
     sha256,
     utc_now,
     verified,
@@ -74,11 +80,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """A training run to do: its id (None: a new one), parameters, and whether to promote it."""
+    """A training run to do: its id (None: a new one), parameters, and the promotion policy
+    applied once it is trained (None: the caller promotes once the whole run succeeded)."""
 
     parameters: RunParameters | TabularParameters
     run_id: str | None = None
-    promote: bool = True  # False: the caller promotes once the whole run succeeded
+    policy: Promotion | None = "better"
     # a registered dataset's document, as read to choose the parameters (None: housing)
     document: registry.DatasetDocument | None = None
 
@@ -143,6 +150,26 @@ def _size_problem(document: registry.DatasetDocument, parameters: TabularParamet
     return None
 
 
+def _promote_trained(
+    request: IngestRequest, runs: RunLog, manifest: Manifest, seen: Seen | None
+) -> dict[str, Any]:
+    """Promote a run just trained under the request's policy (unless the caller promotes);
+    ``promoted``, and why not, for the function's answer."""
+    if request.policy is None:
+        return {"promoted": False}
+    decision = runs.promote(
+        manifest.run_id, manifest, policy=request.policy, just_trained=True, seen=seen
+    )
+    return _said(decision)
+
+
+def _said(decision: Decision) -> dict[str, Any]:
+    """A promotion's outcome in a run's answer: ``promoted``, and ``not_promoted`` (why)."""
+    if decision.promoted:
+        return {"promoted": True}
+    return {"promoted": False, "not_promoted": decision.reason}
+
+
 def _record(runs: RunLog, run_id: str, stage: str, exc: LocalMlFlowError) -> None:
     details = exc.details if isinstance(exc, DatasetValidationError) else None
     runs.record_failure(run_id, stage, type(exc).__name__, exc.message, details)
@@ -177,7 +204,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         # pointer it compare-and-swaps meanwhile (one round trip less).
         _, seen = gather(
             lambda: runs.write_manifest(manifest),
-            runs.peek_pointer if request.promote else lambda: None,
+            runs.peek_pointer if request.policy else lambda: None,
         )
     except LocalMlFlowError as exc:
         _record(runs, run_id, "ingestion", exc)
@@ -186,8 +213,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         error = InvalidRequestError(str(exc))
         _record(runs, run_id, "ingestion", error)
         raise error from None
-    if request.promote:
-        runs.promote(run_id, manifest, just_trained=True, seen=seen)
+    promoted = _promote_trained(request, runs, manifest, seen)
     return {
         "run_id": run_id,
         "n_train": manifest.n_train,
@@ -197,7 +223,7 @@ def ingest(request: IngestRequest, runs: RunLog, limits: Limits) -> dict[str, An
         "dataset_sha256": manifest.dataset_sha256,
         **request.parameters.model_dump(),
         "train_r2": manifest.train_metrics.r2,
-        "promoted": request.promote,
+        **promoted,
     }
 
 
@@ -238,7 +264,8 @@ def _train(
         n_train, n_test = len(parts.x_train), len(parts.x_test)
         x_test, y_test = parts.x_test, parts.y_test
         del parts  # the training rows
-        x_sha, y_sha, model_sha = _store_artifacts(runs, run_id, fitted, x_test, y_test)
+        trusted = model_spec("regression", parameters.model).trusted
+        x_sha, y_sha, model_sha = _store_artifacts(runs, run_id, fitted, trusted, x_test, y_test)
     finally:
         archiving.exception()  # wait for it: nothing is left in flight
     archiving.result()  # the archive failed: so does the run
@@ -264,6 +291,7 @@ def _store_artifacts(
     runs: RunLog,
     run_id: str,
     fitted: Any,
+    trusted: Sequence[str],
     x_test: pd.DataFrame | np.ndarray,
     y_test: pd.Series[float] | np.ndarray,
 ) -> tuple[str, str, str]:
@@ -272,10 +300,11 @@ def _store_artifacts(
     store = runs.store
     data, models = store.data_bucket, store.models_bucket
     key = runs.key
+    blob = _servable_bytes(fitted, trusted, x_test)
     writes: list[Callable[[], Any]] = [
         lambda: store.put_array(data, key(run_id, X_TEST_FILE), np.asarray(x_test)),
         lambda: store.put_array(data, key(run_id, Y_TEST_FILE), np.asarray(y_test)),
-        lambda: store.put_model(models, key(run_id, MODEL_FILE), fitted),
+        lambda: store.put_bytes(models, key(run_id, MODEL_FILE), blob, "application/zip"),
     ]
     if runs.roots:
         writes += [
@@ -285,6 +314,20 @@ def _store_artifacts(
         ]
     x_sha, y_sha, model_sha, *_ = gather(*writes)
     return x_sha, y_sha, model_sha
+
+
+def _servable_bytes(
+    fitted: Any, trusted: Sequence[str], x_test: pd.DataFrame | np.ndarray
+) -> bytes:
+    """The model's bytes, once they are known to load (with only the trusted types, as
+    serving loads them) into a model predicting the first test row as the trained one does:
+    a run is never stored, nor promoted, with a model that cannot be served."""
+    blob = model_to_bytes(fitted)
+    loaded = model_from_bytes(blob, "the model just trained", trusted)
+    sample = x_test.iloc[:1] if isinstance(x_test, pd.DataFrame) else x_test[:1]
+    if not np.array_equal(model.predict(fitted, sample), model.predict(loaded, sample)):
+        raise IntegrityError("the model does not predict the same once stored and loaded")
+    return blob
 
 
 def _finite(metrics: model.Metrics, what: str) -> model.Metrics:
@@ -314,7 +357,7 @@ def _ingest_tabular(
         manifest = _train_tabular(run_id, created_at, parameters, document, runs, limits)
         _, seen = gather(
             lambda: runs.write_manifest(manifest),
-            runs.peek_pointer if request.promote else lambda: None,
+            runs.peek_pointer if request.policy else lambda: None,
         )
     except LocalMlFlowError as exc:
         _record(runs, run_id, "ingestion", exc)
@@ -323,8 +366,7 @@ def _ingest_tabular(
         error = InvalidRequestError(str(exc))
         _record(runs, run_id, "ingestion", error)
         raise error from None
-    if request.promote:
-        runs.promote(run_id, manifest, just_trained=True, seen=seen)
+    promoted = _promote_trained(request, runs, manifest, seen)
     train = manifest.train_metrics
     return {
         "run_id": run_id,
@@ -339,7 +381,7 @@ def _ingest_tabular(
         "columns": [c.name for c in manifest.encoding.columns] if manifest.encoding else [],
         **({"train_r2": train.r2} if manifest.task != CLASSIFICATION else {}),
         **({"train_accuracy": train.accuracy} if manifest.task == CLASSIFICATION else {}),
-        "promoted": request.promote,
+        **promoted,
     }
 
 
@@ -402,7 +444,7 @@ def _train_tabular(
         train_scores = _regression_scores(fitted, x_train, y_train, "training")
         test_scores = _regression_scores(fitted, x_test, y_test, "test")
     x_sha, y_sha, model_sha = _store_artifacts(
-        runs, run_id, fitted, x_test, np.asarray(y_test, dtype="float64")
+        runs, run_id, fitted, spec.trusted, x_test, np.asarray(y_test, dtype="float64")
     )
     return Manifest(
         run_id=run_id,
@@ -548,6 +590,56 @@ def load_model(runs: RunLog, run_id: str | None = None) -> LoadedModel:
     key = (runs.store.models_bucket, runs.key(run_id, MODEL_FILE))
     info, (blob,) = _fetch(runs, run_id, key)
     return _model(runs, info, blob)
+
+
+def servable(runs: RunLog, run_id: str) -> Manifest:
+    """A run's manifest, once its model is known to serve: its bytes match the manifest's
+    sha256, it loads with only its kind's trusted types under this scikit-learn, and it
+    predicts the first row of the run's (checked) test split with finite values of the
+    right shape. PromotionRefusedError says what is wrong otherwise."""
+    store = runs.store
+    data = store.data_bucket
+    x_key = runs.key(run_id, X_TEST_FILE)
+    try:
+        info, (model_blob, x_blob) = _fetch(
+            runs, run_id, (store.models_bucket, runs.key(run_id, MODEL_FILE)), (data, x_key)
+        )
+        loaded = _model(runs, info, model_blob)
+        where = f"s3://{data}/{x_key}"
+        x_test = array_from_bytes(verified(x_blob, where, info.x_test_sha256), where)
+        if x_test.ndim != 2 or x_test.shape[1] != len(info.features) or len(x_test) == 0:
+            raise IntegrityError(f"{where} does not fit the run's {len(info.features)} features")
+        sample: Any = x_test[:1]
+        if isinstance(info.parameters, RunParameters):
+            sample = pd.DataFrame(sample, columns=info.features)
+        if info.task == CLASSIFICATION:
+            predicted = _proba(loaded.model, sample)
+            shape: tuple[int, ...] = (1, len(info.labels or []))
+        else:
+            predicted, shape = model.predict(loaded.model, sample), (1,)
+        if predicted.shape != shape or not np.isfinite(predicted).all():
+            raise IntegrityError("its model does not predict a test row")
+    except (IntegrityError, CorruptStateError, ModelVersionError, NotFoundError) as exc:
+        raise PromotionRefusedError(f"run {run_id!r} cannot be served: {exc.message}") from None
+    return info
+
+
+def promote(runs: RunLog, run_id: str, policy: Promotion) -> Decision:
+    """Promote a run that was just scored, under ``policy``, once it is known to serve; a
+    failure is recorded in the run (stage promotion) and the current run stays."""
+    try:
+        info = servable(runs, run_id)
+    except LocalMlFlowError as exc:
+        runs.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
+        raise
+    return runs.promote(run_id, info, policy=policy)
+
+
+def make_current(runs: RunLog, run_id: str) -> Decision:
+    """Make a succeeded run current on request (roll back or forward), once it is known to
+    serve; a refusal changes nothing, the run's record included."""
+    runs.check_finished(run_id)
+    return runs.promote(run_id, servable(runs, run_id), record_failure=False)
 
 
 # -- inference --------------------------------------------------------------------------

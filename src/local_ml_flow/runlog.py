@@ -17,6 +17,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
@@ -34,7 +35,7 @@ from local_ml_flow.errors import (
     PromotionRefusedError,
     RunNotFoundError,
 )
-from local_ml_flow.events import HOUSING, RunId, RunParameters, TabularParameters
+from local_ml_flow.events import HOUSING, Promotion, RunId, RunParameters, TabularParameters
 from local_ml_flow.ml.documents import DatasetSchema, Encoding, Label
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
@@ -58,6 +59,7 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.json"
 ERROR = "error.json"
+KEPT = "kept.json"  # the promotion policy kept another run current (written once)
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
 _REPAIR_ROUNDS = 8
@@ -227,6 +229,33 @@ class Pointer(_Document):
     score: str | None = None
     promoted_at: str
     previous_run_id: str | None = None
+    # the metric runs are compared by (r2 or accuracy) and this run's test value of it
+    metric: str | None = None
+    value: float | None = None
+
+
+class Kept(_Document):
+    """A run the promotion policy did not make current: why, and which run stayed."""
+
+    run_id: RunId
+    policy: str
+    current_run_id: RunId
+    reason: str
+    decided_at: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a promotion did: ``pointer`` is the current run's afterwards (``run_id`` its
+    id); ``promoted`` False with the ``reason`` when the policy kept another run."""
+
+    pointer: Pointer
+    promoted: bool = True
+    reason: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.pointer.run_id
 
 
 # The latest pointer as read for a compare-and-swap: the document (None: no run promoted
@@ -256,7 +285,9 @@ class RunLog:
     """The runs of one store: what each run wrote, and which run is current.
 
     ``stale_after_s``: a run still queued or running after this long is reported failed
-    (abandoned); ``min_r2``: an optional promotion gate.
+    (abandoned); ``min_r2``: an optional promotion gate; ``policy``: whether a new run
+    becomes current only when it scores at least as well as the current one (``better``)
+    or always (``always``, the original project's way).
     """
 
     def __init__(
@@ -265,6 +296,7 @@ class RunLog:
         *,
         stale_after_s: float = 360.0,
         min_r2: float | None = None,
+        policy: Promotion = "better",
         dataset: str = HOUSING,
         prefix: str = RUNS_PREFIX,
         roots: bool = True,
@@ -277,6 +309,7 @@ class RunLog:
         self._logs: dict[str, RunLog] = {}  # the run logs of other datasets, by name
         self.stale_after_s = stale_after_s
         self.min_r2 = min_r2
+        self.policy: Promotion = policy
         # run id -> (its files' names, ETags and sizes; its record without "current")
         self._finished: dict[str, tuple[tuple[tuple[str, str, int], ...], dict[str, Any]]] = {}
         # run key -> (ETag, document) of the documents read lately: a record made right after
@@ -288,7 +321,12 @@ class RunLog:
     def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
         """A run log with the configured gate; runs are abandoned after the function timeout
         plus a minute."""
-        return cls(store, stale_after_s=settings.function_timeout_s + 60, min_r2=settings.min_r2)
+        return cls(
+            store,
+            stale_after_s=settings.function_timeout_s + 60,
+            min_r2=settings.min_r2,
+            policy=settings.promotion,
+        )
 
     def of_dataset(self, name: str) -> RunLog:
         """The run log of a registered dataset (``datasets/<name>/runs/``, its own pointer, no
@@ -303,6 +341,7 @@ class RunLog:
             self.store,
             stale_after_s=self.stale_after_s,
             min_r2=self.min_r2,
+            policy=self.policy,
             dataset=name,
             prefix=RUNS_PREFIX if name == HOUSING else dataset_runs_prefix(name),
             roots=name == HOUSING,
@@ -473,31 +512,33 @@ class RunLog:
                 f"run {run_id!r} has test R² {r2:.4f}, below LMF_MIN_R2 = {self.min_r2}"
             )
 
-    def make_current(self, run_id: str) -> Pointer:
-        """Make a succeeded run current again (roll back or forward) through ``promote``.
-
-        Only a run whose record says succeeded qualifies: a queued or running run is not
-        finished, a failed or corrupt one never becomes current (PromotionRefusedError). A
-        refusal here leaves the run's record as it was."""
+    def check_finished(self, run_id: str) -> None:
+        """PromotionRefusedError unless the run's record says succeeded: a queued or running
+        run is not finished, a failed or corrupt one never becomes current (an explicit
+        promotion, a roll back or forward, checks this first; a refusal changes nothing)."""
         record = self.record(run_id)
         if record["status"] != "succeeded":
             raise PromotionRefusedError(
                 f"run {run_id!r} is {record['status']}: only a succeeded run can become current"
             )
-        return self.promote(run_id, record_failure=False)
 
     def promote(
         self,
         run_id: str,
         manifest: Manifest | None = None,
         *,
+        policy: Promotion = "always",
         record_failure: bool = True,
         just_trained: bool = False,
         seen: Seen | None = None,
-    ) -> Pointer:
+    ) -> Decision:
         """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
         on its ETag. If another run was promoted meanwhile, that one stays current (this run
         counts as promoted, then superseded) and the root copies are made to follow it.
+
+        ``policy`` ``better``: the current run stays if it scores better on its test split
+        (the new run's ``kept.json`` says why); ``always`` (an explicit promotion): no
+        comparison.
 
         If it fails, the run is recorded as failed (stage promotion; unless ``record_failure``
         is False, as for a rollback to a finished run) unless the pointer did move to it, and
@@ -509,12 +550,12 @@ class RunLog:
         wrote the manifest (else read here). The compare-and-swap makes an early read safe.
         """
         try:
-            return self._promote(run_id, manifest, just_trained, seen)
+            return self._promote(run_id, manifest, policy, just_trained, seen)
         except LocalMlFlowError as exc:
             with contextlib.suppress(LocalMlFlowError):
                 pointer = self.latest()
                 if pointer is not None and pointer.run_id == run_id:
-                    return pointer  # the pointer write landed; only its answer was lost
+                    return Decision(pointer)  # the pointer write landed; only its answer was lost
             if record_failure:
                 self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
             with contextlib.suppress(LocalMlFlowError):
@@ -522,8 +563,13 @@ class RunLog:
             raise
 
     def _promote(
-        self, run_id: str, manifest: Manifest | None, just_trained: bool, seen: Seen | None
-    ) -> Pointer:
+        self,
+        run_id: str,
+        manifest: Manifest | None,
+        policy: Promotion,
+        just_trained: bool,
+        seen: Seen | None,
+    ) -> Decision:
         # What the promotion decides on, read at once: the manifest (unless the caller has
         # it), the metrics, whether the run failed, and the pointer it compare-and-swaps.
         info: Manifest
@@ -540,6 +586,19 @@ class RunLog:
                 self._pointer,
             )
         self.check_promotable(run_id, info, scored, failed)
+        metric, value = _main(info, scored)
+        if policy == "better" and current is not None and current.run_id != run_id:
+            reason = self._worse(run_id, metric, value, current)
+            if reason is not None:
+                kept = Kept(
+                    run_id=run_id,
+                    policy=policy,
+                    current_run_id=current.run_id,
+                    reason=reason,
+                    decided_at=utc_now(),
+                )
+                self.store.put_json(self._data, self.key(run_id, KEPT), kept, once=True)
+                return Decision(current, promoted=False, reason=reason)
         pointer = Pointer(
             run_id=run_id,
             model_sha256=info.model_sha256,
@@ -549,6 +608,8 @@ class RunLog:
             score=scored.score if scored is not None else None,
             promoted_at=utc_now(),
             previous_run_id=current.run_id if current is not None else None,
+            metric=metric,
+            value=value,
         )
         self._write_roots(run_id, pointer.score)
         try:
@@ -562,7 +623,7 @@ class RunLog:
             winner = self.latest()
             if winner is None:
                 raise ConcurrentUpdateError(f"the pointer vanished promoting {run_id!r}") from None
-            return winner
+            return Decision(winner)
         # A loser that wrote its root copies after ours repairs them once it has lost (it
         # loops until the pointer stops moving). But a repair that read the pointer before
         # this swap may have copied that run over ours meanwhile, and stopped before the swap
@@ -573,7 +634,30 @@ class RunLog:
                 self.root_runs(), run_id, scored=pointer.score is not None
             ):
                 self.repair()
-        return pointer
+        return Decision(pointer)
+
+    def _worse(self, run_id: str, metric: str, value: float, current: Pointer) -> str | None:
+        """Why ``run_id`` (its test ``metric`` = ``value``) should not replace the current
+        run, or None: it scores at least as well (a tie goes to the newer run), or the two
+        cannot be compared (another metric, or the current run's figures cannot be read)."""
+        theirs: tuple[str, float] | None = None
+        if current.metric is not None and current.value is not None:
+            theirs = (current.metric, current.value)
+        else:  # a pointer written before it carried the figure: the current run's own
+            with contextlib.suppress(LocalMlFlowError):
+                theirs = _main(
+                    *gather(
+                        lambda: self.manifest(current.run_id), lambda: self.metrics(current.run_id)
+                    )
+                )
+        if theirs is None or theirs[0] != metric or value >= theirs[1]:
+            return None
+        name = "R²" if metric == "r2" else metric
+        return (
+            f"test {name} {value:.4f} is below {theirs[1]:.4f} of the current run"
+            f" {current.run_id}: the promotion policy (LMF_PROMOTION=better) keeps the better"
+            " model; promote this run to serve it anyway"
+        )
 
     def _write_roots(self, run_id: str, score: str | None) -> None:
         """The seed-compatible root copies of a run, each tagged with the run id (housing's
@@ -715,7 +799,7 @@ class RunLog:
         wanted = [REQUEST if REQUEST in files else QUEUED, MANIFEST, ERROR]
         wanted = [name for name in wanted if name in files]
         if METRICS in files and ERROR not in files:
-            wanted.append(METRICS)
+            wanted += [METRICS, KEPT] if KEPT in files else [METRICS]
         documents: dict[str, Any] = {
             name: self._read_lately(run_id, name, files[name]) for name in wanted
         }
@@ -754,6 +838,14 @@ class RunLog:
                 "score": scored.score,
                 "n_train": info.n_train if info is not None else None,
             }
+            kept: Kept | None = documents.get(KEPT)
+            if kept is not None:
+                record["not_promoted"] = {
+                    "reason": kept.reason,
+                    "current_run_id": kept.current_run_id,
+                    "policy": kept.policy,
+                    "decided_at": kept.decided_at,
+                }
         elif _age_s(record["created_at"]) > self.stale_after_s:
             stage = "inference" if info is not None else "ingestion"
             message = (
@@ -811,10 +903,25 @@ _KINDS: dict[str, type[_Document]] = {
     MANIFEST: Manifest,
     ERROR: Failure,
     METRICS: Metrics,
+    KEPT: Kept,
 }
 
 
 CLASS_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+
+
+def _main(info: Manifest, scored: Metrics | None) -> tuple[str, float]:
+    """The metric a dataset's runs are compared by (R², or accuracy) and a run's test value
+    of it: from its metrics, else from the test figures its ingestion recorded."""
+    if scored is not None:
+        metric, value = scored.main
+    else:
+        test = info.test_metrics
+        metric = "r2" if info.task == "regression" else "accuracy"
+        value = getattr(test, metric) if test is not None else None
+    if value is None:  # check_promotable refused it before
+        raise PromotionRefusedError(f"run {info.run_id!r} has no test {metric}")
+    return metric, value
 
 
 def _blank(run_id: str) -> dict[str, Any]:
@@ -826,6 +933,7 @@ def _blank(run_id: str) -> dict[str, Any]:
         "created_at": None,
         "finished_at": None,
         "error": None,
+        "not_promoted": None,
     }
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from local_ml_flow import pipeline
 from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
 from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, new_run_id
 from local_ml_flow.invoke import Invoker
@@ -40,13 +41,15 @@ def run_pipeline(
     progress: Progress = _quiet,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Invoke ingestion then inference for a new run, then make it the latest; returns both
-    results merged.
+    """Invoke ingestion then inference for a new run, then promote it under the promotion
+    policy (the options', else the setting's); returns both results merged, with
+    ``promoted`` (and ``not_promoted``: why the current run stayed).
 
     The run is promoted (latest pointer, root keys, score.txt) only once both functions
-    succeeded. A failing function raises FunctionFailedError carrying the run id; the run
-    is then recorded as failed in its own prefix (the function usually did so itself) and
-    the previous model and score stay. ``run_id``: a run already queued (``queue_run``).
+    succeeded and its model is known to serve. A failing function raises FunctionFailedError
+    carrying the run id; the run is then recorded as failed in its own prefix (the function
+    usually did so itself) and the previous model and score stay. ``run_id``: a run already
+    queued (``queue_run``).
     """
     chosen = options.model_dump(exclude_none=True)
     if run_id is None:
@@ -101,7 +104,8 @@ def _run(
     try:
         progress(f"ingestion: invoking {settings.ingestion_function} for run {run_id}")
         named = {} if runs.dataset == HOUSING else {"dataset": runs.dataset}
-        event = {**named, "run_id": run_id, **chosen, "promote": False}
+        parameters = {k: v for k, v in chosen.items() if k != "promotion"}
+        event = {**named, "run_id": run_id, **parameters, "promote": False}
         trained = invoker.invoke(settings.ingestion_function, event)
         progress(
             f"ingestion: trained on {trained['n_train']} rows, {len(trained['features'])}"
@@ -128,12 +132,16 @@ def _run(
         runs.record_failure(run_id, stage, type(exc).__name__, exc.message)
         _name_the_run(exc, run_id, stage)
         raise
-    try:
-        runs.promote(run_id)  # records the failure itself
+    try:  # records a failure itself
+        decision = pipeline.promote(runs, run_id, chosen.get("promotion") or runs.policy)
     except LocalMlFlowError as exc:
         _name_the_run(exc, run_id, "promotion")
         raise
-    return {**trained, **scored, "promoted": True}
+    if decision.promoted:
+        progress(f"promotion: run {run_id} is current")
+        return {**trained, **scored, "promoted": True}
+    progress(f"promotion: run {decision.run_id} stays current: {decision.reason}")
+    return {**trained, **scored, "promoted": False, "not_promoted": decision.reason}
 
 
 def _name_the_run(exc: LocalMlFlowError, run_id: str, stage: str) -> None:

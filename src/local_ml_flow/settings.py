@@ -17,7 +17,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from local_ml_flow.events import FeatureSetName, ModelKind, RandomState, RunParameters, TestSize
+from local_ml_flow.events import (
+    FeatureSetName,
+    ModelKind,
+    Promotion,
+    RandomState,
+    RunParameters,
+    TestSize,
+)
 
 _DEFAULTS = RunParameters()
 
@@ -60,6 +67,9 @@ class Settings(BaseSettings):
 
     # promotion gate: a run whose test R² is below this never becomes current (unset: none)
     min_r2: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    # promotion policy: better (keep the current run when the new one scores worse) or
+    # always (every succeeded run becomes current, as in the original project)
+    promotion: Promotion = "better"
 
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000

@@ -309,10 +309,7 @@ class ArtifactStore:
 
     def put_model(self, bucket: str, key: str, model: Any) -> str:
         """A fitted model in skops' format (no pickle); returns the sha256 stored."""
-        import skops.io
-
-        data = _canonical_skops(skops.io.dumps(model))
-        return self.put_bytes(bucket, key, data, "application/zip")
+        return self.put_bytes(bucket, key, model_to_bytes(model), "application/zip")
 
     def get_model(self, bucket: str, key: str, expected_sha256: str, trusted: Sequence[str]) -> Any:
         """Load a skops model whose bytes match ``expected_sha256``, creating no type outside
@@ -408,6 +405,13 @@ def verified(data: bytes, where: str, expected_sha256: str) -> bytes:
 # constructor recursion depth mismatch" (seen with 10 concurrent runs in one API process).
 # Loads are short (about a millisecond): they take turns.
 _LOADING = threading.Lock()
+
+
+def model_to_bytes(model: Any) -> bytes:
+    """A fitted model in skops' format (no pickle), the same bytes for the same model."""
+    import skops.io
+
+    return _canonical_skops(skops.io.dumps(model))
 
 
 def model_from_bytes(data: bytes, where: str, trusted: Sequence[str]) -> Any:

@@ -155,8 +155,8 @@ def test_run_parameters(client, first_run):
 
 def test_result_reads_only_the_data_bucket(client, first_run):
     runs = client.get("/pipeline/runs").json()["runs"]
-    latest = next(r for r in runs if r["status"] == "succeeded")
-    assert client.get(f"/result/{DATA}").json() == {"content": latest["metrics"]["score"]}
+    current = next(r for r in runs if r["current"])
+    assert client.get(f"/result/{DATA}").json() == {"content": current["metrics"]["score"]}
     assert_error(client.get(f"/result/{MODELS}"), 404, "NotFoundError")
     assert_error(client.get("/result/some-other-bucket"), 404, "NotFoundError")
 

@@ -133,7 +133,7 @@ def test_a_cut_at_any_promotion_write_leaves_one_run_current(client, proxy, s3, 
         run(client)
     before = assert_one_current_run(client, s3)
     proxy.cut_write(cut, lambda method, path: bool(PROMOTION_WRITE.match(path)))
-    response = client.post("/pipeline/runs", json={"feature_set": "seed"})
+    response = client.post("/pipeline/runs", json={"feature_set": "seed", "promotion": "always"})
     proxy.heal()
     assert proxy.cut, f"no promotion write #{cut} happened: {proxy.writes}"
     error = assert_error(response, 502, "StorageError")
@@ -403,3 +403,75 @@ def test_a_missing_function_is_the_servers_configuration_not_a_404(
             assert "not-deployed" in error["message"]
     finally:
         misnamed.stop()
+
+
+# -- promotion: the policy, and a run that cannot be served ----------------------------------
+def test_a_worse_run_is_kept_back_with_the_reason_unless_asked(client, s3):
+    """LMF_PROMOTION=better (the default): a run scoring worse than the current one stays
+    out of service, and says why in its record; a tie goes to the newer run; asked for
+    (``promotion: always``, or an explicit promotion), it becomes current."""
+    best = run(client, promotion="always")  # linear: test R² 0.6529
+    assert best["current"] is True
+    assert best["not_promoted"] is None
+    served = client.get(f"/result/{DATA}").json()["content"]
+    worse = run(client, model="ridge")  # test R² 0.6525
+    assert worse["status"] == "succeeded"
+    assert worse["current"] is False
+    kept = worse["not_promoted"]
+    assert kept["current_run_id"] == best["run_id"]
+    assert kept["policy"] == "better"
+    assert "test R² 0.6525 is below 0.6529 of the current run" in kept["reason"]
+    assert pointer(s3)["run_id"] == best["run_id"]
+    assert client.get(f"/result/{DATA}").json()["content"] == served
+    assert client.post("/predict", json={"houses": [HOUSE]}).json()["run_id"] == best["run_id"]
+    listed = client.get("/pipeline/runs").json()["runs"]
+    assert next(r for r in listed if r["run_id"] == worse["run_id"])["not_promoted"] == kept
+
+    tie = run(client)  # the same parameters and data: the same score, the newer run serves
+    assert tie["current"] is True
+    assert tie["not_promoted"] is None
+    forced = run(client, model="ridge", promotion="always")
+    assert forced["current"] is True
+    assert pointer(s3)["run_id"] == forced["run_id"]
+    back = client.post(f"/pipeline/runs/{tie['run_id']}/promote")  # explicit: no comparison
+    assert back.status_code == 200, back.text
+    assert back.json()["current"] is True
+    bad = client.post("/pipeline/runs", json={"promotion": "sometimes"})
+    assert_error(bad, 422, "RequestValidationError")
+
+
+def test_promotion_refuses_a_run_whose_model_cannot_be_served(client, s3):
+    """An explicit promotion loads the run's model, checks its sha256 and predicts a test
+    row before the pointer moves: a swapped model, or a manifest that disagrees with its
+    model, is refused (409) and the current run keeps serving."""
+    target = run(client, promotion="always")["run_id"]
+    other = run(client, model="ridge", feature_set="seed", promotion="always")["run_id"]
+    model_key, manifest_key = f"runs/{target}/model.skops", f"runs/{target}/manifest.json"
+    original_model = s3.get_object(Bucket=MODELS, Key=model_key)["Body"].read()
+    original_manifest = s3.get_object(Bucket=DATA, Key=manifest_key)["Body"].read()
+    manifest = json.loads(original_manifest)
+    other_model = s3.get_object(Bucket=MODELS, Key=f"runs/{other}/model.skops")["Body"].read()
+    tampered = {
+        "a swapped model": (MODELS, model_key, other_model),
+        "a manifest naming fewer features": (
+            DATA,
+            manifest_key,
+            json.dumps({**manifest, "features": manifest["features"][:5]}).encode(),
+        ),
+    }
+    try:
+        for what, (bucket, key, data) in tampered.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            refused = client.post(f"/pipeline/runs/{target}/promote")
+            assert_error(refused, 409, "PromotionRefusedError")
+            assert "cannot be served" in refused.json()["error"]["message"], what
+            assert pointer(s3)["run_id"] == other, what
+            assert client.post("/predict", json={"houses": [HOUSE]}).json()["run_id"] == other
+            s3.put_object(Bucket=MODELS, Key=model_key, Body=original_model)
+            s3.put_object(Bucket=DATA, Key=manifest_key, Body=original_manifest)
+    finally:
+        s3.put_object(Bucket=MODELS, Key=model_key, Body=original_model)
+        s3.put_object(Bucket=DATA, Key=manifest_key, Body=original_manifest)
+    promoted = client.post(f"/pipeline/runs/{target}/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert pointer(s3)["run_id"] == target

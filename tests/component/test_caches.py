@@ -15,8 +15,9 @@ from local_ml_flow.runlog import LATEST_KEY, RunLog
 
 
 def train(store, settings, run_id: str, feature_set: str = "all") -> None:
-    """A run made outside the API (as `aws lambda invoke` does): ingestion then inference."""
-    event = {"run_id": run_id, "feature_set": feature_set}
+    """A run made outside the API (as `aws lambda invoke` does): ingestion then inference;
+    made current whatever its score (these tests are about serving what the pointer says)."""
+    event = {"run_id": run_id, "feature_set": feature_set, "promotion": "always"}
     handlers.ingestion(event, None, store=store, settings=settings)
     handlers.inference({"run_id": run_id}, None, store=store, settings=settings)
 

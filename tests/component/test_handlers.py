@@ -196,7 +196,7 @@ def test_bad_events_are_refused(store, settings, bad_event, message):
 
 def test_latest_pointer_follows_the_last_successful_run(store, settings):
     ingest(store, settings, {"run_id": "first"})
-    ingest(store, settings, {"run_id": "second", "feature_set": "seed"})
+    ingest(store, settings, {"run_id": "second", "feature_set": "seed", "promotion": "always"})
     pointer = RunLog(store).latest()
     assert pointer is not None
     assert pointer.run_id == "second"
@@ -210,6 +210,28 @@ def test_latest_pointer_follows_the_last_successful_run(store, settings):
     assert pointer.model_sha256 == sha256(
         store.get_bytes(settings.models_bucket, "runs/second/model.skops")
     )
+
+
+def test_ingestion_keeps_the_better_run_current_by_default(store, settings):
+    """LMF_PROMOTION=better: ``{}``-style ingestion promotes a run only if its test R² is at
+    least the current run's; the worse run says why, and score.txt stays the better one's."""
+    first = ingest(store, settings, {"run_id": "first"})
+    assert first["promoted"] is True
+    worse = ingest(store, settings, {"run_id": "worse", "feature_set": "seed"})
+    assert worse["promoted"] is False
+    assert "test R² 0.3562 is below 0.6529 of the current run first" in worse["not_promoted"]
+    assert RunLog(store).latest().run_id == "first"
+    infer(store, settings, {"run_id": "worse"})
+    infer(store, settings, {})
+    assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
+    record = RunLog(store).record("worse")
+    assert record["status"] == "succeeded"
+    assert record["current"] is False
+    assert record["not_promoted"]["current_run_id"] == "first"
+    same = ingest(store, settings, {"run_id": "same"})  # a tie: the newer run serves
+    assert same["promoted"] is True
+    always = settings.model_copy(update={"promotion": "always"})
+    assert ingest(store, always, {"run_id": "forced", "feature_set": "seed"})["promoted"] is True
 
 
 def test_run_records(store, settings):

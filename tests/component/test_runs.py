@@ -29,7 +29,27 @@ def test_a_run_is_promoted_once_both_functions_succeeded(store, settings):
     # every root copy names the promoted run
     assert set(RunLog(store).root_runs().values()) == {result["run_id"]}
     assert lines[0].startswith(f"ingestion: invoking {settings.ingestion_function} for run")
-    assert lines[-1] == "inference: scored 109 test rows: R² 0.3562"
+    assert lines[-2] == "inference: scored 109 test rows: R² 0.3562"
+    assert lines[-1] == f"promotion: run {result['run_id']} is current"
+
+
+def test_a_worse_run_is_kept_back_and_says_why(store, settings):
+    """The promotion policy of a run started by a user (CLI, API, dashboard): a worse run
+    leaves the current one served and says why, in its answer, its progress and its record."""
+    invoker = LocalInvoker(bootstrap.local_functions(settings, store))
+    best = run_pipeline(invoker, RunLog(store), settings, RunOptions())
+    lines: list[str] = []
+    worse = run_pipeline(
+        invoker, RunLog(store), settings, RunOptions(feature_set="seed"), progress=lines.append
+    )
+    assert worse["promoted"] is False
+    reason = f"test R² 0.3562 is below 0.6529 of the current run {best['run_id']}"
+    assert reason in worse["not_promoted"]
+    assert lines[-1].startswith(f"promotion: run {best['run_id']} stays current: {reason}")
+    assert RunLog(store).latest().run_id == best["run_id"]
+    assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
+    assert set(RunLog(store).root_runs().values()) == {best["run_id"]}
+    assert RunLog(store).record(worse["run_id"])["not_promoted"]["reason"] == worse["not_promoted"]
 
 
 def test_a_failing_inference_leaves_the_previous_model_and_score(store, settings):

@@ -180,6 +180,9 @@ def run_page(
         f" · finished {e(record.get('finished_at') or DASH)} · {_duration(record)}</p>"
     ]
     if record.get("status") == "succeeded" and not record.get("current"):
+        kept = record.get("not_promoted")
+        if kept:
+            parts.append(f'<p class="not-promoted">not promoted: {e(kept.get("reason"))}</p>')
         parts.append(
             f'<p><button id="make-current" data-run="{e(run_id)}">make current</button>'
             ' <span id="promote-result" aria-live="polite"></span></p>'

@@ -176,6 +176,15 @@ class RunError(BaseModel):
     details: Any | None = None
 
 
+class NotPromoted(BaseModel):
+    """Why a succeeded run did not become current when it finished."""
+
+    reason: str
+    current_run_id: str = Field(description="the run that stayed current")
+    policy: str = Field(description="the promotion policy that decided (LMF_PROMOTION)")
+    decided_at: str
+
+
 class Run(BaseModel):
     run_id: str
     status: Literal["queued", "running", "succeeded", "failed", "corrupt"] = Field(
@@ -193,6 +202,11 @@ class Run(BaseModel):
     dataset_sha256: str | None = None
     features: list[str] | None = None
     dataset: str = Field("housing", description="the dataset the run trains on")
+    not_promoted: NotPromoted | None = Field(
+        None,
+        description="set when the promotion policy kept the current run instead of this one"
+        " (it scored worse); promote it explicitly to serve it",
+    )
 
 
 class RunsResponse(BaseModel):

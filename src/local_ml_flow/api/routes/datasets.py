@@ -388,7 +388,7 @@ async def promote_dataset_run(
     log, _ = await run_in_threadpool(_log, runs, store, name)
     caches = _caches(request).of(log)
     try:
-        await run_in_threadpool(log.make_current, run_id)
+        await run_in_threadpool(pipeline.make_current, log, run_id)
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(log.record, run_id))

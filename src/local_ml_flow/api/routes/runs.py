@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from local_ml_flow import pipeline
 from local_ml_flow.api import responses
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
 from local_ml_flow.api.schemas import (
@@ -123,7 +124,7 @@ async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Ru
     """Make a succeeded run current again (rollback): /predict and /result serve it next.
     A queued, running, failed, corrupt or non-finite run is refused (409)."""
     try:
-        await run_in_threadpool(runs.make_current, run_id)
+        await run_in_threadpool(pipeline.make_current, runs, run_id)
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(runs.record, run_id))

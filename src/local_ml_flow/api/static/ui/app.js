@@ -78,6 +78,7 @@ async function follow(location, run, out) {
   if (run.status === "succeeded") {
     const m = run.metrics;
     out.innerHTML += `<p class="run-result">R² ${fmt(m.r2)} · MAE ${fmt(m.mae, 0)} · RMSE ${fmt(m.rmse, 0)}${run.current ? " · now current" : ""}</p>`;
+    if (run.not_promoted) out.innerHTML += `<p class="not-promoted">not promoted: ${esc(run.not_promoted.reason)}</p>`;
   } else if (run.error) {
     out.innerHTML += errorHtml({ error: run.error });
   }

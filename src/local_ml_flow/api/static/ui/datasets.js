@@ -328,7 +328,8 @@
     if (run.status === "succeeded") {
       const m = run.metrics || {};
       const parts = mainMetrics(task).filter((k) => typeof m[k] === "number").map((k) => `${esc(metricName(k))} ${fmt(m[k])}`);
-      return `<p class="run-result">${parts.join(" · ")}${run.current ? " · now current" : ""}</p>`;
+      return `<p class="run-result">${parts.join(" · ")}${run.current ? " · now current" : ""}</p>`
+        + (run.not_promoted ? `<p class="not-promoted">not promoted: ${esc(run.not_promoted.reason)}</p>` : "");
     }
     return run.error ? errorHtml({ error: run.error }) : `<p>run ended as ${esc(run.status)}</p>`;
   }
@@ -412,8 +413,10 @@
   function renderRunHead(name, d, run) {
     const p = pagesOf(name, false);
     const error = run.error ? errorHtml({ error: { type: run.error.type, message: `${run.error.message} (at ${run.error.stage || "?"})` } }) : "";
+    const kept = run.not_promoted && !run.current
+      ? `<p class="not-promoted">not promoted: ${esc(run.not_promoted.reason)}</p>` : "";
     const promote = run.status === "succeeded" && !run.current
-      ? '<p><button type="button" id="ds-make-current">make current</button> <span id="ds-promote-result" aria-live="polite"></span></p>' : "";
+      ? kept + '<p><button type="button" id="ds-make-current">make current</button> <span id="ds-promote-result" aria-live="polite"></span></p>' : "";
     const live = TERMINAL.includes(run.status) ? "" : ' <span class="muted">(this page follows the run)</span>';
     $("#ds-run-head").innerHTML = `<p>dataset <a href="${esc(p.home)}">${esc(name)}</a> (${esc(d.task)} of`
       + ` <strong>${esc(d.target)}</strong>) · ${statusHtml(run)}${live} · created ${esc(when(run.created_at))}`
