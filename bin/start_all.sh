@@ -8,7 +8,9 @@
 #                    models, datasets) lives in .lmf/state (or LMF_STATE_DIR)
 #   --fresh          embedded: start with an empty state
 #   --port N         the API's port (default: LMF_API_PORT, else 8000)
-#   --dataset PATH   a local housing.csv (default: LMF_DATASET_PATH, else the verified download)
+#   --dataset PATH   a housing CSV: validated, then the current housing.csv (the one it
+#                    replaces is archived). Without it the stored one is used; an empty
+#                    state gets LMF_DATASET_PATH, else the verified download
 # Environment: LMF_LOCALSTACK_PORT (LocalStack's edge port on the host, default 4566),
 #   PYTHON (the python3 that creates .venv), UV (the uv to use).
 set -euo pipefail
@@ -29,14 +31,19 @@ embedded=0
 fresh=()
 port="${LMF_API_PORT:-8000}"
 edge_port="${LMF_LOCALSTACK_PORT:-4566}"
-dataset="${LMF_DATASET_PATH:-}"
+named=""  # the dataset given with --dataset
 while [ $# -gt 0 ]; do
   case "$1" in
     --embedded) embedded=1 ;;
     --fresh) fresh=(--fresh) ;;
+    --port=*|--dataset=*)  # the --option=value form: split in two
+      option="${1%%=*}" value="${1#*=}"
+      shift
+      set -- "$option" "$value" "$@"
+      continue ;;
     --port|--dataset)
       [ $# -ge 2 ] && [ -n "$2" ] || usage_error "$1 needs a value"
-      if [ "$1" = --port ]; then port="$2"; else dataset="$2"; fi
+      if [ "$1" = --port ]; then port="$2"; else named="$2"; fi
       shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown option $1" ;;
@@ -45,7 +52,11 @@ while [ $# -gt 0 ]; do
 done
 valid_port "$port" || usage_error "--port must be a TCP port (1-65535), not '$port'"
 valid_port "$edge_port" || usage_error "LMF_LOCALSTACK_PORT must be a TCP port, not '$edge_port'"
-[ -z "$dataset" ] || dataset="$(absolute "$dataset")"
+[ -z "$named" ] || named="$(absolute "$named")"
+if [ -n "${LMF_DATASET_PATH:-}" ]; then  # relative to the caller, who set it
+  LMF_DATASET_PATH="$(absolute "$LMF_DATASET_PATH")"
+  export LMF_DATASET_PATH
+fi
 # before any set-up or training: a busy port would only show after them
 port_in_use "$port" && fail "port $port is already in use (another local-ml-flow?):" \
   "stop what listens there, or choose another with --port N (or LMF_API_PORT)"
@@ -67,13 +78,11 @@ step() {
 . bin/lib/venv.sh
 ensure_venv
 
-# The dataset: a given file, else the verified download (cached).
-if [ -n "$dataset" ]; then
-  [ -f "$dataset" ] || fail "dataset file $dataset does not exist"
-else
-  step dataset-fetch "fetching the reference dataset (sha256-checked, cached)" \
-    .venv/bin/local-ml-flow dataset fetch
-  dataset="$(.venv/bin/python -c 'from local_ml_flow.settings import Settings; from local_ml_flow.datasource import cached_path; print(cached_path(Settings().cache_dir))')"
+# A dataset given with --dataset must be a regular file (checked before anything starts).
+if [ -n "$named" ] && [ ! -f "$named" ]; then
+  if [ -d "$named" ]; then fail "dataset $named is a folder: name the CSV file in it"
+  elif [ -e "$named" ]; then fail "dataset $named is not a regular file (a device, FIFO or socket)"
+  else fail "dataset file $named does not exist"; fi
 fi
 
 docker_ok=0
@@ -96,7 +105,17 @@ if [ "$docker_ok" = 0 ]; then
   export LMF_STATE_DIR="${LMF_STATE_DIR:-$PWD/.lmf/state}"
   say "starting the embedded stack (state in $LMF_STATE_DIR)"
   aws_cli_hint "http://127.0.0.1:${LMF_EMBEDDED_PORT:-4566}"
-  exec .venv/bin/local-ml-flow serve --embedded --dataset "$dataset" --port "$port" "${fresh[@]}"
+  named_dataset=()
+  [ -z "$named" ] || named_dataset=(--dataset "$named")
+  exec .venv/bin/local-ml-flow serve --embedded "${named_dataset[@]}" --port "$port" "${fresh[@]}"
+fi
+
+# Docker: the dataset the API container uploads (given, LMF_DATASET_PATH, else the download)
+dataset="${named:-${LMF_DATASET_PATH:-}}"
+if [ -z "$dataset" ]; then
+  step dataset-fetch "fetching the reference dataset (sha256-checked, cached)" \
+    .venv/bin/local-ml-flow dataset fetch
+  dataset="$(.venv/bin/python -c 'from local_ml_flow.settings import Settings; from local_ml_flow.datasource import cached_path; print(cached_path(Settings().cache_dir))')"
 fi
 
 # --- Docker: LocalStack + Terraform + the API in compose ----------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_ml_flow import aws, handlers, launch
+from local_ml_flow import aws, datasets, handlers, launch
 from local_ml_flow.embedded import EmbeddedEmulator
 from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.invoke import (
@@ -45,6 +45,7 @@ class Runtime:
     endpoint_url: str | None
     emulator: EmbeddedEmulator | None = None
     runs: RunLog = field(init=False)
+    notes: list[str] = field(default_factory=list)  # what the start did, for the user
 
     def __post_init__(self) -> None:
         self.runs = RunLog.from_settings(self.store, self.settings)
@@ -168,7 +169,7 @@ def _build(start: launch.Start, run_follows: bool) -> Runtime:
     endpoint_url: str | None = None
     if emulator is not None:
         endpoint_url = emulator.wait_ready()
-        emulator.provision(settings, start.dataset, functions_in_background=run_here_now)
+        emulator.provision(settings, start.reference, functions_in_background=run_here_now)
     if run_here_now:
         _warm_up()  # the emulator registers the functions meanwhile (if not imported yet)
     store = make_store(settings, endpoint_url=endpoint_url)
@@ -188,6 +189,17 @@ def _build(start: launch.Start, run_follows: bool) -> Runtime:
         )
         invoker = LambdaInvoker(lambda_client, directory)
     runtime = Runtime(settings, start.mode, store, invoker, endpoint_url, emulator)
+    if start.dataset is not None:  # a file the user named: the current dataset from now on
+        use = functools.partial(
+            datasets.use,
+            store,
+            start.dataset,
+            source=str(start.dataset_path),
+            max_bytes=settings.max_dataset_bytes,
+            max_rows=settings.max_dataset_rows,
+        )
+        with emulator.provisioning() if emulator is not None else contextlib.nullcontext():
+            runtime.notes.append(use())
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write
     return runtime

@@ -72,6 +72,38 @@ def accept(store: ArtifactStore, data: bytes, *, max_bytes: int, max_rows: int) 
     return Accepted(len(clean), digest, previous)
 
 
+def use(store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_rows: int) -> str:
+    """Make a dataset file the user named the current one, unless it already is (``accept``:
+    validated, archived, the one it replaces archived too); one line saying what was done.
+
+    A refused file changes nothing: DatasetValidationError says why and what stays current.
+    """
+    digest = sha256(data)
+    where = f"s3://{store.data_bucket}/{store.dataset_key}"
+    head = store.head(store.data_bucket, store.dataset_key)
+    stored = head.metadata.get("sha256") if head is not None else None
+    if stored == digest:
+        return f"dataset {source} is the current {where} already (sha256 {digest[:12]})"
+    try:
+        accepted = accept(store, data, max_bytes=max_bytes, max_rows=max_rows)
+    except DatasetValidationError as exc:
+        staying = (
+            f"{where} (sha256 {(stored or 'unknown')[:12]}) stays current"
+            if head is not None
+            else "nothing was stored"
+        )
+        exc.message = (
+            f"dataset {source} was refused and {staying}: {exc.message}. Fix the file, or"
+            " start without --dataset to use what is stored"
+        )
+        raise
+    note = f"dataset {source} ({accepted.row_count} rows, sha256 {digest[:12]}) is now {where}"
+    if accepted.previous_version_key is not None:
+        note += f"; the one it replaced is kept at s3://{store.data_bucket}/"
+        note += accepted.previous_version_key
+    return note
+
+
 @dataclass(frozen=True)
 class Archived:
     """A dataset kept in the archive."""

@@ -67,14 +67,25 @@ def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float =
         tmp.unlink(missing_ok=True)
 
 
-def resolve(path: Path | None, *, url: str, expected_sha256: str, cache_dir: Path) -> Path:
-    """The dataset file to use: an explicit path (must exist), else the verified cache/download."""
-    if path is not None:
-        if path.is_dir():
-            raise DatasetFetchError(f"dataset {path} is a folder: name the CSV file in it")
-        if not path.is_file():
-            raise DatasetFetchError(f"dataset file {path} does not exist")
+def regular_file(path: Path) -> Path:
+    """``path`` if it is a regular file; DatasetFetchError saying what it is otherwise (a
+    folder, a device such as /dev/zero, a FIFO, or nothing)."""
+    if path.is_file():
         return path
+    if path.is_dir():
+        raise DatasetFetchError(f"dataset {path} is a folder: name the CSV file in it")
+    if path.exists():
+        raise DatasetFetchError(
+            f"dataset {path} is not a regular file (a device, FIFO or socket): name a CSV file"
+        )
+    raise DatasetFetchError(f"dataset file {path} does not exist")
+
+
+def resolve(path: Path | None, *, url: str, expected_sha256: str, cache_dir: Path) -> Path:
+    """The dataset file to use: an explicit path (a regular file), else the verified
+    cache/download."""
+    if path is not None:
+        return regular_file(path)
     return fetch(url, expected_sha256, cache_dir)
 
 

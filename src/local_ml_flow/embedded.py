@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
@@ -357,9 +357,15 @@ class EmbeddedEmulator:
     # ------------------------------------------------------------------ provisioning
 
     def provision(
-        self, settings: Settings, dataset: bytes | None, *, functions_in_background: bool = False
+        self,
+        settings: Settings,
+        reference: bytes | Callable[[], bytes] | None,
+        *,
+        functions_in_background: bool = False,
     ) -> None:
-        """Create what is missing: buckets, versioning, dataset (never overwritten), functions.
+        """Create what is missing: buckets, versioning, the dataset (``reference``: its bytes,
+        or how to read them, called only when the state holds none; never overwritten),
+        functions.
 
         ``functions_in_background``: return once the buckets and the dataset are there, and
         register the functions in a thread (``wait_provisioned`` joins it).
@@ -370,7 +376,7 @@ class EmbeddedEmulator:
         from local_ml_flow.storage import ArtifactStore
 
         s3 = aws.client("s3", endpoint_url=self.endpoint_url)
-        with self._provisioning():
+        with self.provisioning():
             existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
             for bucket in (settings.data_bucket, settings.models_bucket):
                 if bucket not in existing:
@@ -378,7 +384,7 @@ class EmbeddedEmulator:
             s3.put_bucket_versioning(
                 Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"}
             )
-            if dataset is not None:
+            if reference is not None:
                 store = ArtifactStore(  # on the same client: one client less to make
                     s3,
                     data_bucket=settings.data_bucket,
@@ -386,10 +392,12 @@ class EmbeddedEmulator:
                     dataset_key=settings.dataset_key,
                 )
                 # a conditional write: a dataset already there (a user's upload) stays
-                with contextlib.suppress(AlreadyExistsError):
-                    store.put_bytes(
-                        store.data_bucket, store.dataset_key, dataset, "text/csv", once=True
-                    )
+                if store.head(store.data_bucket, store.dataset_key) is None:
+                    data = reference if isinstance(reference, bytes) else reference()
+                    with contextlib.suppress(AlreadyExistsError):
+                        store.put_bytes(
+                            store.data_bucket, store.dataset_key, data, "text/csv", once=True
+                        )
         # clients made here, in the caller's thread: creating clients is not thread-safe.
         # No invokes here: the Lambda client is bounded like S3 (a hung emulator costs
         # seconds, not the invoke read timeout of minutes).
@@ -427,7 +435,7 @@ class EmbeddedEmulator:
             ) from exc
 
     @contextlib.contextmanager
-    def _provisioning(self) -> Iterator[None]:
+    def provisioning(self) -> Iterator[None]:
         """Around provisioning calls: the emulator not answering them (it exited, or hangs)
         is one EmulatorError saying so, not botocore's connection error."""
         from local_ml_flow.aws import CONNECTION_ERRORS
@@ -455,7 +463,7 @@ class EmbeddedEmulator:
         return EmulatorError(f"the embedded emulator {how} while it was being provisioned{where}")
 
     def _register_functions(self, settings: Settings, iam: Any, lam: Any) -> None:
-        with self._provisioning():
+        with self.provisioning():
             self._register(settings, iam, lam)
 
     def _register(self, settings: Settings, iam: Any, lam: Any) -> None:

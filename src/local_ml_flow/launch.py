@@ -1,8 +1,9 @@
 """Starting a stack in the order that costs least; ``starting()`` is the one place that begins it.
 
 1. What can be refused is refused first (the caller has checked the arguments and the
-   settings): the mode, and in embedded mode the dataset, read only if its size is within
-   ``LMF_MAX_DATASET_BYTES``.
+   settings): the mode, and a dataset file named on the command line, read only if it is a
+   regular file within ``LMF_MAX_DATASET_BYTES``. The reference dataset is looked for (or
+   downloaded) later, and only when the state holds no dataset yet.
 2. The emulator's process is spawned: MiniStack takes about half a second to answer.
 3. The ``with`` block imports the rest (``bootstrap``: pandas, boto3, the handlers) while it
    starts, in another process on another core, then wires the stack (``bootstrap.build``).
@@ -21,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from local_ml_flow import datasource
@@ -44,14 +46,18 @@ def resolve_mode(settings: Settings, *, embedded: bool = False) -> Mode:
 
 @dataclass
 class Start:
-    """A stack being started: its mode and invoker; in embedded mode the dataset's bytes
-    (within the limit) and the emulator, spawned (``wait_ready`` waits until it answers)."""
+    """A stack being started: its mode and invoker; the bytes of a dataset file the user
+    named (``dataset_path``: it becomes the current housing.csv), else in embedded mode
+    where the reference dataset comes from when the state has none (``reference``: read
+    only then); the emulator, spawned (``wait_ready`` waits until it answers)."""
 
     settings: Settings
     mode: Mode
     invoker: InvokerKind
     dataset: bytes | None = None
     emulator: EmbeddedEmulator | None = None
+    dataset_path: Path | None = None
+    reference: Callable[[], bytes] | None = None
 
     @property
     def in_process(self) -> bool:
@@ -94,26 +100,30 @@ def starting(
 def _prepare(
     settings: Settings, embedded: bool, dataset_path: Path | None, *, housing: bool = True
 ) -> Start:
-    """The mode and, in embedded mode, the dataset (refused above the limit) and the
-    emulator to spawn (not spawned yet)."""
+    """The mode, the dataset file the user named (refused if it is not a regular file or
+    above the limit) and, in embedded mode, the emulator to spawn (not spawned yet)."""
     mode = resolve_mode(settings, embedded=embedded)
     kind = settings.invoker or (InvokerKind.LOCAL if mode is Mode.EMBEDDED else InvokerKind.LAMBDA)
+    named = None
+    if housing and dataset_path is not None:
+        named = read_dataset(datasource.regular_file(dataset_path), settings.max_dataset_bytes)
     if mode is not Mode.EMBEDDED:
-        return Start(settings, mode, kind)
-    if not housing:
-        emulator = EmbeddedEmulator(
-            settings.embedded_host, settings.embedded_port, settings.state_dir
-        )
-        return Start(settings, mode, kind, None, emulator)
+        return Start(settings, mode, kind, named, dataset_path=dataset_path)
+    emulator = EmbeddedEmulator(settings.embedded_host, settings.embedded_port, settings.state_dir)
+    reference = partial(_reference, settings) if housing and named is None else None
+    return Start(settings, mode, kind, named, emulator, dataset_path, reference)
+
+
+def _reference(settings: Settings) -> bytes:
+    """The reference dataset's bytes (LMF_DATASET_PATH, the cache, or the verified
+    download), for a state that holds no dataset yet."""
     path = datasource.resolve(
-        dataset_path or settings.dataset_path,
+        settings.dataset_path,
         url=settings.dataset_url,
         expected_sha256=settings.dataset_sha256,
         cache_dir=settings.cache_dir,
     )
-    dataset = read_dataset(path, settings.max_dataset_bytes)
-    emulator = EmbeddedEmulator(settings.embedded_host, settings.embedded_port, settings.state_dir)
-    return Start(settings, mode, kind, dataset, emulator)
+    return read_dataset(path, settings.max_dataset_bytes)
 
 
 def read_dataset(path: Path, max_bytes: int) -> bytes:

@@ -127,11 +127,16 @@ def test_start_all_refuses_a_missing_dataset(tmp_path):
     assert f"error: dataset file {tmp_path / 'x.csv'} does not exist" in done.stderr
 
 
-def test_a_failing_step_names_itself_and_its_log(tmp_path):
+def test_an_empty_state_offline_without_a_dataset_is_one_clear_error(tmp_path):
+    """The reference dataset is looked for only when the state holds none: offline, with no
+    local copy, the start stops with one line saying how to provide it."""
     env = {
         **os.environ,
         "LMF_DATASET_URL": f"http://127.0.0.1:{free_port()}/housing.csv",  # nothing listens
         "LMF_CACHE_DIR": str(tmp_path / "cache"),
+        "LMF_STATE_DIR": str(tmp_path / "state"),
+        "LMF_EMBEDDED_PORT": str(free_port()),
+        "LMF_API_PORT": str(free_port()),
     }
     env.pop("LMF_DATASET_PATH", None)
     done = subprocess.run(
@@ -143,11 +148,11 @@ def test_a_failing_step_names_itself_and_its_log(tmp_path):
         env=env,
     )
     assert done.returncode == 1
-    assert (
-        "error: step 'dataset-fetch' failed; full log: .lmf/logs/dataset-fetch.log" in done.stderr
-    )
-    log = (ROOT / ".lmf" / "logs" / "dataset-fetch.log").read_text()
-    assert "cannot download the dataset" in log
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: cannot download the dataset from http://127.0.0.1:")
+    assert "Point LMF_DATASET_PATH (or --dataset) at a local copy instead." in errors[0]
+    assert "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- options --------------

@@ -7,12 +7,15 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from local_ml_flow import aws
 from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
 from local_ml_flow.settings import Settings
+from local_ml_flow.storage import sha256
 from tests.conftest import free_port
 
 
@@ -91,7 +94,11 @@ def test_emulator_registers_functions_and_buckets(dataset_bytes):
     emulator.start()
     try:
         emulator.provision(settings, dataset_bytes)
-        emulator.provision(settings, b"ignored: the dataset is already there")  # idempotent
+
+        def unread() -> bytes:
+            raise AssertionError("the reference dataset was read for a state that holds one")
+
+        emulator.provision(settings, unread)  # idempotent; the dataset is already there
         lam = aws.client("lambda", endpoint_url=emulator.endpoint_url)
         functions = {f["FunctionName"]: f for f in lam.list_functions()["Functions"]}
         ingestion = functions[settings.ingestion_function]
@@ -184,3 +191,121 @@ def test_a_failed_background_registration_is_raised_and_the_stop_still_stops(
     finally:
         emulator.stop()
     assert not emulator.running
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+def test_a_named_dataset_becomes_current_and_a_refused_one_changes_nothing(
+    tmp_path, dataset_path, dataset_bytes
+):
+    """``--dataset FILE`` is used: validated, made the current housing.csv (the one it
+    replaces archived); a bad file is refused in one line naming what stays; without
+    ``--dataset`` the stored one is used, with no download (offline)."""
+    state = tmp_path / "state"
+    first = run_cli(
+        "run",
+        "--embedded",
+        "--dataset",
+        str(dataset_path),
+        "--json",
+        env={"LMF_STATE_DIR": str(state)},
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["dataset_sha256"] == sha256(dataset_bytes)
+
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"\n".join(reversed(dataset_bytes.strip().split(b"\n")[1:])))
+    other.write_bytes(dataset_bytes.split(b"\n", 1)[0] + b"\n" + other.read_bytes() + b"\n")
+    second = run_cli(
+        "run", "--embedded", "--dataset", str(other), "--json", env={"LMF_STATE_DIR": str(state)}
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["dataset_sha256"] == sha256(other.read_bytes())
+    assert f"==> dataset {other} (545 rows, sha256 " in second.stderr
+    assert (
+        "the one it replaced is kept at s3://local-ml-flow-data/datasets/housing-" in second.stderr
+    )
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("area,price\n1,2\n")
+    refused = run_cli("run", "--embedded", "--dataset", str(bad), env={"LMF_STATE_DIR": str(state)})
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, refused.stderr
+    assert errors[0].startswith(
+        f"error: dataset {bad} was refused and s3://local-ml-flow-data/housing.csv"
+        f" (sha256 {sha256(other.read_bytes())[:12]}) stays current: invalid dataset: "
+    )
+    assert "Traceback" not in refused.stderr
+
+    offline = _without("LMF_DATASET_PATH")
+    offline.update(
+        LMF_STATE_DIR=str(state),
+        LMF_DATASET_URL="http://127.0.0.1:9/housing.csv",  # nothing listens: no download
+        LMF_CACHE_DIR=str(tmp_path / "empty-cache"),
+        LMF_EMBEDDED_PORT=str(free_port()),
+    )
+    stored = subprocess.run(
+        [sys.executable, "-m", "local_ml_flow.cli", "run", "--embedded", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=offline,
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["dataset_sha256"] == sha256(other.read_bytes())
+
+
+def test_a_device_or_fifo_as_dataset_says_what_it_is(tmp_path):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        done = run_cli(
+            "run", "--embedded", "--dataset", path, env={"LMF_STATE_DIR": str(tmp_path / "state")}
+        )
+        assert done.returncode == 1
+        assert (
+            f"error: dataset {path} is not a regular file (a device, FIFO or socket)" in done.stderr
+        ), done.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything started
+
+
+def test_serve_comes_up_after_a_failed_first_run(tmp_path):
+    """A state whose dataset cannot train does not lock the user out: the first run fails,
+    is said, and the API serves anyway (to upload another dataset)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("area,price\n1,2\n")  # provisioned as is from LMF_DATASET_PATH
+    port = free_port()
+    env = {
+        **os.environ,
+        "LMF_DATASET_PATH": str(bad),
+        "LMF_STATE_DIR": str(tmp_path / "state"),
+        "LMF_EMBEDDED_PORT": str(free_port()),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "local_ml_flow.cli", "serve", "--embedded", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                time.sleep(0.3)
+        else:
+            pytest.fail("the server never answered")
+        assert health.status_code == 200
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "==> the first run failed: " in output, output
+    assert "The API starts anyway" in output

@@ -33,10 +33,12 @@ INFERENCE = "local-ml-flow-inference"
 
 
 def serve(state: Path, dataset_path: Path, *extra: str, env: dict[str, str] | None = None):
-    """``local-ml-flow serve --embedded`` on the state directory ``state``."""
+    """``local-ml-flow serve --embedded`` on the state directory ``state``, with the dataset
+    a new state starts with (LMF_DATASET_PATH: a restart keeps what is stored)."""
     log = state.parent / f"server-{time.monotonic_ns()}.log"
-    args = ["--embedded", "--dataset", str(dataset_path), "--no-run", *extra]
-    return ApiServer(log, args, {"LMF_STATE_DIR": str(state), **(env or {})})
+    args = ["--embedded", "--no-run", *extra]
+    settings = {"LMF_STATE_DIR": str(state), "LMF_DATASET_PATH": str(dataset_path)}
+    return ApiServer(log, args, {**settings, **(env or {})})
 
 
 def emulator_pid(state: Path, port: int) -> int:
@@ -69,7 +71,9 @@ def test_runs_models_and_uploads_survive_a_restart(
                 "/bucket/dataset", files={"file": ("housing.csv", upload, "text/csv")}
             )
             assert uploaded.status_code == 200, uploaded.text
-            second = http.post("/pipeline/runs", json={"model": "gradient_boosting"})
+            second = http.post(
+                "/pipeline/runs", json={"model": "gradient_boosting", "promotion": "always"}
+            )
             assert second.status_code == 201, second.text
             predicted = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
             history = http.get("/pipeline/runs").json()["runs"]
@@ -219,7 +223,8 @@ def test_aws_lambda_invoke_runs_the_original_flow(
             assert http.post("/predict", json=houses).json()["run_id"] == trained["run_id"]
             # another run made outside the API: the very next answers are the new run's
             lam = emulator_client("lambda", api.emulator_url)
-            again = lam.invoke(FunctionName=INGESTION, Payload=b'{"feature_set": "seed"}')
+            seed = b'{"feature_set": "seed", "promotion": "always"}'  # worse, served anyway
+            again = lam.invoke(FunctionName=INGESTION, Payload=seed)
             newer = json.loads(again["Payload"].read())
             lam.invoke(FunctionName=INFERENCE, Payload=b"{}")
             assert http.post("/predict", json=houses).json()["run_id"] == newer["run_id"]

@@ -11,7 +11,7 @@ import uvicorn
 from local_ml_flow import bootstrap
 from local_ml_flow.api import access_log, limits
 from local_ml_flow.api.app import create_app
-from local_ml_flow.errors import ConfigurationError
+from local_ml_flow.errors import ConfigurationError, LocalMlFlowError
 from local_ml_flow.events import RunOptions
 from local_ml_flow.runner import run_pipeline
 from local_ml_flow.settings import Mode, Settings
@@ -35,6 +35,21 @@ def _check_port_free(host: str, port: int) -> None:
                 " or another server there?). Stop it, or pick another port: --port or"
                 " LMF_API_PORT."
             ) from None
+
+
+def _first_run(runtime: bootstrap.Runtime, settings: Settings) -> None:
+    """Run the pipeline once before serving; a failure is said, and the API starts anyway
+    (to upload another dataset, or to look at what is stored)."""
+    try:
+        result = run_pipeline(runtime.invoker, runtime.runs, settings, RunOptions(), progress=_say)
+    except LocalMlFlowError as exc:
+        _say(
+            f"the first run failed: {getattr(exc, 'error_message', exc.message)}. The API starts"
+            " anyway: upload a dataset (PUT /bucket/dataset, or start again with --dataset FILE)"
+            " and start a run from the dashboard or POST /pipeline/runs"
+        )
+        return
+    _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")
 
 
 def serve(
@@ -67,13 +82,12 @@ def serve(
         _say(f"mode {runtime.mode.value}: AWS at {where}")
         if runtime.emulator is not None:
             _say(runtime.emulator.describe())
+        for note in runtime.notes:
+            _say(note)
         if run_first is None:
             run_first = runtime.mode is Mode.EMBEDDED and runtime.runs.latest() is None
         if run_first:
-            result = run_pipeline(
-                runtime.invoker, runtime.runs, settings, RunOptions(), progress=_say
-            )
-            _say(f"run {result['run_id']}: R² {result['r2']:.4f} ({result['score']})")
+            _first_run(runtime, settings)
         base = f"http://{'localhost' if host in {'0.0.0.0', '127.0.0.1'} else host}:{port}"
         _say(f"API on {base}  (Swagger UI: {base}/docs)")
         _say(f"dashboard: {base}/ui")
