@@ -220,7 +220,9 @@ def test_ingestion_keeps_the_better_run_current_by_default(store, settings):
     worse = ingest(store, settings, {"run_id": "worse", "feature_set": "seed"})
     assert worse["promoted"] is False
     assert "test R² 0.3562 is below 0.6529 of the current run first" in worse["not_promoted"]
-    assert RunLog(store).latest().run_id == "first"
+    latest = RunLog(store).latest()
+    assert latest is not None
+    assert latest.run_id == "first"
     infer(store, settings, {"run_id": "worse"})
     infer(store, settings, {})
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"

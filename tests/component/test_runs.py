@@ -46,7 +46,9 @@ def test_a_worse_run_is_kept_back_and_says_why(store, settings):
     reason = f"test R² 0.3562 is below 0.6529 of the current run {best['run_id']}"
     assert reason in worse["not_promoted"]
     assert lines[-1].startswith(f"promotion: run {best['run_id']} stays current: {reason}")
-    assert RunLog(store).latest().run_id == best["run_id"]
+    latest = RunLog(store).latest()
+    assert latest is not None
+    assert latest.run_id == best["run_id"]
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
     assert set(RunLog(store).root_runs().values()) == {best["run_id"]}
     assert RunLog(store).record(worse["run_id"])["not_promoted"]["reason"] == worse["not_promoted"]
