@@ -38,6 +38,7 @@ from local_ml_flow.errors import (
     LocalMlFlowError,
     MissingCredentialsError,
     StorageError,
+    StorageFullError,
 )
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ ERROR_CODES: dict[str, type[LocalMlFlowError]] = {
     "PreconditionFailed": AlreadyExistsError,  # a conditional (write-once) put lost
     "ConditionalRequestConflict": AlreadyExistsError,  # ...to a concurrent conditional put
     "ResourceNotFoundException": FunctionNotFoundError,
+    "InsufficientStorage": StorageFullError,  # the embedded emulator's disk is full or failing
 }
 _SERVICE_ERRORS: dict[Service, type[AwsError]] = {"s3": StorageError, "lambda": LambdaServiceError}
 
@@ -191,6 +193,8 @@ def domain_error(exc: Exception, target: Target) -> LocalMlFlowError:
             return kind(target.missing(kind))
         if kind is FunctionNotFoundError and target.function is not None:
             return kind(target.missing(kind))
+        if kind is StorageFullError:
+            return kind(f"S3 could not store {target}: {error.get('Message', exc)}")
         return service_error(f"{name} error on {target}: {code}: {error.get('Message', exc)}")
     if isinstance(exc, NoCredentialsError):
         return MissingCredentialsError(

@@ -189,6 +189,17 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    state_dir = args.state_dir or settings.state_dir
+    done = embedded.repair_state(state_dir)
+    for line in done:
+        print(f"repaired: {line}")
+    if not done:
+        print(f"the state in {state_dir} is consistent: nothing to repair")
+    return 0
+
+
 def _dataset_runtime(settings: Settings, embedded: bool) -> Any:
     """A runtime for a dataset command: the embedded stack on its state (without the housing
     dataset), or the AWS side the environment names."""
@@ -363,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--yes", action="store_true", help="confirm the deletion")
     reset.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
     reset.set_defaults(func=cmd_reset)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check and repair a stopped embedded state (half-done writes after a crash, files"
+        " changed by hand); says what it did, deletes nothing stored",
+    )
+    doctor.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
+    doctor.set_defaults(func=cmd_doctor)
 
     dataset = sub.add_parser("dataset", help="register your own datasets; fetch the reference one")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)

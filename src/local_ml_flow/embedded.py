@@ -61,7 +61,7 @@ _TRUST_POLICY = {
     ],
 }
 # What the state directory holds (and all that `reset` ever deletes).
-STATE_ENTRIES = ("s3", "emulator", "tmp", "emulator.log")
+STATE_ENTRIES = ("s3", "s3-journal", "emulator", "tmp", "emulator.log")
 SERVICES = "s3,lambda,iam,sts,logs"
 
 
@@ -107,6 +107,19 @@ def reset_state(state_dir: Path) -> list[Path]:
                 continue
             deleted.append(path)
     return deleted
+
+
+def repair_state(state_dir: Path) -> list[str]:
+    """Check and repair a stopped state offline, as the emulator does when it starts: finish
+    the writes that were committed, roll back those that were not, make each object's record
+    agree with its file. Returns what was done, one line each; EmulatorError while a stack
+    runs on this state. Nothing stored is deleted but files that were never committed."""
+    state_dir = Path(state_dir)
+    if not (state_dir / "s3").is_dir():
+        raise EmulatorError(f"{state_dir} holds no local-ml-flow state (no s3 folder)")
+    with _StateLock(state_dir):
+        data = state_dir / "s3"
+        return emulator_main.recover(str(data), f"{data}-journal")
 
 
 class _StateLock:

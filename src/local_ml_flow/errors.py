@@ -106,6 +106,11 @@ class StorageError(AwsError):
     """S3 failed for a reason other than a missing bucket or key."""
 
 
+class StorageFullError(StorageError):
+    """S3 could not store a write (a full or failing disk, a read-only state): nothing was
+    changed."""
+
+
 class LambdaServiceError(AwsError):
     """The Lambda API failed (not the function: see FunctionFailedError)."""
 

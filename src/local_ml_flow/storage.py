@@ -144,10 +144,28 @@ class ArtifactStore:
 
     def read(self, bucket: str, key: str) -> Blob:
         """An object's bytes with its ETag and user metadata."""
-        with aws.translated(self._target(bucket, key)):
+        target = self._target(bucket, key)
+        with aws.translated(target):
             response = self.s3.get_object(Bucket=bucket, Key=key)
-            data = response["Body"].read()
+            try:
+                data = response["Body"].read()
+            except aws.CONNECTION_ERRORS:
+                self._still_answers(target)
+                raise
         return Blob(data, str(response.get("ETag", "")), dict(response.get("Metadata", {})))
+
+    def _still_answers(self, target: aws.Target) -> None:
+        """After an object's body broke off: CorruptStateError if S3 still answers (the
+        object's bytes are shorter than recorded: its file was changed or damaged), else
+        nothing (the endpoint went away; the caller's error stands)."""
+        try:
+            self.s3.head_bucket(Bucket=str(target.bucket))
+        except Exception:  # any failure: the endpoint is gone, as reported
+            return
+        raise CorruptStateError(
+            f"{target} is shorter than its recorded size: its file in the state directory was"
+            " changed or damaged (`local-ml-flow doctor` checks and repairs a stopped state)"
+        )
 
     def head(self, bucket: str, key: str) -> Head | None:
         """An object's ETag, size and user metadata; None if it does not exist."""

@@ -32,6 +32,7 @@ from local_ml_flow.errors import (
     NotFoundError,
     PromotionRefusedError,
     StorageError,
+    StorageFullError,
     UploadTooLargeError,
 )
 
@@ -58,6 +59,7 @@ _STATUS: dict[type[LocalMlFlowError], int] = {
     IntegrityError: 502,
     CorruptStateError: 502,
     EndpointUnreachableError: 503,
+    StorageFullError: 507,  # the state's disk is full or failing: nothing was changed
     StorageError: 502,
     LambdaServiceError: 502,
     LocalMlFlowError: 502,  # a failure on the AWS side
@@ -76,6 +78,7 @@ _FUNCTION_ERROR_STATUS = {
         ConcurrentUpdateError,
         EndpointUnreachableError,
         MissingCredentialsError,
+        StorageFullError,
     )
 }
 
