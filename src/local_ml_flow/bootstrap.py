@@ -62,6 +62,9 @@ class Runtime:
         """Check -> passed: S3 answers, both buckets and the dataset exist, both functions
         are Active. Checks that need S3 are not tried when it does not answer."""
         settings, store = self.settings, self.store
+        failure = self.emulator.down if self.emulator is not None else None
+        if failure is not None:  # it died and is being restarted (or could not be)
+            return {f"emulator running ({failure})": False}
         try:
             buckets: set[str] | None = set(store.list_buckets())
         except LocalMlFlowError:

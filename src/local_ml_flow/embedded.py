@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -61,6 +62,7 @@ _TRUST_POLICY = {
     ],
 }
 # What the state directory holds (and all that `reset` ever deletes).
+logger = logging.getLogger("local_ml_flow.emulator")
 STATE_ENTRIES = ("s3", "s3-journal", "emulator", "tmp", "emulator.log")
 SERVICES = "s3,lambda,iam,sts,logs"
 
@@ -198,6 +200,8 @@ class EmbeddedEmulator:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: _StateLock | None = None
         self._registering: Future[None] | None = None
+        self._watching: threading.Event | None = None  # set: stop watching (supervise)
+        self.failure: str | None = None  # why the emulator is down, while it is restarted
 
     @property
     def endpoint_url(self) -> str:
@@ -271,7 +275,7 @@ class EmbeddedEmulator:
         if self.running:
             return
         if self._process is not None:
-            self.stop()  # the previous emulator died: reap its workers, free the state
+            self._halt()  # the previous emulator died: reap its workers, free the state
         if not _port_free(self.host, self.port):
             raise EmulatorError(
                 f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"
@@ -342,12 +346,77 @@ class EmbeddedEmulator:
         except OSError:
             return "(no log)"
 
+    @property
+    def down(self) -> str | None:
+        """Why the emulator does not serve (it died; being restarted, or given up), or None."""
+        process = self._process
+        if self.failure is None and process is not None and process.poll() is not None:
+            return f"the embedded emulator {_ended(process.returncode)}"
+        return self.failure
+
+    def supervise(
+        self, settings: Settings, *, poll_s: float = 0.5, attempts: int = 5, backoff_s: float = 1.0
+    ) -> None:
+        """Watch the emulator from a thread of its own: when it dies, say why (``failure``,
+        the log), then start it again on the same state and register what is missing, up to
+        ``attempts`` times with a doubling backoff. ``stop`` ends the watch.
+
+        Call it from a thread that lives as long as the stack (the main thread): the
+        restarted emulator is tied to the watching thread, which lives until ``stop``."""
+        if self._watching is not None:
+            return
+        stopping = self._watching = threading.Event()
+
+        def watch() -> None:
+            while not stopping.wait(poll_s):
+                process = self._process
+                if process is None or process.poll() is None:
+                    continue
+                self._restart(settings, process.returncode, stopping, attempts, backoff_s)
+
+        threading.Thread(target=watch, name="lmf-emulator-supervisor", daemon=True).start()
+
+    def _restart(
+        self,
+        settings: Settings,
+        code: int,
+        stopping: threading.Event,
+        attempts: int,
+        backoff_s: float,
+    ) -> None:
+        died = f"the embedded emulator {_ended(code)} at {time.strftime('%H:%M:%S')}"
+        logger.error("%s; its log: %s", died, self.log_path)
+        for attempt in range(1, attempts + 1):
+            self.failure = f"{died}; restarting it (attempt {attempt} of {attempts})"
+            if stopping.wait(backoff_s * 2 ** (attempt - 1)):
+                return
+            try:
+                self.spawn()
+                self._wait_ready(60.0)
+                self.provision(settings, None)
+            except Exception as exc:  # any failure: the next attempt, or give up
+                logger.error("restarting the embedded emulator failed: %s", exc)
+                continue
+            self.failure = None
+            logger.warning("the embedded emulator runs again on %s (same state)", self.state_dir)
+            return
+        self.failure = f"{died}; {attempts} restarts failed: see {self.log_path}"
+        logger.error("%s", self.failure)
+        stopping.wait()  # no more attempts: the stack stays down until stopped
+
     def stop(self, timeout_s: float = 20.0) -> None:
         """Graceful stop: SIGTERM, wait (state is saved), then kill the process group.
 
         A registration still running in the background is waited for first (its error is
         for ``wait_provisioned``), so the state saved holds the functions.
         """
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            watching.set()
+        self._halt(timeout_s)
+
+    def _halt(self, timeout_s: float = 20.0) -> None:
+        """Stop the process and free the state (a supervisor, if any, keeps watching)."""
         registering, self._registering = self._registering, None
         if registering is not None:
             with contextlib.suppress(Exception):
@@ -466,12 +535,7 @@ class EmbeddedEmulator:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=1)  # refused connections: it is likely exiting
         code = process.returncode if process is not None else None
-        if code is not None and code < 0:
-            how = f"was killed ({_signal_name(-code)})"
-        elif code is not None:
-            how = f"exited (code {code})"
-        else:
-            how = f"stopped answering ({cause})"
+        how = _ended(code) if code is not None else f"stopped answering ({cause})"
         where = "" if self.ephemeral else f"; its log: {self.log_path}"
         return EmulatorError(f"the embedded emulator {how} while it was being provisioned{where}")
 
@@ -532,6 +596,11 @@ class EmbeddedEmulator:
                 changed.append(name)
         for name in changed:
             _wait_active(lam, name)
+
+
+def _ended(code: int) -> str:
+    """How a process ended, from its return code: killed by a signal, or exited."""
+    return f"was killed ({_signal_name(-code)})" if code < 0 else f"exited (code {code})"
 
 
 def _signal_name(number: int) -> str:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.runlog import RunLog
 from tests.api.conftest import assert_error
 from tests.durability.test_faults import SETTINGS, emulator, run, store_of
-from tests.e2e.test_embedded_state import serve
+from tests.e2e.test_embedded_state import emulator_pid, serve
 
 
 def _manifest(state: Path, run_id: str) -> Path:
@@ -114,3 +117,37 @@ def test_a_full_disk_is_507_and_changes_nothing(tmp_path, dataset_path):
     finally:
         api.stop()
     assert os.path.isdir(state / "s3")
+
+
+def test_a_dead_emulator_is_said_and_restarted_on_the_same_state(tmp_path, dataset_path):
+    """kill -9 of the emulator alone: /ready answers 503 with the reason, the log says it, and
+    the stack restarts it on the same state; then everything serves again."""
+    state = tmp_path / "state"
+    api = serve(state, dataset_path)
+    try:
+        with httpx.Client(base_url=api.url, timeout=60) as http:
+            assert http.post("/pipeline/runs", json={}).status_code == 201
+            served = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()["run_id"]
+            os.killpg(emulator_pid(state, api.embedded_port), signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while (ready := http.get("/ready")).status_code == 200:
+                assert time.monotonic() < deadline, "the death was never noticed"
+                time.sleep(0.1)
+            assert ready.status_code == 503
+            missing = ready.json()["missing"]
+            assert len(missing) == 1
+            assert missing[0].startswith("emulator running (the embedded emulator was killed")
+            down = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]})
+            if down.status_code == 503:  # the restart may already be done
+                assert "the embedded emulator was killed" in down.json()["error"]["message"]
+            deadline = time.monotonic() + 60
+            while (ready := http.get("/ready")).status_code != 200:
+                assert time.monotonic() < deadline, ready.text
+                time.sleep(0.2)
+            again = http.post("/predict", json={"houses": [EXAMPLE_HOUSE]})
+            assert again.status_code == 200, again.text
+            assert again.json()["run_id"] == served
+            assert http.post("/pipeline/runs", json={}).status_code == 201
+    finally:
+        api.stop()
+    assert "the embedded emulator was killed (SIGKILL)" in api.log.read_text()

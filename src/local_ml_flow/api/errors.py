@@ -107,7 +107,13 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
             {"function": exc.function_name, **(exc.details or {})},
         )
     kind = public_type(exc)
-    return error_response(_STATUS[kind], kind.__name__, exc.message, exc.details)
+    message = exc.message
+    if kind is EndpointUnreachableError:  # the embedded emulator died: say so, and what happens
+        emulator = getattr(getattr(request.app.state, "runtime", None), "emulator", None)
+        failure = getattr(emulator, "down", None)
+        if failure:
+            message = f"{message} ({failure})"
+    return error_response(_STATUS[kind], kind.__name__, message, exc.details)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -92,6 +92,8 @@ def serve(
         _say(f"API on {base}  (Swagger UI: {base}/docs)")
         _say(f"dashboard: {base}/ui")
         _say(f"score: {base}/result/{settings.data_bucket}")
+        if runtime.emulator is not None:
+            runtime.emulator.supervise(settings)  # restarted on the same state if it dies
         app = create_app(runtime)
         # Start-up objects (libraries, the emulator) live as long as the process: keep the
         # garbage collector from scanning them again and again (long pauses under load).
