@@ -93,7 +93,8 @@ echo "    dropped $(in_mb $(( installed - $(tree_bytes "$PKG") ))) (${#DROP[@]} 
 echo "==> local_ml_flow (without the API, the CLI and the embedded emulator)"
 cp -R "$ROOT/src/local_ml_flow" "$PKG/local_ml_flow"
 rm -rf "$PKG/local_ml_flow/api" "$PKG/local_ml_flow/cli.py" "$PKG/local_ml_flow/embedded.py" \
-    "$PKG/local_ml_flow/emulator_main.py" "$PKG/local_ml_flow/lambda_package.py"
+    "$PKG/local_ml_flow/emulator_main.py" "$PKG/local_ml_flow/lambda_package.py" \
+    "$PKG/local_ml_flow/statedir.py"
 
 echo "==> resolved distributions"
 find "$PKG" -maxdepth 1 -name '*.dist-info' -printf '    %f\n' | sed 's/\.dist-info$//' | sort

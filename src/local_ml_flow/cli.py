@@ -173,7 +173,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     settings = _load_settings()
-    state_dir = args.state_dir or settings.state_dir
+    if args.state_dir is not None and not args.state_dir.strip():
+        print(
+            "error: --state-dir is empty: name the state directory, or leave it out",
+            file=sys.stderr,
+        )
+        return 1
+    state_dir = Path(args.state_dir) if args.state_dir is not None else settings.state_dir
     if not args.yes:
         print(
             f"error: this deletes every run, model and dataset stored in {state_dir};"
@@ -372,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reset", help="delete the embedded stack's stored state (runs, models, datasets)"
     )
     reset.add_argument("--yes", action="store_true", help="confirm the deletion")
-    reset.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
+    reset.add_argument("--state-dir", help="default: LMF_STATE_DIR")
     reset.set_defaults(func=cmd_reset)
 
     doctor = sub.add_parser(

@@ -9,6 +9,8 @@ guard that refuses browser-originated requests) in a session of its own, bound t
     <state_dir>/tmp/        the emulator's TMPDIR: Lambda worker folders, emptied on start/stop
     <state_dir>/emulator.log
     <state_dir>/.lock       held while a stack runs on this state (one stack per state)
+    <state_dir>/.local-ml-flow-state  the marker: only a directory carrying it is cleaned
+                            (statedir.py; a home, ``/`` or another folder is refused)
 
 ``stop()`` is graceful: SIGTERM (MiniStack saves its state), a wait, then SIGKILL to the
 whole process group (Lambda workers). ``provision()`` is idempotent: it creates what is
@@ -42,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from local_ml_flow import emulator_main, lambda_package
+from local_ml_flow import emulator_main, lambda_package, statedir
 from local_ml_flow.errors import AlreadyExistsError, EndpointUnreachableError, LocalMlFlowError
 from local_ml_flow.settings import Settings
 
@@ -61,9 +63,7 @@ _TRUST_POLICY = {
         }
     ],
 }
-# What the state directory holds (and all that `reset` ever deletes).
 logger = logging.getLogger("local_ml_flow.emulator")
-STATE_ENTRIES = ("s3", "s3-journal", "emulator", "tmp", "emulator.log")
 SERVICES = "s3,lambda,iam,sts,logs"
 
 
@@ -90,25 +90,17 @@ def ministack_version() -> str:
 
 
 def reset_state(state_dir: Path) -> list[Path]:
-    """Delete the emulator's state in ``state_dir`` (only what the emulator writes there).
+    """Delete the emulator's state in ``state_dir`` (only what a stack writes there).
 
-    Raises EmulatorError while a stack runs on this state. Returns what was deleted.
+    Raises StateDirError for a directory that is not a stack's (``statedir.status``),
+    EmulatorError while a stack runs on this state. Returns what was deleted.
     """
     state_dir = Path(state_dir)
-    if not state_dir.is_dir():
+    if statedir.status(state_dir) in ("missing", "empty"):
         return []
+    statedir.claim(state_dir)  # a previous version's state is adopted: marked as ours
     with _StateLock(state_dir):
-        deleted = []
-        for name in STATE_ENTRIES:
-            path = state_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-            else:
-                continue
-            deleted.append(path)
-    return deleted
+        return statedir.clear(state_dir)
 
 
 def repair_state(state_dir: Path) -> list[str]:
@@ -281,13 +273,13 @@ class EmbeddedEmulator:
                 f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"
                 " (another local-ml-flow or LocalStack?). Stop it or set LMF_EMBEDDED_PORT."
             )
+        statedir.claim(self.state_dir)  # refused unless ours (created, adopted or marked)
         if fresh:
             reset_state(self.state_dir)
         self._lock = _StateLock(self.state_dir)
         try:
             tmp = self.state_dir / "tmp"
-            shutil.rmtree(tmp, ignore_errors=True)  # worker folders a crash left behind
-            tmp.mkdir(parents=True)
+            statedir.empty_dir(tmp)  # worker folders a crash left behind
             (self.state_dir / "s3").mkdir(exist_ok=True)
             (self.state_dir / "emulator").mkdir(exist_ok=True)
             with self.log_path.open("ab") as log:

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir(cls, value: object) -> object:
+        """An empty value would be the current directory: refused, not guessed."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty: unset it for the default, or name a directory")
+        return value
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: object) -> object:

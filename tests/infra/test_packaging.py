@@ -315,7 +315,7 @@ def test_zip_holds_the_functions_and_only_what_they_need(lambda_zip: LambdaZip) 
         assert f"local_ml_flow/{module}.py" in names
     assert not [n for n in names if n.startswith("local_ml_flow/api/")]
     assert "local_ml_flow/cli.py" not in names
-    for module in ("embedded", "emulator_main", "lambda_package"):
+    for module in ("embedded", "emulator_main", "lambda_package", "statedir"):
         assert f"local_ml_flow/{module}.py" not in names
     for package in (
         "pandas",

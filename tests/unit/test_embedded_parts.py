@@ -1,17 +1,20 @@
-"""The embedded stack's small parts: the browser guard, the source package, the state reset."""
+"""The embedded stack's small parts: the browser guard, the source package, the state
+directory and its reset."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local_ml_flow import emulator_main, lambda_package
+from local_ml_flow import emulator_main, lambda_package, statedir
 from local_ml_flow.embedded import EmulatorError, _StateLock, reset_state
+from local_ml_flow.statedir import StateDirError
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,7 @@ def test_source_zip_is_reproducible_and_holds_only_what_functions_import() -> No
     assert "local_ml_flow/handlers.py" in names
     assert "local_ml_flow/ml/model.py" in names
     assert not [n for n in names if n.startswith("local_ml_flow/api/")]
-    for module in ("cli", "embedded", "emulator_main", "lambda_package"):
+    for module in ("cli", "embedded", "emulator_main", "lambda_package", "statedir"):
         assert f"local_ml_flow/{module}.py" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert len(lambda_package.code_sha256(package)) == 44  # base64 of 32 bytes
@@ -85,14 +88,93 @@ def test_source_zip_follows_the_code(tmp_path: Path) -> None:
 
 
 def test_reset_deletes_only_the_emulators_state(tmp_path: Path) -> None:
+    statedir.claim(tmp_path)  # a state directory of ours (the marker)
     for name in ("s3/000000000000/bucket", "emulator", "tmp/worker"):
         (tmp_path / name).mkdir(parents=True)
     (tmp_path / "emulator.log").write_text("log")
     (tmp_path / "notes.txt").write_text("the user's")
     deleted = reset_state(tmp_path)
     assert {p.name for p in deleted} == {"s3", "emulator", "tmp", "emulator.log"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".local-ml-flow-state",
+        ".lock",
+        "notes.txt",
+    ]
     assert reset_state(tmp_path / "missing") == []
+
+
+def test_reset_removes_a_link_never_what_it_points_to(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keep").mkdir(parents=True)
+    state = tmp_path / "state"
+    statedir.claim(state)
+    (state / "tmp").symlink_to(elsewhere, target_is_directory=True)
+    (state / "s3").symlink_to(elsewhere / "keep", target_is_directory=True)
+    assert {p.name for p in reset_state(state)} == {"tmp", "s3"}
+    assert (elsewhere / "keep").is_dir()
+
+
+def test_a_state_directory_is_ours_only_with_the_marker_or_only_our_entries(
+    tmp_path: Path,
+) -> None:
+    assert statedir.status(tmp_path / "new") == "missing"
+    assert statedir.status(tmp_path) == "empty"
+    previous = tmp_path / "previous"  # what a version before the marker left
+    for name in ("s3", "emulator", "tmp"):
+        (previous / name).mkdir(parents=True)
+    (previous / "emulator.log").write_text("log")
+    (previous / ".lock").write_text("")
+    assert statedir.status(previous) == "previous"
+    assert statedir.claim(previous) == "previous"
+    marker = json.loads((previous / ".local-ml-flow-state").read_text())
+    assert marker == {"format": statedir.FORMAT}
+    assert statedir.status(previous) == "ours"
+    assert not [p for p in previous.iterdir() if p.name.endswith(".tmp")]
+
+    foreign = tmp_path / "foreign"
+    (foreign / "s3").mkdir(parents=True)
+    (foreign / "photos").mkdir()
+    with pytest.raises(StateDirError, match=r"it holds photos and no \.local-ml-flow-state"):
+        statedir.status(foreign)
+    with pytest.raises(StateDirError):
+        reset_state(foreign)
+    with pytest.raises(StateDirError):
+        statedir.claim(foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["photos", "s3"]  # nothing written
+
+    linked = tmp_path / "linked"  # an entry of ours by name, but a link: not adopted
+    linked.mkdir()
+    (linked / "tmp").symlink_to(foreign, target_is_directory=True)
+    with pytest.raises(StateDirError, match="it holds tmp"):
+        statedir.status(linked)
+
+
+def test_the_root_is_never_a_state() -> None:
+    # status() only reads: no test may ever ask to reset or claim a real system directory
+    with pytest.raises(StateDirError, match="it is the file system root"):
+        statedir.status(Path("/"))
+
+
+def test_the_home_is_never_a_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"  # a home of the test's own, holding only entries a stack makes
+    (home / "tmp" / "draft").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(StateDirError, match="it is the home directory"):
+        statedir.claim(home)
+    with pytest.raises(StateDirError, match="it is the home directory"):
+        reset_state(home)
+    assert [p.name for p in home.iterdir()] == ["tmp"]
+    assert (home / "tmp" / "draft").is_dir()
+
+
+def test_a_newer_or_unreadable_marker_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / ".local-ml-flow-state"
+    marker.write_text('{"format": 99}')
+    with pytest.raises(StateDirError, match="format 99, made by a newer local-ml-flow"):
+        statedir.claim(tmp_path)
+    marker.write_text("junk")
+    with pytest.raises(StateDirError, match="unreadable"):
+        reset_state(tmp_path)
 
 
 def test_reset_is_refused_while_a_stack_holds_the_state(tmp_path: Path) -> None:

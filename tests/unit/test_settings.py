@@ -27,6 +27,8 @@ def test_defaults():
         ("LMF_MODEL", "forest", "linear"),
         ("LMF_FEATURE_SET", "most", "seed"),
         ("LMF_EMBEDDED_PORT", "0", "greater than 0"),
+        ("LMF_STATE_DIR", "", "must not be empty"),
+        ("LMF_STATE_DIR", "  ", "must not be empty"),
         ("LMF_MODELS_BUCKET", "local-ml-flow-data", "must differ"),
         ("LMF_DATASET_SHA256", "abc", "64 lowercase hex"),
         ("LMF_MAX_PREDICT_BYTES", "0", "greater than 0"),
