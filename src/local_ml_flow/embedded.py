@@ -8,6 +8,8 @@ guard that refuses browser-originated requests) in a session of its own, bound t
     <state_dir>/emulator/   functions, roles, bucket settings (written on a clean stop)
     <state_dir>/tmp/        the emulator's TMPDIR: Lambda worker folders, emptied on start/stop
     <state_dir>/emulator.log
+    <state_dir>/admin-token the secret MiniStack's /_ministack/* endpoints need (mode 0600;
+                            new at every start, passed to the emulator by its environment)
     <state_dir>/.lock       held while a stack runs on this state (one stack per state)
     <state_dir>/.local-ml-flow-state  the marker: only a directory carrying it is cleaned
                             (statedir.py; a home, ``/`` or another folder is refused)
@@ -194,6 +196,7 @@ class EmbeddedEmulator:
         self._registering: Future[None] | None = None
         self._watching: threading.Event | None = None  # set: stop watching (supervise)
         self.failure: str | None = None  # why the emulator is down, while it is restarted
+        self._admin_token = ""  # new at every spawn: what /_ministack/* needs
 
     @property
     def endpoint_url(self) -> str:
@@ -247,6 +250,8 @@ class EmbeddedEmulator:
                 **self.extra_env,
             }
         )
+        if self._admin_token:
+            env[emulator_main.ADMIN_TOKEN_ENV] = self._admin_token  # emulator_main pops it
         return env
 
     def start(self, *, fresh: bool = False, timeout_s: float = 60.0) -> str:
@@ -278,6 +283,7 @@ class EmbeddedEmulator:
             reset_state(self.state_dir)
         self._lock = _StateLock(self.state_dir)
         try:
+            self._admin_token = statedir.new_admin_token(self.state_dir)
             tmp = self.state_dir / "tmp"
             statedir.empty_dir(tmp)  # worker folders a crash left behind
             (self.state_dir / "s3").mkdir(exist_ok=True)
@@ -311,7 +317,10 @@ class EmbeddedEmulator:
         if self._process is None:
             raise EmulatorError("the embedded emulator was not started (or was stopped)")
         deadline = time.monotonic() + timeout_s
-        url = f"{self.endpoint_url}/_ministack/ready"
+        ready = urllib.request.Request(  # noqa: S310 - http, on our own host and port
+            f"{self.endpoint_url}/_ministack/ready",
+            headers={emulator_main.ADMIN_HEADER: self._admin_token},
+        )
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
@@ -320,7 +329,7 @@ class EmbeddedEmulator:
                     f" its log, {self.log_path}, ends with:\n{self._log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(ready, timeout=2) as response:  # noqa: S310
                     if json.loads(response.read()).get("status") == "completed":
                         return
             except (OSError, ValueError, urllib.error.HTTPError):

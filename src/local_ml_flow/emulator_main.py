@@ -12,12 +12,17 @@ user's browser could read, overwrite or wipe the local buckets. The guard refuse
 - carries an ``Origin`` header or a ``Sec-Fetch-*`` header (browsers send them; the AWS
   SDKs, the AWS CLI and Terraform never do), or
 - names a host other than loopback (``127.0.0.1``, ``localhost``, ``*.localhost``, ``[::1]``):
-  a DNS-rebinding page reaches 127.0.0.1 under its own host name.
+  a DNS-rebinding page reaches 127.0.0.1 under its own host name, or
+- asks for one of MiniStack's admin endpoints, ``/_ministack/*`` (reset, config, ...; any
+  method), without the stack's secret in ``x-lmf-admin-token``: any local process could wipe
+  the state on disk. The secret comes in the environment (``LOCAL_ML_FLOW_ADMIN_TOKEN``,
+  removed before MiniStack starts, so its Lambda workers do not inherit it); without one,
+  every admin request is refused. The data plane (S3, Lambda, IAM on loopback) needs none.
 
 MiniStack persists each S3 object as two files written one after the other (the bytes, then a
 ``.meta.json`` sidecar with the size), without fsync, and a write that fails is logged and
 still answered 200. Here the file changes one S3 request makes are staged in memory and
-committed together (``_commit``): each new file written beside its target and fsync'd, then a
+committed together (``commit``): each new file written beside its target and fsync'd, then a
 journal naming them renamed into place (the commit point), then the renames and removals. A
 crash before the journal's rename leaves the state as it was (the staged files are removed at
 the next start, ``recover``); after it, the next start completes the journal. A commit that
@@ -30,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import hmac
 import json
 import logging
 import os
@@ -46,6 +52,9 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+ADMIN_HEADER = "x-lmf-admin-token"
+ADMIN_TOKEN_ENV = "LOCAL_ML_FLOW_ADMIN_TOKEN"  # noqa: S105 - a variable's name, not a secret
+ADMIN_PREFIX = "/_ministack"
 
 
 def _host_is_loopback(host: str) -> bool:
@@ -57,8 +66,15 @@ def _host_is_loopback(host: str) -> bool:
     return name in LOOPBACK_HOSTS or name.endswith(".localhost")
 
 
-def refusal(headers: dict[str, str]) -> str | None:
-    """Why a request with these (lower-case) headers is refused, or None to let it through."""
+def _is_admin(path: str) -> bool:
+    """``/_ministack`` or below it (leading slashes and case do not matter)."""
+    name = "/" + path.lstrip("/").lower()
+    return name == ADMIN_PREFIX or name.startswith(ADMIN_PREFIX + "/")
+
+
+def refusal(headers: dict[str, str], path: str = "/", admin_token: str = "") -> str | None:
+    """Why a request with these (lower-case) headers for ``path`` is refused, or None to let
+    it through. ``admin_token``: what ``/_ministack/*`` needs (empty: refused to all)."""
     if "origin" in headers:
         return "requests from a web page (Origin header) are refused"
     if any(name.startswith("sec-fetch-") for name in headers):
@@ -66,11 +82,18 @@ def refusal(headers: dict[str, str]) -> str | None:
     host = headers.get("host")
     if host is not None and not _host_is_loopback(host):
         return f"host {host!r} is not loopback"
+    if _is_admin(path):
+        given = headers.get(ADMIN_HEADER, "").encode("latin-1")
+        if not admin_token or not hmac.compare_digest(given, admin_token.encode()):
+            return (
+                f"{ADMIN_PREFIX}/* needs the stack's admin token in the {ADMIN_HEADER} header"
+                " (the admin-token file of its state directory)"
+            )
     return None
 
 
-def guard(app: App) -> App:
-    """``app`` behind the browser/host check (HTTP only; lifespan passes through)."""
+def guard(app: App, admin_token: str = "") -> App:
+    """``app`` behind the browser/host/admin check (HTTP only; lifespan passes through)."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "http":
@@ -78,7 +101,7 @@ def guard(app: App) -> App:
                 name.decode("latin-1").lower(): value.decode("latin-1")
                 for name, value in scope.get("headers", [])
             }
-            reason = refusal(headers)
+            reason = refusal(headers, scope.get("path", "/"), admin_token)
             if reason is not None:
                 body = json.dumps(
                     {"__type": "AccessDeniedException", "message": f"local emulator: {reason}"}
@@ -394,6 +417,7 @@ def _reload_bucket(s3: Any, bucket: str) -> None:
 def main() -> None:
     """Bring the S3 state to its last commit, load MiniStack with durable S3 writes, install
     the guard as its app, then run MiniStack's own main()."""
+    admin_token = os.environ.pop(ADMIN_TOKEN_ENV, "")  # before MiniStack: workers never see it
     global FAULTS
     FAULTS = Faults(
         os.environ.get("LMF_EMULATOR_FAULT", ""), os.environ.get("LMF_EMULATOR_OPS_LOG", "")
@@ -408,7 +432,7 @@ def main() -> None:
         make_durable(s3, data_dir, journal_dir)
     import ministack.app
 
-    ministack.app.app = guard(ministack.app.app)
+    ministack.app.app = guard(ministack.app.app, admin_token)
     sys.stdout.flush()
     ministack.app.main()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,8 @@ from local_ml_flow.errors import LocalMlFlowError
 
 MARKER = ".local-ml-flow-state"
 FORMAT = 1
+# the emulator's admin secret, mode 0600, new at every start
+ADMIN_TOKEN = "admin-token"  # noqa: S105 - a file name, not a secret
 LOCK = ".lock"
 # What a stack makes in its state directory and deletes on a reset: name -> is a directory.
 DATA: dict[str, bool] = {
@@ -31,6 +34,8 @@ DATA: dict[str, bool] = {
     "emulator": True,
     "tmp": True,
     "emulator.log": False,
+    ADMIN_TOKEN: False,
+    f"{ADMIN_TOKEN}.tmp": False,
     f"{MARKER}.tmp": False,
 }
 # Made by a stack and kept by a reset (the lock is held while it resets).
@@ -140,6 +145,14 @@ def empty_dir(path: Path) -> None:
         path.unlink()
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
+
+
+def new_admin_token(state_dir: Path) -> str:
+    """A new random secret for the emulator's admin endpoints, stored as ``admin-token``
+    (mode 0600) in ``state_dir`` (claimed, its lock held)."""
+    token = secrets.token_urlsafe(32)
+    _write(Path(state_dir), ADMIN_TOKEN, token + "\n")
+    return token
 
 
 def _write(directory: Path, name: str, text: str) -> None:

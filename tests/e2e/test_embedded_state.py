@@ -280,6 +280,59 @@ def test_the_emulator_refuses_browser_requests(state: Path, dataset_path: Path) 
         api.stop()
 
 
+def test_the_emulators_admin_endpoints_need_the_stacks_token(
+    state: Path, dataset_path: Path
+) -> None:
+    """``POST /_ministack/reset`` from any local process once wiped the state on disk."""
+    api = serve(state, dataset_path)
+    try:
+        base = api.emulator_url
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            run = http.post("/pipeline/runs", json={})
+            assert run.status_code == 201, run.text
+        for method, path, headers in [
+            ("POST", "/_ministack/reset", {}),
+            ("POST", "/_ministack/reset?init=1", {"x-lmf-admin-token": "guess"}),
+            ("GET", "/_ministack/health", {}),
+            ("GET", "/_ministack/ready", {}),
+            ("POST", "/_ministack/config", {}),
+            ("DELETE", "/_ministack/reset", {}),
+            ("POST", "//_ministack/reset", {}),
+        ]:
+            response = httpx.request(method, base + path, headers=headers, content=b"{}")
+            assert response.status_code == 403, (method, path, response.text)
+            assert "x-lmf-admin-token" in response.json()["message"]
+        token_file = state / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert len(token) >= 32
+        close = httpx.post(f"{base}/_ministack/reset", headers={"x-lmf-admin-token": token[:-1]})
+        assert close.status_code == 403
+        # the stack's own secret gets through (its readiness check sends it); the data plane
+        # needs none, and everything is still there
+        health = httpx.get(f"{base}/_ministack/health", headers={"x-lmf-admin-token": token})
+        assert health.status_code == 200, health.text
+        s3 = emulator_client("s3", base)
+        assert s3.head_object(Bucket=DATA, Key="housing.csv")["ContentLength"] > 0
+        with httpx.Client(base_url=api.url, timeout=60) as http:
+            assert http.get("/ready").status_code == 200
+            assert [r["run_id"] for r in http.get("/pipeline/runs").json()["runs"]] == [
+                run.json()["run_id"]
+            ]
+    finally:
+        api.stop()
+
+    api = serve(state, dataset_path)  # a new secret at every start: the old one is refused
+    try:
+        assert (state / "admin-token").read_text().strip() != token
+        stale = httpx.get(
+            f"{api.emulator_url}/_ministack/health", headers={"x-lmf-admin-token": token}
+        )
+        assert stale.status_code == 403
+    finally:
+        api.stop()
+
+
 def reset(state: Path) -> subprocess.CompletedProcess[str]:
     """``local-ml-flow reset --yes --state-dir STATE``."""
     cmd = [sys.executable, "-m", "local_ml_flow.cli", "reset", "--yes", "--state-dir", str(state)]

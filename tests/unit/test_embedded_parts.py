@@ -37,7 +37,7 @@ def test_refusal(headers: dict[str, str], refused: bool) -> None:
     assert (emulator_main.refusal(headers) is not None) == refused
 
 
-def call(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes, bool]:
+def call(app: Any, headers: list[tuple[bytes, bytes]], path: str = "/") -> tuple[int, bytes, bool]:
     """One HTTP request through an ASGI app: (status, body, whether the inner app ran)."""
     sent: list[dict[str, Any]] = []
     reached: list[bool] = []
@@ -53,7 +53,7 @@ def call(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes, bool
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers}
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
     asyncio.run(app(inner)(scope, receive, send))
     return sent[0]["status"], sent[1]["body"], bool(reached)
 
@@ -63,6 +63,50 @@ def test_guard_answers_403_before_the_emulator_sees_the_request() -> None:
     assert (status, reached) == (403, False)
     assert b"Origin header" in body
     assert call(emulator_main.guard, [(b"host", b"127.0.0.1:4566")]) == (200, b"inner", True)
+
+
+SECRET = "s3cr3t-token"
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "refused"),
+    [
+        ("/_ministack/reset", None, True),
+        ("/_ministack/reset", "wrong", True),
+        ("/_ministack/reset", SECRET + "x", True),
+        ("/_ministack/reset", SECRET, False),
+        ("/_ministack/health", None, True),
+        ("/_ministack/config", "", True),
+        ("//_ministack/reset", None, True),
+        ("/_MiniStack/reset", None, True),
+        ("/_ministack", None, True),
+        ("/local-ml-flow-data/_ministack/reset", None, False),  # an S3 key: data plane
+        ("/health", None, False),  # MiniStack's read-only health alias stays open
+        ("/", None, False),
+    ],
+)
+def test_admin_paths_need_the_token(path: str, token: str | None, refused: bool) -> None:
+    headers = {"host": "127.0.0.1:4566"}
+    if token is not None:
+        headers[emulator_main.ADMIN_HEADER] = token
+    assert (emulator_main.refusal(headers, path, SECRET) is not None) == refused
+
+
+def test_without_a_token_every_admin_request_is_refused() -> None:
+    headers = {"host": "127.0.0.1:4566", emulator_main.ADMIN_HEADER: ""}
+    assert emulator_main.refusal(headers, "/_ministack/ready", "") is not None
+
+
+def test_guard_refuses_admin_paths_before_the_emulator_sees_them() -> None:
+    def guarded(inner: Any) -> Any:
+        return emulator_main.guard(inner, SECRET)
+
+    status, body, reached = call(guarded, [(b"host", b"127.0.0.1")], "/_ministack/reset")
+    assert (status, reached) == (403, False)
+    assert b"x-lmf-admin-token" in body
+    token = [(b"host", b"127.0.0.1"), (b"x-lmf-admin-token", SECRET.encode())]
+    assert call(guarded, token, "/_ministack/reset") == (200, b"inner", True)
+    assert call(guarded, [(b"x-lmf-admin-token", b"\xff")], "/_ministack/reset")[0] == 403
 
 
 def test_source_zip_is_reproducible_and_holds_only_what_functions_import() -> None:
