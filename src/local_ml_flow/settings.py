@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
     max_predict_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     body_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
+    # a whole request body must arrive within this (a trickle of bytes never stalls)
+    body_deadline_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 120.0
     header_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # 0: /predict and /result check the pointer on every request; N > 0: trust it N seconds

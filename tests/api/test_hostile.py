@@ -20,6 +20,7 @@ from tests.api.test_api import DATA, HOUSE
 
 UPLOAD_LIMIT = 200_000
 BODY_TIMEOUT_S = 1.5
+BODY_DEADLINE_S = 4.0
 HEADER_TIMEOUT_S = 1.5
 
 
@@ -32,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, dataset_path: Path) -> Iter
             "LMF_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
             "LMF_ALLOWED_HOSTS": "api.internal, Other-Name",
             "LMF_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+            "LMF_BODY_DEADLINE_S": str(BODY_DEADLINE_S),
             "LMF_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         },
     )
@@ -141,6 +143,33 @@ def test_a_stalled_body_times_out(server):
     assert status == 408, body
     assert body["error"]["type"] == "RequestTimeoutError"
     assert time.monotonic() - started < BODY_TIMEOUT_S + 5
+
+
+def test_a_body_that_trickles_in_is_cut_at_the_deadline(server):
+    """One byte every half second never stalls for LMF_BODY_TIMEOUT_S, yet the request ends
+    with 408 once LMF_BODY_DEADLINE_S has passed since its head (before: never)."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    with sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        trickled = 0
+        while not select.select([sock], [], [], BODY_TIMEOUT_S / 3)[0]:
+            assert time.monotonic() - started < BODY_DEADLINE_S + 10, "no answer: never cut"
+            try:
+                sock.sendall(b" ")  # JSON whitespace: a valid body, only slow
+            except (BrokenPipeError, ConnectionResetError):
+                break  # answered and closed meanwhile: read the answer
+            trickled += 1
+        taken = time.monotonic() - started
+        status, body = _response(sock)
+    assert status == 408, body
+    assert body["error"]["type"] == "RequestTimeoutError"
+    assert f"within {BODY_DEADLINE_S:g} s" in body["error"]["message"]
+    assert trickled >= 4  # it kept sending meanwhile: never a stall of LMF_BODY_TIMEOUT_S
+    assert BODY_DEADLINE_S - 0.5 < taken < BODY_DEADLINE_S + 5
 
 
 @pytest.mark.parametrize("opening", [b"", b"GET /health HTTP/1.1\r\nHost: 127"])

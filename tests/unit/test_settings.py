@@ -38,6 +38,10 @@ def test_defaults():
         ("LMF_BODY_TIMEOUT_S", "inf", "finite number"),
         ("LMF_MODEL_REFRESH_S", "nan", "finite number"),
         ("LMF_TEST_SIZE", "nan", "finite number"),
+        ("LMF_BODY_DEADLINE_S", "nan", "finite number"),
+        ("LMF_BODY_DEADLINE_S", "inf", "finite number"),
+        ("LMF_BODY_DEADLINE_S", "0", "greater than 0"),
+        ("LMF_BODY_DEADLINE_S", "-5", "greater than 0"),
         ("LMF_DATA_BUCKET", "local-ml-flow-data\n", "not a valid S3 bucket name"),
     ],
 )

@@ -126,7 +126,8 @@ class RequestGuard:
     In order: Host (400), Origin / Sec-Fetch-Site on writes (403), content type on writes
     (415), declared length (413), then the body is counted as it arrives: past the limit
     the request ends with 413 (chunked bodies included) and nothing more is read; a body
-    that stalls longer than the body timeout ends with 408.
+    that stalls longer than the body timeout, or is not complete within the body deadline
+    (counted from the request head), ends with 408.
     """
 
     def __init__(self, app: ASGIApp, app_state: State) -> None:
@@ -158,7 +159,8 @@ class RequestGuard:
         if refusal is not None:
             await errors.error_response(*refusal)(scope, receive, send)
             return
-        await self.app(scope, _counted(receive, limit, settings.body_timeout_s), send)
+        counted = _counted(receive, limit, settings.body_timeout_s, settings.body_deadline_s)
+        await self.app(scope, counted, send)
 
 
 def _refusal(
@@ -211,22 +213,28 @@ def _refusal(
     )
 
 
-def _counted(receive: Receive, limit: int, timeout_s: float) -> Receive:
-    """``receive`` that counts body bytes (413 past ``limit``) and bounds each wait (408)."""
+def _counted(receive: Receive, limit: int, timeout_s: float, deadline_s: float) -> Receive:
+    """``receive`` that counts body bytes (413 past ``limit``), bounds each wait to
+    ``timeout_s`` and the whole body to ``deadline_s`` from now (408)."""
     received = 0
     done = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
 
     async def wrapped() -> Message:
         nonlocal received, done
         if done:  # the body is complete: what follows is a disconnect, wait for it freely
             return await receive()
+        stall = loop.time() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):  # no task per message, unlike wait_for
+            async with asyncio.timeout_at(min(stall, deadline)):  # no task, unlike wait_for
                 message = await receive()
         except TimeoutError:
-            raise GuardError(
-                408, "RequestTimeoutError", f"no request body data for {timeout_s:g} s"
-            ) from None
+            if stall <= deadline:
+                why = f"no request body data for {timeout_s:g} s"
+            else:
+                why = f"the request body did not arrive in full within {deadline_s:g} s"
+            raise GuardError(408, "RequestTimeoutError", why) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
