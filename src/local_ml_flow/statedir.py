@@ -116,10 +116,13 @@ def claim(state_dir: Path) -> Status:
     version's, by writing the marker. Returns what it was; StateDirError if not ours."""
     found = status(state_dir)
     path = Path(state_dir)
-    if found == "missing":
-        path.mkdir(parents=True, exist_ok=True)
-    if found != "ours":
-        _write(path, MARKER, json.dumps({"format": FORMAT}) + "\n")
+    try:
+        if found == "missing":
+            path.mkdir(parents=True, exist_ok=True)
+        if found != "ours":
+            _write(path, MARKER, json.dumps({"format": FORMAT}) + "\n")
+    except OSError as exc:
+        raise _refused(path.absolute(), f"it cannot be written ({exc.strerror or exc})") from None
     return found
 
 

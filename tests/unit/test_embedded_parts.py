@@ -211,6 +211,12 @@ def test_the_home_is_never_a_state(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (home / "tmp" / "draft").is_dir()
 
 
+def test_a_state_directory_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StateDirError, match="it cannot be written"):
+        statedir.claim(tmp_path / "file" / "state")
+
+
 def test_a_newer_or_unreadable_marker_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / ".local-ml-flow-state"
     marker.write_text('{"format": 99}')
