@@ -7,7 +7,7 @@
 Calls ``handlers.ingestion({})`` then ``handlers.inference({})`` (the ``aws lambda invoke``
 path: ingestion promotes its own run, inference scores the latest) and, with ``--runner``,
 also ingestion + inference + promotion as ``runner.run_pipeline`` does them for the API and
-the CLI (``{"run_id", "promote": false}``, ``{"run_id"}``, then ``RunLog.promote``).
+the CLI (``{"run_id", "promote": false}``, ``{"run_id"}``, then ``pipeline.promote``).
 
 For each function it prints the S3 requests per run and the sequential round trips on the
 critical path: botocore's ``before-send`` / ``response-received`` hooks on the client count
@@ -87,7 +87,7 @@ def child(endpoint: str, runs: int, runner: bool) -> None:
     import boto3
 
     import local_ml_flow
-    from local_ml_flow import handlers
+    from local_ml_flow import handlers, pipeline
     from local_ml_flow.runlog import RunLog
     from local_ml_flow.settings import Settings
     from local_ml_flow.storage import make_store
@@ -118,7 +118,11 @@ def child(endpoint: str, runs: int, runner: bool) -> None:
         ingestion = counter.take()
         handlers.inference({"run_id": run_id}, **kw)
         inference = counter.take()
-        RunLog.from_settings(store, settings).promote(run_id)
+        runs = RunLog.from_settings(store, settings)
+        if hasattr(pipeline, "servable"):  # as the runner promotes (a commit before: its own)
+            pipeline.promote(runs, run_id, settings.promotion)
+        else:
+            runs.promote(run_id)
         return {"ingestion": ingestion, "inference": inference, "promotion": counter.take()}
 
     paths = {"lambda": lambda_path, **({"runner": runner_path} if runner else {})}

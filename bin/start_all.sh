@@ -117,6 +117,7 @@ if [ -z "$dataset" ]; then
     .venv/bin/local-ml-flow dataset fetch
   dataset="$(.venv/bin/python -c 'from local_ml_flow.settings import Settings; from local_ml_flow.datasource import cached_path; print(cached_path(Settings().cache_dir))')"
 fi
+[ -f "$dataset" ] || fail "dataset file $dataset does not exist (LMF_DATASET_PATH?)"
 
 # --- Docker: LocalStack + Terraform + the API in compose ----------------------------------
 port_in_use "$edge_port" && fail "port $edge_port (LocalStack's edge) is already in use:" \

@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.get("promoted"):
         print("current: yes (it is served)")
     else:
-        print(f"current: no: {result.get('not_promoted')}")
+        print("current: no: the promotion policy kept the current run (see the promotion line)")
     return 0
 
 

@@ -55,21 +55,28 @@ def _archive_current(store: ArtifactStore) -> str | None:
     return archive(store, data, sha256(data))
 
 
+def check(data: bytes, *, max_bytes: int, max_rows: int) -> int:
+    """The number of rows of a housing CSV a run can train on; DatasetValidationError lists
+    every problem otherwise."""
+    clean = dataset.load_dataset(data, max_bytes=max_bytes, max_rows=max_rows)
+    problems = dataset.trainable_problems(clean)
+    if problems:
+        raise DatasetValidationError(problems)
+    return len(clean)
+
+
 def accept(store: ArtifactStore, data: bytes, *, max_bytes: int, max_rows: int) -> Accepted:
     """Validate an uploaded CSV, archive it (and the dataset it replaces), then make it current.
 
     Every accepted upload is archived before ``housing.csv`` moves, so concurrent uploads are
     all kept (the last one written is current).
     """
-    clean = dataset.load_dataset(data, max_bytes=max_bytes, max_rows=max_rows)
-    problems = dataset.trainable_problems(clean)
-    if problems:
-        raise DatasetValidationError(problems)
+    rows = check(data, max_bytes=max_bytes, max_rows=max_rows)
     digest = sha256(data)
     archive(store, data, digest)
     previous = _archive_current(store)
     store.put_bytes(store.data_bucket, store.dataset_key, data, "text/csv")
-    return Accepted(len(clean), digest, previous)
+    return Accepted(rows, digest, previous)
 
 
 def use(store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_rows: int) -> str:

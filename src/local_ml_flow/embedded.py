@@ -195,6 +195,7 @@ class EmbeddedEmulator:
         self._lock: _StateLock | None = None
         self._registering: Future[None] | None = None
         self._watching: threading.Event | None = None  # set: stop watching (supervise)
+        self._restarting = threading.Lock()  # held by a restart under way (stop waits)
         self.failure: str | None = None  # why the emulator is down, while it is restarted
         self._admin_token = ""  # new at every spawn: what /_ministack/* needs
 
@@ -391,13 +392,16 @@ class EmbeddedEmulator:
             self.failure = f"{died}; restarting it (attempt {attempt} of {attempts})"
             if stopping.wait(backoff_s * 2 ** (attempt - 1)):
                 return
-            try:
-                self.spawn()
-                self._wait_ready(60.0)
-                self.provision(settings, None)
-            except Exception as exc:  # any failure: the next attempt, or give up
-                logger.error("restarting the embedded emulator failed: %s", exc)
-                continue
+            with self._restarting:  # a stop waits for it: never cut half-provisioned
+                if stopping.is_set():
+                    return
+                try:
+                    self.spawn()
+                    self._wait_ready(60.0)
+                    self.provision(settings, None)
+                except Exception as exc:  # any failure: the next attempt, or give up
+                    logger.error("restarting the embedded emulator failed: %s", exc)
+                    continue
             self.failure = None
             logger.warning("the embedded emulator runs again on %s (same state)", self.state_dir)
             return
@@ -414,6 +418,9 @@ class EmbeddedEmulator:
         watching, self._watching = self._watching, None
         if watching is not None:
             watching.set()
+            with self._restarting:  # a restart under way finishes first
+                self._halt(timeout_s)
+            return
         self._halt(timeout_s)
 
     def _halt(self, timeout_s: float = 20.0) -> None:

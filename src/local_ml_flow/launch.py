@@ -123,7 +123,21 @@ def _reference(settings: Settings) -> bytes:
         expected_sha256=settings.dataset_sha256,
         cache_dir=settings.cache_dir,
     )
-    return read_dataset(path, settings.max_dataset_bytes)
+    data = read_dataset(path, settings.max_dataset_bytes)
+    from local_ml_flow import datasets  # pandas: imported by now (bootstrap.build runs this)
+    from local_ml_flow.errors import DatasetValidationError
+
+    try:
+        datasets.check(
+            data, max_bytes=settings.max_dataset_bytes, max_rows=settings.max_dataset_rows
+        )
+    except DatasetValidationError as exc:
+        exc.message = (
+            f"the dataset {path} was refused, and nothing was stored: {exc.message}. Fix it, or"
+            " name another file with --dataset (or LMF_DATASET_PATH)"
+        )
+        raise
+    return data
 
 
 def read_dataset(path: Path, max_bytes: int) -> bytes:

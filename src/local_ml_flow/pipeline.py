@@ -157,9 +157,21 @@ def _promote_trained(
     ``promoted``, and why not, for the function's answer."""
     if request.policy is None:
         return {"promoted": False}
+    run_id = manifest.run_id
     decision = runs.promote(
-        manifest.run_id, manifest, policy=request.policy, just_trained=True, seen=seen
+        run_id,
+        manifest,
+        policy=request.policy,
+        serves=partial(_serves, runs),
+        just_trained=True,
+        seen=seen,
     )
+    if not decision.promoted:  # kept: scored now, a finished run that can be promoted later
+        try:
+            _score(run_id, runs, decision.pointer)
+        except LocalMlFlowError as exc:
+            _record(runs, run_id, "inference", exc)
+            raise
     return _said(decision)
 
 
@@ -632,7 +644,17 @@ def promote(runs: RunLog, run_id: str, policy: Promotion) -> Decision:
     except LocalMlFlowError as exc:
         runs.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
         raise
-    return runs.promote(run_id, info, policy=policy)
+    return runs.promote(run_id, info, policy=policy, serves=partial(_serves, runs))
+
+
+def _serves(runs: RunLog, run_id: str) -> bool:
+    """Whether a run can be served (``servable``), for the policy's comparison: a current
+    run that cannot be served never keeps a new one out."""
+    try:
+        servable(runs, run_id)
+    except PromotionRefusedError:
+        return False
+    return True
 
 
 def make_current(runs: RunLog, run_id: str) -> Decision:

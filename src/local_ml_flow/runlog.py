@@ -13,6 +13,7 @@ moves and repaired from it (``repair``). Every document read is parsed through a
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -62,6 +63,7 @@ ERROR = "error.json"
 KEPT = "kept.json"  # the promotion policy kept another run current (written once)
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
+logger = logging.getLogger("local_ml_flow.runs")
 _REPAIR_ROUNDS = 8
 # Finished runs' records kept in memory (their documents are write-once), and how many run
 # records are read at once when listing.
@@ -528,6 +530,7 @@ class RunLog:
         manifest: Manifest | None = None,
         *,
         policy: Promotion = "always",
+        serves: Callable[[str], bool] | None = None,
         record_failure: bool = True,
         just_trained: bool = False,
         seen: Seen | None = None,
@@ -537,8 +540,9 @@ class RunLog:
         counts as promoted, then superseded) and the root copies are made to follow it.
 
         ``policy`` ``better``: the current run stays if it scores better on its test split
-        (the new run's ``kept.json`` says why); ``always`` (an explicit promotion): no
-        comparison.
+        and was trained on the same dataset version, and can be served (``serves``, when
+        given); the new run's ``kept.json`` says why. A pointer that moves meanwhile is
+        compared again. ``always`` (an explicit promotion): no comparison.
 
         If it fails, the run is recorded as failed (stage promotion; unless ``record_failure``
         is False, as for a rollback to a finished run) unless the pointer did move to it, and
@@ -550,7 +554,7 @@ class RunLog:
         wrote the manifest (else read here). The compare-and-swap makes an early read safe.
         """
         try:
-            return self._promote(run_id, manifest, policy, just_trained, seen)
+            return self._promote(run_id, manifest, policy, serves, just_trained, seen)
         except LocalMlFlowError as exc:
             with contextlib.suppress(LocalMlFlowError):
                 pointer = self.latest()
@@ -567,6 +571,7 @@ class RunLog:
         run_id: str,
         manifest: Manifest | None,
         policy: Promotion,
+        serves: Callable[[str], bool] | None,
         just_trained: bool,
         seen: Seen | None,
     ) -> Decision:
@@ -587,59 +592,91 @@ class RunLog:
             )
         self.check_promotable(run_id, info, scored, failed)
         metric, value = _main(info, scored)
-        if policy == "better" and current is not None and current.run_id != run_id:
-            reason = self._worse(run_id, metric, value, current)
-            if reason is not None:
-                kept = Kept(
-                    run_id=run_id,
-                    policy=policy,
-                    current_run_id=current.run_id,
-                    reason=reason,
-                    decided_at=utc_now(),
-                )
-                self.store.put_json(self._data, self.key(run_id, KEPT), kept, once=True)
-                return Decision(current, promoted=False, reason=reason)
-        pointer = Pointer(
-            run_id=run_id,
-            model_sha256=info.model_sha256,
-            x_test_sha256=info.x_test_sha256,
-            y_test_sha256=info.y_test_sha256,
-            dataset_sha256=info.dataset_sha256,
-            score=scored.score if scored is not None else None,
-            promoted_at=utc_now(),
-            previous_run_id=current.run_id if current is not None else None,
-            metric=metric,
-            value=value,
-        )
-        self._write_roots(run_id, pointer.score)
-        try:
-            self.store.put_json(
-                self._data, self.latest_key, pointer, once=etag is None, if_match=etag
+        for _ in range(_REPAIR_ROUNDS):
+            if policy == "better" and current is not None and current.run_id != run_id:
+                reason = self._worse(info, metric, value, current, serves)
+                if reason is not None:
+                    now, now_etag = self._pointer()  # the pointer compared with must still be
+                    if now_etag != etag:
+                        current, etag = now, now_etag
+                        continue
+                    return self._kept(run_id, policy, current, reason)
+            pointer = Pointer(
+                run_id=run_id,
+                model_sha256=info.model_sha256,
+                x_test_sha256=info.x_test_sha256,
+                y_test_sha256=info.y_test_sha256,
+                dataset_sha256=info.dataset_sha256,
+                score=scored.score if scored is not None else None,
+                promoted_at=utc_now(),
+                previous_run_id=current.run_id if current is not None else None,
+                metric=metric,
+                value=value,
             )
-        except (ConcurrentUpdateError, AlreadyExistsError):
-            # Another run was promoted while this one was: it came last and stays current,
-            # as if this run had been promoted first and then superseded.
-            self.repair()
-            winner = self.latest()
-            if winner is None:
-                raise ConcurrentUpdateError(f"the pointer vanished promoting {run_id!r}") from None
-            return Decision(winner)
-        # A loser that wrote its root copies after ours repairs them once it has lost (it
-        # loops until the pointer stops moving). But a repair that read the pointer before
-        # this swap may have copied that run over ours meanwhile, and stopped before the swap
-        # could show it: so the winner looks once (one wave of HEADs) and repairs if so. The
-        # promotion itself is done: a failure here is left to the next repair.
-        with contextlib.suppress(LocalMlFlowError):
-            if self.roots and not _roots_follow(
-                self.root_runs(), run_id, scored=pointer.score is not None
-            ):
+            self._write_roots(run_id, pointer.score)
+            try:
+                self.store.put_json(
+                    self._data, self.latest_key, pointer, once=etag is None, if_match=etag
+                )
+            except (ConcurrentUpdateError, AlreadyExistsError):
+                # Another run was promoted while this one was. Under ``better`` this run is
+                # compared with that one; otherwise that one came last and stays current, as
+                # if this run had been promoted first and then superseded.
                 self.repair()
-        return Decision(pointer)
+                winner, winner_etag = self._pointer()
+                if winner is None:
+                    raise ConcurrentUpdateError(
+                        f"the pointer vanished promoting {run_id!r}"
+                    ) from None
+                if policy == "better" and winner.run_id != run_id:
+                    current, etag = winner, winner_etag
+                    continue
+                return Decision(winner)
+            # A loser that wrote its root copies after ours repairs them once it has lost (it
+            # loops until the pointer stops moving). But a repair that read the pointer before
+            # this swap may have copied that run over ours meanwhile, and stopped before the
+            # swap could show it: so the winner looks once (one wave of HEADs) and repairs if
+            # so. The promotion itself is done: a failure here is left to the next repair.
+            with contextlib.suppress(LocalMlFlowError):
+                if self.roots and not _roots_follow(
+                    self.root_runs(), run_id, scored=pointer.score is not None
+                ):
+                    self.repair()
+            return Decision(pointer)
+        raise ConcurrentUpdateError(
+            f"the pointer kept moving while run {run_id!r} was promoted: try again"
+        )
 
-    def _worse(self, run_id: str, metric: str, value: float, current: Pointer) -> str | None:
-        """Why ``run_id`` (its test ``metric`` = ``value``) should not replace the current
-        run, or None: it scores at least as well (a tie goes to the newer run), or the two
-        cannot be compared (another metric, or the current run's figures cannot be read)."""
+    def _kept(self, run_id: str, policy: Promotion, current: Pointer, reason: str) -> Decision:
+        """The policy kept ``current``: say why in the run (a failure to write it is logged;
+        the decision stands, and the run stays a succeeded run that can be promoted)."""
+        kept = Kept(
+            run_id=run_id,
+            policy=policy,
+            current_run_id=current.run_id,
+            reason=reason,
+            decided_at=utc_now(),
+        )
+        try:
+            self.store.put_json(self._data, self.key(run_id, KEPT), kept, once=True)
+        except LocalMlFlowError as exc:
+            logger.warning("run %s: could not record why it was kept: %s", run_id, exc.message)
+        return Decision(current, promoted=False, reason=reason)
+
+    def _worse(
+        self,
+        info: Manifest,
+        metric: str,
+        value: float,
+        current: Pointer,
+        serves: Callable[[str], bool] | None,
+    ) -> str | None:
+        """Why the run of ``info`` (its test ``metric`` = ``value``) should not replace the
+        current run, or None: it scores at least as well (a tie goes to the newer run), or
+        the two cannot be compared (another dataset version or metric, the current run's
+        figures cannot be read), or the current run cannot be served (``serves``)."""
+        if current.dataset_sha256 != info.dataset_sha256:
+            return None  # trained on other data: the new run serves the new data
         theirs: tuple[str, float] | None = None
         if current.metric is not None and current.value is not None:
             theirs = (current.metric, current.value)
@@ -652,6 +689,8 @@ class RunLog:
                 )
         if theirs is None or theirs[0] != metric or value >= theirs[1]:
             return None
+        if serves is not None and not serves(current.run_id):
+            return None  # the current run cannot be served: any servable run is better
         name = "R²" if metric == "r2" else metric
         return (
             f"test {name} {value:.4f} is below {theirs[1]:.4f} of the current run"
@@ -789,6 +828,8 @@ class RunLog:
             if record["status"] not in ("queued", "running"):
                 _keep(self._finished, run_id, (signature, dict(record)), _RECORD_CACHE_SIZE)
         record["current"] = run_id == current
+        if record["current"]:
+            record["not_promoted"] = None  # kept once, promoted since
         record["dataset"] = self.dataset
         return record
 

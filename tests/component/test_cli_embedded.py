@@ -273,15 +273,14 @@ def test_a_device_or_fifo_as_dataset_says_what_it_is(tmp_path):
     assert not (tmp_path / "state").exists()  # refused before anything started
 
 
-def test_serve_comes_up_after_a_failed_first_run(tmp_path):
-    """A state whose dataset cannot train does not lock the user out: the first run fails,
-    is said, and the API serves anyway (to upload another dataset)."""
-    bad = tmp_path / "bad.csv"
-    bad.write_text("area,price\n1,2\n")  # provisioned as is from LMF_DATASET_PATH
+def test_serve_comes_up_after_a_failed_first_run(tmp_path, dataset_path):
+    """A first run that fails (here: refused by a promotion gate no model passes) does not
+    keep the server down: it is said, and the API serves anyway."""
     port = free_port()
     env = {
         **os.environ,
-        "LMF_DATASET_PATH": str(bad),
+        "LMF_DATASET_PATH": str(dataset_path),
+        "LMF_MIN_R2": "0.99",
         "LMF_STATE_DIR": str(tmp_path / "state"),
         "LMF_EMBEDDED_PORT": str(free_port()),
     }
@@ -308,4 +307,28 @@ def test_serve_comes_up_after_a_failed_first_run(tmp_path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "==> the first run failed: " in output, output
+    assert "below LMF_MIN_R2 = 0.99" in output
     assert "The API starts anyway" in output
+
+
+def test_a_bad_reference_dataset_is_refused_before_it_is_stored(tmp_path, dataset_path):
+    """LMF_DATASET_PATH naming a file no run can train on, on an empty state: one line, and
+    nothing stored, so the next start with a good file works (no lock-out)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("area,price\n1,2\n")
+    state = tmp_path / "state"
+    refused = run_cli(
+        "run", "--embedded", env={"LMF_DATASET_PATH": str(bad), "LMF_STATE_DIR": str(state)}
+    )
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, refused.stderr
+    assert errors[0].startswith(f"error: the dataset {bad} was refused, and nothing was stored:")
+    good = run_cli(
+        "run",
+        "--embedded",
+        "--json",
+        env={"LMF_DATASET_PATH": str(dataset_path), "LMF_STATE_DIR": str(state)},
+    )
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["score"] == "65.29%"

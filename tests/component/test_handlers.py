@@ -9,13 +9,14 @@ from pathlib import Path
 import joblib
 import pytest
 
-from local_ml_flow import handlers, pipeline
+from local_ml_flow import datasets, handlers, pipeline
 from local_ml_flow.errors import (
     DatasetValidationError,
     IntegrityError,
     InvalidRequestError,
     NoModelError,
     NotFoundError,
+    StorageError,
 )
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
@@ -223,17 +224,75 @@ def test_ingestion_keeps_the_better_run_current_by_default(store, settings):
     latest = RunLog(store).latest()
     assert latest is not None
     assert latest.run_id == "first"
-    infer(store, settings, {"run_id": "worse"})
-    infer(store, settings, {})
+    infer(store, settings, {})  # scores the current run, as the original flow does
     assert store.get_text(settings.data_bucket, "score.txt") == "65.29%"
-    record = RunLog(store).record("worse")
+    record = RunLog(store).record("worse")  # scored by its ingestion: a finished run
     assert record["status"] == "succeeded"
+    assert record["metrics"]["score"] == "35.62%"
     assert record["current"] is False
     assert record["not_promoted"]["current_run_id"] == "first"
     same = ingest(store, settings, {"run_id": "same"})  # a tie: the newer run serves
     assert same["promoted"] is True
     always = settings.model_copy(update={"promotion": "always"})
     assert ingest(store, always, {"run_id": "forced", "feature_set": "seed"})["promoted"] is True
+    pipeline.make_current(RunLog(store), "worse")  # kept once, promoted on request
+    promoted = RunLog(store).record("worse")
+    assert promoted["current"] is True
+    assert promoted["not_promoted"] is None
+
+
+def test_a_pointer_that_moves_meanwhile_is_compared_again(store, settings):
+    """``better`` decides against the run that is current when the pointer is swapped: a run
+    that read the pointer early is compared with the one promoted since, either way."""
+    ingest(store, settings, {"run_id": "base", "feature_set": "seed"})  # R² 0.3562
+    for run_id, model in (("a", "linear"), ("b", "ridge"), ("c", "ridge")):
+        ingest(store, settings, {"run_id": run_id, "model": model, "promote": False})
+    runs = RunLog(store)
+    early = runs.peek_pointer()  # what a and c read, before b is promoted
+    assert runs.promote("b", policy="better").promoted is True  # 0.6525 > 0.3562
+    a = runs.promote("a", runs.manifest("a"), policy="better", just_trained=True, seen=early)
+    assert a.promoted is True  # 0.6529 >= 0.6525 of b, not only >= 0.3562 of base
+    assert a.run_id == "a"
+    c = runs.promote("c", runs.manifest("c"), policy="better", just_trained=True, seen=early)
+    assert c.promoted is False  # 0.6525 < 0.6529 of a, though above base's
+    assert c.reason is not None
+    assert "of the current run a:" in c.reason
+    latest = runs.latest()
+    assert latest is not None
+    assert latest.run_id == "a"
+
+
+def test_better_keeps_nothing_out_for_new_data_or_an_unservable_current_run(
+    store, settings, dataset_bytes
+):
+    """A run on another dataset version, or a current run whose model cannot be served, is
+    not a reason to keep a new run out; a failure to record a kept decision fails nothing."""
+    ingest(store, settings, {"run_id": "first"})
+    header, *rows = dataset_bytes.strip().split(b"\n")
+    datasets.accept(
+        store, b"\n".join([header, *reversed(rows)]) + b"\n", max_bytes=10**8, max_rows=10**6
+    )
+    new_data = ingest(store, settings, {"run_id": "new-data", "feature_set": "seed"})
+    assert new_data["promoted"] is True  # lower R², other data: not comparable
+    ingest(store, settings, {"run_id": "best"})  # the current run again, on the new data
+    key = "runs/best/model.skops"
+    store.put_bytes(settings.models_bucket, key, b"not the model", "application/zip")
+    replaced = ingest(store, settings, {"run_id": "servable", "feature_set": "seed"})
+    assert replaced["promoted"] is True  # the current run's model fails its sha256
+    original = store.put_json
+
+    def failing(bucket: str, key: str, *args: object, **kwargs: object) -> str:
+        if key.endswith("/kept.json"):
+            raise StorageError("S3 answered 503 SlowDown")
+        return original(bucket, key, *args, **kwargs)
+
+    store.put_json = failing
+    ingest(store, settings, {"run_id": "top"})
+    kept = ingest(store, settings, {"run_id": "kept", "feature_set": "seed"})
+    assert kept["promoted"] is False
+    record = RunLog(store).record("kept")
+    assert record["status"] == "succeeded"  # not failed: only the reason went unrecorded
+    assert record["not_promoted"] is None
 
 
 def test_run_records(store, settings):
