@@ -46,6 +46,7 @@ class Runtime:
     emulator: EmbeddedEmulator | None = None
     runs: RunLog = field(init=False)
     notes: list[str] = field(default_factory=list)  # what the start did, for the user
+    dataset_changed: bool = False  # a --dataset file became the current dataset
 
     def __post_init__(self) -> None:
         self.runs = RunLog.from_settings(self.store, self.settings)
@@ -202,7 +203,8 @@ def _build(start: launch.Start, run_follows: bool) -> Runtime:
             max_rows=settings.max_dataset_rows,
         )
         with emulator.provisioning() if emulator is not None else contextlib.nullcontext():
-            runtime.notes.append(use())
+            note, runtime.dataset_changed = use()
+            runtime.notes.append(note)
     with contextlib.suppress(LocalMlFlowError):  # S3 down: the next promotion repairs them
         runtime.runs.repair()  # root copies name the current run again after a failed write
     return runtime

@@ -91,6 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     say = _progress_to_stderr if args.json else _progress
     say(f"starting ({'embedded' if args.embedded else 'mode from environment'})")
     named = args.name not in (None, HOUSING)
+    if named and args.dataset is not None:
+        raise SystemExit(
+            "error: --dataset is housing's file; a registered dataset takes new versions with"
+            f" `local-ml-flow dataset add {args.name} FILE`"
+        )
     with launch.starting(
         settings,
         embedded=args.embedded,

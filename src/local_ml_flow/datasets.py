@@ -79,9 +79,12 @@ def accept(store: ArtifactStore, data: bytes, *, max_bytes: int, max_rows: int) 
     return Accepted(rows, digest, previous)
 
 
-def use(store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_rows: int) -> str:
+def use(
+    store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_rows: int
+) -> tuple[str, bool]:
     """Make a dataset file the user named the current one, unless it already is (``accept``:
-    validated, archived, the one it replaces archived too); one line saying what was done.
+    validated, archived, the one it replaces archived too); one line saying what was done,
+    and whether the current dataset changed.
 
     A refused file changes nothing: DatasetValidationError says why and what stays current.
     """
@@ -90,7 +93,7 @@ def use(store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_r
     head = store.head(store.data_bucket, store.dataset_key)
     stored = head.metadata.get("sha256") if head is not None else None
     if stored == digest:
-        return f"dataset {source} is the current {where} already (sha256 {digest[:12]})"
+        return f"dataset {source} is the current {where} already (sha256 {digest[:12]})", False
     try:
         accepted = accept(store, data, max_bytes=max_bytes, max_rows=max_rows)
     except DatasetValidationError as exc:
@@ -108,7 +111,7 @@ def use(store: ArtifactStore, data: bytes, *, source: str, max_bytes: int, max_r
     if accepted.previous_version_key is not None:
         note += f"; the one it replaced is kept at s3://{store.data_bucket}/"
         note += accepted.previous_version_key
-    return note
+    return note, True
 
 
 @dataclass(frozen=True)

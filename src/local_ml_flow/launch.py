@@ -29,7 +29,7 @@ from pathlib import Path
 
 from local_ml_flow import datasource
 from local_ml_flow.embedded import EmbeddedEmulator
-from local_ml_flow.errors import DatasetTooLargeError
+from local_ml_flow.errors import DatasetFetchError, DatasetTooLargeError
 from local_ml_flow.settings import InvokerKind, Mode, Settings
 
 
@@ -143,7 +143,10 @@ def _reference(settings: Settings) -> bytes:
 def read_dataset(path: Path, max_bytes: int) -> bytes:
     """The dataset file's bytes; one above the limit is refused from its size before it is
     read or uploaded (no run could train on it)."""
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DatasetFetchError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
     if size > max_bytes:
         raise DatasetTooLargeError(
             [
@@ -151,7 +154,10 @@ def read_dataset(path: Path, max_bytes: int) -> bytes:
                 " (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
             ]
         )
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetFetchError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

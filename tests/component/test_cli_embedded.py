@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from local_ml_flow import aws
+from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import sha256
@@ -273,42 +276,75 @@ def test_a_device_or_fifo_as_dataset_says_what_it_is(tmp_path):
     assert not (tmp_path / "state").exists()  # refused before anything started
 
 
-def test_serve_comes_up_after_a_failed_first_run(tmp_path, dataset_path):
-    """A first run that fails (here: refused by a promotion gate no model passes) does not
-    keep the server down: it is said, and the API serves anyway."""
+@contextlib.contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, list[str]]]:
+    """``local-ml-flow serve --embedded`` on a free port until the block ends: its URL once
+    /health answers, and (after the block) its output lines in the list given."""
     port = free_port()
-    env = {
-        **os.environ,
-        "LMF_DATASET_PATH": str(dataset_path),
-        "LMF_MIN_R2": "0.99",
-        "LMF_STATE_DIR": str(tmp_path / "state"),
-        "LMF_EMBEDDED_PORT": str(free_port()),
-    }
+    output: list[str] = []
     server = subprocess.Popen(
-        [sys.executable, "-m", "local_ml_flow.cli", "serve", "--embedded", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "local_ml_flow.cli",
+            "serve",
+            "--embedded",
+            "--port",
+            str(port),
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env={**os.environ, "LMF_EMBEDDED_PORT": str(free_port()), **env},
     )
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+        while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
                 break
             except httpx.HTTPError:
                 assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "the server never answered"
                 time.sleep(0.3)
-        else:
-            pytest.fail("the server never answered")
-        assert health.status_code == 200
+        yield f"http://127.0.0.1:{port}", output
     finally:
         server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert "==> the first run failed: " in output, output
-    assert "below LMF_MIN_R2 = 0.99" in output
-    assert "The API starts anyway" in output
+        output += server.communicate(timeout=30)[0].splitlines()
+
+
+def test_serve_comes_up_after_a_failed_first_run(tmp_path, dataset_path):
+    """A first run that fails (here: refused by a promotion gate no model passes) does not
+    keep the server down: it is said, and the API serves anyway."""
+    env = {
+        "LMF_DATASET_PATH": str(dataset_path),
+        "LMF_MIN_R2": "0.99",
+        "LMF_STATE_DIR": str(tmp_path / "state"),
+    }
+    with serving(env) as (_, output):
+        pass
+    text = "\n".join(output)
+    assert "==> the first run failed: " in text, text
+    assert "below LMF_MIN_R2 = 0.99" in text
+    assert "The API starts anyway" in text
+
+
+def test_serve_with_a_new_dataset_trains_on_it_before_serving(
+    tmp_path, dataset_path, dataset_bytes
+):
+    state = tmp_path / "state"
+    first = run_cli(
+        "run", "--embedded", "--dataset", str(dataset_path), env={"LMF_STATE_DIR": str(state)}
+    )
+    assert first.returncode == 0, first.stderr
+    other = tmp_path / "other.csv"
+    header, *rows = dataset_bytes.strip().split(b"\n")
+    other.write_bytes(b"\n".join([header, *reversed(rows)]) + b"\n")
+    with serving({"LMF_STATE_DIR": str(state)}, "--dataset", str(other)) as (url, _):
+        served = httpx.post(f"{url}/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
+        record = httpx.get(f"{url}/pipeline/runs/{served['run_id']}").json()
+    assert record["dataset_sha256"] == sha256(other.read_bytes())
 
 
 def test_a_bad_reference_dataset_is_refused_before_it_is_stored(tmp_path, dataset_path):
@@ -332,3 +368,20 @@ def test_a_bad_reference_dataset_is_refused_before_it_is_stored(tmp_path, datase
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["score"] == "65.29%"
+
+
+def test_dataset_with_a_registered_name_is_refused_in_one_line(tmp_path, dataset_path):
+    done = run_cli(
+        "run",
+        "--embedded",
+        "--name",
+        "homes",
+        "--dataset",
+        str(dataset_path),
+        env={"LMF_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: --dataset is housing's file; a registered dataset takes new versions with"
+        " `local-ml-flow dataset add homes FILE`"
+    )

@@ -84,8 +84,10 @@ def serve(
             _say(runtime.emulator.describe())
         for note in runtime.notes:
             _say(note)
-        if run_first is None:
-            run_first = runtime.mode is Mode.EMBEDDED and runtime.runs.latest() is None
+        if run_first is None:  # no model yet, or one trained on another dataset than --dataset
+            run_first = runtime.mode is Mode.EMBEDDED and (
+                runtime.dataset_changed or runtime.runs.latest() is None
+            )
         if run_first:
             _first_run(runtime, settings)
         base = f"http://{'localhost' if host in {'0.0.0.0', '127.0.0.1'} else host}:{port}"
