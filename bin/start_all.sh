@@ -97,13 +97,12 @@ if [ "$embedded" = 0 ]; then
 fi
 
 aws_cli_hint() {
-  say "AWS CLI against it: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1" \
+  say "AWS CLI against it: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1" \
     "aws --endpoint-url $1 s3 ls"
 }
 
 if [ "$docker_ok" = 0 ]; then
-  export LMF_STATE_DIR="${LMF_STATE_DIR:-$PWD/.lmf/state}"
-  say "starting the embedded stack (state in $LMF_STATE_DIR)"
+  say "starting the embedded stack (state in ${LMF_STATE_DIR:-$PWD/.lmf/state})"
   aws_cli_hint "http://127.0.0.1:${LMF_EMBEDDED_PORT:-4566}"
   named_dataset=()
   [ -z "$named" ] || named_dataset=(--dataset "$named")

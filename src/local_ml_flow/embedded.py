@@ -29,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,7 +49,7 @@ from typing import IO, Any
 
 from local_ml_flow import emulator_main, lambda_package, statedir
 from local_ml_flow.errors import AlreadyExistsError, EndpointUnreachableError, LocalMlFlowError
-from local_ml_flow.settings import Settings
+from local_ml_flow.settings import Settings, command
 
 ROLE_NAME = "local-ml-flow-lambda"
 HANDLERS = {
@@ -121,7 +122,7 @@ def repair_state(state_dir: Path) -> list[str]:
 class _StateLock:
     """An exclusive, non-blocking lock on ``<state_dir>/.lock`` (released on close or exit)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, endpoint_url: str | None = None) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / ".lock"
         self._fh: IO[str] | None = self.path.open("a+")
@@ -132,13 +133,21 @@ class _StateLock:
             holder = self._fh.read().strip() or "another process"
             self._fh.close()
             self._fh = None
+            running = re.search(r"emulator on (http://\S+?)\)", holder)
+            against = (
+                f"to run against that stack: AWS_ENDPOINT_URL={running.group(1)}"
+                f" {command()} run (or its dashboard); to run apart: "
+                if running
+                else ""
+            )
             raise EmulatorError(
-                f"the state directory {state_dir} is in use by {holder}: stop that"
+                f"the state directory {state_dir} is in use by {holder}: {against}stop that"
                 " local-ml-flow first, or set LMF_STATE_DIR to another directory"
             ) from None
         self._fh.seek(0)
         self._fh.truncate()
-        self._fh.write(f"local-ml-flow (pid {os.getpid()})\n")
+        where = f", its emulator on {endpoint_url}" if endpoint_url else ""
+        self._fh.write(f"local-ml-flow (pid {os.getpid()}{where})\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -222,7 +231,7 @@ class EmbeddedEmulator:
             kept = "a temporary directory, deleted at exit"
         else:
             kept = f"{self.state_dir} (S3 objects as written, functions and bucket settings"
-            kept += " on a clean stop; --fresh or `local-ml-flow reset` to start empty)"
+            kept += f" on a clean stop; --fresh or `{command()} reset --yes` to start empty)"
         where = f"MiniStack {ministack_version()} on {self.endpoint_url}"
         return f"embedded AWS: {where}; state in {kept}"
 
@@ -274,16 +283,18 @@ class EmbeddedEmulator:
             return
         if self._process is not None:
             self._halt()  # the previous emulator died: reap its workers, free the state
-        if not _port_free(self.host, self.port):
-            raise EmulatorError(
-                f"cannot start the embedded emulator: {self.host}:{self.port} is already in use"
-                " (another local-ml-flow or LocalStack?). Stop it or set LMF_EMBEDDED_PORT."
-            )
         statedir.claim(self.state_dir)  # refused unless ours (created, adopted or marked)
         if fresh:
             reset_state(self.state_dir)
-        self._lock = _StateLock(self.state_dir)
+        # the state first: a stack running on it is named, with how to use it
+        self._lock = _StateLock(self.state_dir, self.endpoint_url)
         try:
+            if not _port_free(self.host, self.port):
+                raise EmulatorError(
+                    f"cannot start the embedded emulator: {self.host}:{self.port} is already"
+                    " in use (another local-ml-flow or LocalStack?). Stop it or set"
+                    " LMF_EMBEDDED_PORT."
+                )
             self._admin_token = statedir.new_admin_token(self.state_dir)
             tmp = self.state_dir / "tmp"
             statedir.empty_dir(tmp)  # worker folders a crash left behind

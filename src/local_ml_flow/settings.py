@@ -170,8 +170,26 @@ def _default_cache_dir() -> Path:
         return Path(tempfile.gettempdir()) / "local-ml-flow"
 
 
+def checkout() -> Path | None:
+    """The git checkout this package runs from (an editable install: ``start_all.sh``,
+    ``./bin/local-ml-flow``, ``.venv/bin/local-ml-flow``), or None when it is installed."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "bin" / "start_all.sh").is_file() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def command() -> str:
+    """How users run this CLI: ``./bin/local-ml-flow`` in a checkout, else ``local-ml-flow``."""
+    return "./bin/local-ml-flow" if checkout() is not None else "local-ml-flow"
+
+
 def default_state_dir() -> Path:
-    """$XDG_DATA_HOME/local-ml-flow/state (default ~/.local/share/local-ml-flow/state)."""
+    """``.lmf/state`` of the checkout it runs from, whatever the entry point; installed,
+    $XDG_DATA_HOME/local-ml-flow/state (default ~/.local/share/local-ml-flow/state)."""
+    root = checkout()
+    if root is not None:
+        return root / ".lmf" / "state"
     base = os.environ.get("XDG_DATA_HOME")
     if base:
         return Path(base) / "local-ml-flow" / "state"

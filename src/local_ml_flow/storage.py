@@ -29,7 +29,7 @@ from local_ml_flow.errors import (
     KeyNotFoundError,
     NonFiniteMetricsError,
 )
-from local_ml_flow.settings import Settings
+from local_ml_flow.settings import Settings, command
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -164,7 +164,7 @@ class ArtifactStore:
             return
         raise CorruptStateError(
             f"{target} is shorter than its recorded size: its file in the state directory was"
-            " changed or damaged (`local-ml-flow doctor` checks and repairs a stopped state)"
+            f" changed or damaged (`{command()} doctor` checks and repairs a stopped state)"
         )
 
     def head(self, bucket: str, key: str) -> Head | None:

@@ -95,7 +95,9 @@ def test_start_all_embedded_runs_once_and_serves(tmp_path, dataset_path):
     assert "R² 0.6529 (65.29%)" in out
     assert f"Swagger UI: http://localhost:{port}/docs" in out
     # the AWS CLI line carries what the CLI needs even against an emulator
-    assert "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws" in out
+    assert (
+        "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 aws" in out
+    )
 
 
 def test_start_all_without_docker_engine_falls_back_with_one_line(tmp_path, dataset_path):

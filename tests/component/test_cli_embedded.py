@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -385,3 +386,21 @@ def test_dataset_with_a_registered_name_is_refused_in_one_line(tmp_path, dataset
         "error: --dataset is housing's file; a registered dataset takes new versions with"
         " `local-ml-flow dataset add homes FILE`"
     )
+
+
+def test_run_next_to_a_running_stack_says_how_to_use_it_and_that_works(tmp_path, dataset_path):
+    """``run --embedded`` on the state a server uses names it and the command that runs
+    against it; that command runs the pipeline through the running stack's emulator."""
+    env = {"LMF_STATE_DIR": str(tmp_path / "state"), "LMF_DATASET_PATH": str(dataset_path)}
+    with serving(env, "--no-run") as (url, _):
+        refused = run_cli("run", "--embedded", env=env)
+        assert refused.returncode == 1
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, refused.stderr
+        found = re.search(r"to run against that stack: AWS_ENDPOINT_URL=(\S+) (\S+) run", errors[0])
+        assert found, errors[0]
+        assert found.group(2) == "./bin/local-ml-flow"
+        against = run_cli("run", "--json", env={**env, "AWS_ENDPOINT_URL": found.group(1)})
+        assert against.returncode == 0, against.stderr
+        run_id = json.loads(against.stdout)["run_id"]
+        assert httpx.get(f"{url}/pipeline/runs/{run_id}").json()["status"] == "succeeded"
