@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ class Runtime:
             buckets: set[str] | None = set(store.list_buckets())
         except LocalMlFlowError:
             buckets = None
+            dying = self._emulator_down()  # it may have died while it was asked
+            if dying is not None:
+                return {f"emulator running ({dying})": False}
         checks = {"s3": buckets is not None}
         for bucket in (settings.data_bucket, settings.models_bucket):
             checks[f"bucket:{bucket}"] = buckets is not None and bucket in buckets
@@ -79,6 +83,19 @@ class Runtime:
             active = functools.partial(self._active, name)
             checks[f"function:{name}"] = checks["s3"] and _passes(active)
         return checks
+
+    def _emulator_down(self, wait_s: float = 1.0) -> str | None:
+        """Why the embedded emulator is down, looking again for up to ``wait_s`` (a process
+        killed a moment ago is reaped a moment later); None if it runs."""
+        if self.emulator is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while (down := self.emulator.down) is None and time.monotonic() < deadline:
+            if self.emulator.running:
+                time.sleep(0.05)
+                continue
+            break
+        return down
 
     def _active(self, function_name: str) -> bool:
         return self.invoker.state(function_name) == "Active"

@@ -117,7 +117,7 @@ def test_a_state_made_before_the_marker_is_adopted_and_kept(tmp_path: Path) -> N
     finally:
         emulator.stop()
     (state / statedir.MARKER).unlink()  # what the previous version left: no marker
-    made = {"s3", "emulator", "emulator.log", ".lock", "admin-token"}
+    made = {"s3", "s3-journal", "emulator", "emulator.log", ".lock", "admin-token"}
     assert {p.name for p in state.iterdir()} <= made
 
     again = EmbeddedEmulator("127.0.0.1", free_port(), state)
