@@ -500,18 +500,13 @@ class RunLog:
             failed = self.store.exists(self._data, self.key(run_id, ERROR))
         if failed:
             raise PromotionRefusedError(f"run {run_id!r} failed: it cannot become current")
-        test = manifest.test_metrics
-        if manifest.task != "regression":
-            accuracy = scored.accuracy if scored is not None else (test.accuracy if test else None)
-            if accuracy is None or not math.isfinite(accuracy):
-                raise PromotionRefusedError(f"run {run_id!r} has no finite test accuracy")
-            return
-        r2 = scored.r2 if scored is not None else (test.r2 if test is not None else None)
-        if r2 is None or not math.isfinite(r2):
-            raise PromotionRefusedError(f"run {run_id!r} has no finite test R²")
-        if self.min_r2 is not None and r2 < self.min_r2:
+        metric, value = _main(manifest, scored)
+        name = _named(metric)
+        if not math.isfinite(value):
+            raise PromotionRefusedError(f"run {run_id!r} has no finite test {name}")
+        if metric == "r2" and self.min_r2 is not None and value < self.min_r2:
             raise PromotionRefusedError(
-                f"run {run_id!r} has test R² {r2:.4f}, below LMF_MIN_R2 = {self.min_r2}"
+                f"run {run_id!r} has test R² {value:.4f}, below LMF_MIN_R2 = {self.min_r2}"
             )
 
     def check_finished(self, run_id: str) -> None:
@@ -691,9 +686,8 @@ class RunLog:
             return None
         if serves is not None and not serves(current.run_id):
             return None  # the current run cannot be served: any servable run is better
-        name = "R²" if metric == "r2" else metric
         return (
-            f"test {name} {value:.4f} is below {theirs[1]:.4f} of the current run"
+            f"test {_named(metric)} {value:.4f} is below {theirs[1]:.4f} of the current run"
             f" {current.run_id}: the promotion policy (LMF_PROMOTION=better) keeps the better"
             " model; promote this run to serve it anyway"
         )
@@ -951,6 +945,11 @@ _KINDS: dict[str, type[_Document]] = {
 CLASS_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
 
 
+def _named(metric: str) -> str:
+    """A metric's name for people: R² for r2."""
+    return "R²" if metric == "r2" else metric
+
+
 def _main(info: Manifest, scored: Metrics | None) -> tuple[str, float]:
     """The metric a dataset's runs are compared by (R², or accuracy) and a run's test value
     of it: from its metrics, else from the test figures its ingestion recorded."""
@@ -960,8 +959,8 @@ def _main(info: Manifest, scored: Metrics | None) -> tuple[str, float]:
         test = info.test_metrics
         metric = "r2" if info.task == "regression" else "accuracy"
         value = getattr(test, metric) if test is not None else None
-    if value is None:  # check_promotable refused it before
-        raise PromotionRefusedError(f"run {info.run_id!r} has no test {metric}")
+    if value is None:
+        raise PromotionRefusedError(f"run {info.run_id!r} has no finite test {_named(metric)}")
     return metric, value
 
 
