@@ -128,7 +128,13 @@ def moto_endpoint() -> Iterator[str]:
 # Under pytest-xdist (`./bin/test.sh` runs `--dist loadfile`) each module stays on one worker,
 # so its module-scoped servers and emulators start once, and no test runs twice. The slowest
 # modules go first, so that they do not start last on an otherwise idle machine.
-_SLOW_FIRST = ("test_terraform", "test_packaging", "test_start_all", "test_schema_fuzz")
+_SLOW_FIRST = (
+    "test_terraform",
+    "test_packaging",
+    "test_start_all",
+    "test_readme",
+    "test_schema_fuzz",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
