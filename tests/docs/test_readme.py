@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.docs.conftest import NOT_RUN
 
 README = ROOT / "README.md"
 SKIP_MARK = re.compile(r"<!--\s*readme-test:\s*skip\s+(?P<reason>.+?)\s*-->")
@@ -153,10 +155,11 @@ def port_is_free(port: int) -> bool:
 
 class Transcript:
     """What the test ran and skipped, printed as it goes (``-s`` or ``-rP`` to see it); the
-    skips are also written past pytest's capture, so that they show even with ``-q``."""
+    skipped blocks are also listed in the terminal summary (tests/docs/conftest.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[str, object], None]) -> None:
         self.skipped: list[str] = []
+        self.record = record
 
     def say(self, message: str) -> None:
         print(message, flush=True)
@@ -166,9 +169,7 @@ class Transcript:
         self.say(f"SKIPPED {where}: {reason}")
 
     def summary(self) -> None:
-        stream = sys.__stderr__ or sys.stderr
-        lines = "\n".join(f"  {entry}" for entry in self.skipped) or "  none"
-        stream.write(f"\nREADME blocks not run by tests/docs/test_readme.py:\n{lines}\n")
+        self.record(NOT_RUN, self.skipped)
 
 
 @dataclass
@@ -242,10 +243,12 @@ def clone(tmp_path: Path) -> Path:
     return target
 
 
-def test_the_readme_blocks_run_as_written(clone: Path, tmp_path: Path, dataset_path: Path):
+def test_the_readme_blocks_run_as_written(
+    clone: Path, tmp_path: Path, dataset_path: Path, record_property: Callable[[str, object], None]
+):
     markdown = README.read_text()
     blocks = fenced_blocks(markdown)
-    out = Transcript()
+    out = Transcript(record_property)
     env = blocks_environment(tmp_path, dataset_path)
     api_port, emulator_port = int(env["LMF_API_PORT"]), int(env["LMF_EMBEDDED_PORT"])
     changed = subprocess.run(
