@@ -207,10 +207,30 @@ def _inside(root: str, path: str) -> bool:
 
 
 def commit(changes: Changes, data_dir: str, journal_dir: str) -> None:
-    """Apply ``changes`` atomically and durably (see the module's docstring); an OSError
-    before the journal's rename leaves every file as it was."""
+    """Apply ``changes`` atomically and durably (see the module's docstring). An OSError
+    means nothing changed: it came before the commit point (the journal's rename). After
+    that point the changes are carried out whatever fails: again from the journal, or, if
+    even that fails, by the next start (this process exits for its supervisor to restart it).
+    """
     if not changes.writes and not changes.removals:
         return
+    journal, record = _committed(changes, journal_dir)
+    try:
+        _fsync_dir(journal_dir)
+        _apply(journal, record, data_dir)
+    except Exception as exc:  # committed: finish it, now or at the next start
+        _log.error("completing a committed S3 write failed (%s): completing it again", exc)
+        try:
+            recover(data_dir, journal_dir)
+        except Exception as again:
+            _log.critical("cannot complete a committed S3 write (%s): exiting", again)
+            os._exit(75)
+
+
+def _committed(changes: Changes, journal_dir: str) -> tuple[str, dict[str, Any]]:
+    """Stage the new files (fsync'd) and commit them with a journal renamed into place;
+    the journal and its record. On any failure before the rename nothing was changed (the
+    staged files are removed) and the error is raised."""
     staged: list[tuple[str, str]] = []
     journal = ""
     try:
@@ -226,7 +246,6 @@ def commit(changes: Changes, data_dir: str, journal_dir: str) -> None:
         _write_synced(journal + ".tmp", json.dumps(record).encode())
         FAULTS.op("rename", journal)
         os.replace(journal + ".tmp", journal)  # the commit point
-        _fsync_dir(journal_dir)
     except BaseException:
         for _, new in staged:
             with contextlib.suppress(OSError):
@@ -235,7 +254,7 @@ def commit(changes: Changes, data_dir: str, journal_dir: str) -> None:
             with contextlib.suppress(OSError):
                 os.remove(journal + ".tmp")
         raise
-    _apply(journal, record, data_dir)
+    return journal, record
 
 
 def _apply(journal: str, record: dict[str, Any], data_dir: str) -> None:
