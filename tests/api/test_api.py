@@ -210,6 +210,19 @@ def test_predict_rejects_bad_houses(client, first_run, body, loc):
     assert error["details"][0]["loc"] == loc
 
 
+def test_a_422_says_what_is_wrong_in_its_message(client, first_run):
+    """The message names each field with what is wrong (not only where); a house sent
+    without the ``houses`` list is told to wrap it, not given 13 'extra input' errors."""
+    missing = {"houses": [{k: v for k, v in HOUSE.items() if k != "parking"}]}
+    error = assert_error(client.post("/predict", json=missing), 422, "RequestValidationError")
+    assert error["message"] == "invalid request: body.houses.0.parking: field required"
+    bare = assert_error(client.post("/predict", json=HOUSE), 422, "RequestValidationError")
+    assert bare["message"].startswith("invalid request: area, bedrooms, bathrooms")
+    assert bare["message"].endswith(
+        'are a row\'s fields: send them inside a list, {"houses": [{...}]}'
+    )
+
+
 def test_unknown_route_and_method(client):
     assert_error(client.get("/nope"), 404, "NotFoundError")
     assert_error(client.delete("/health"), 405, "MethodNotAllowedError")

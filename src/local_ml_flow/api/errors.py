@@ -122,8 +122,23 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    where = ", ".join(".".join(str(p) for p in f["loc"]) for f in fields[:5])
-    return error_response(422, "RequestValidationError", f"invalid request: {where}", fields)
+    return error_response(422, "RequestValidationError", _summary(request, fields), fields)
+
+
+def _summary(request: Request, fields: list[dict[str, Any]]) -> str:
+    """One line: each failing field (up to 5) with what is wrong with it; a body whose fields
+    all belong one level down (a house sent without ``houses``) is told so."""
+    body = [f for f in fields if f["loc"][:1] == ["body"]]
+    extra = [f for f in body if f["type"] == "extra_forbidden" and len(f["loc"]) == 2]
+    if request.url.path.endswith("/predict") and extra and len(extra) >= len(body) - 1:
+        wrap = "houses" if request.url.path == "/predict" else "rows"
+        return (
+            f"invalid request: {', '.join(str(f['loc'][1]) for f in extra[:5])}... are a row's"
+            f' fields: send them inside a list, {{"{wrap}": [{{...}}]}}'
+        )
+    shown = [f"{'.'.join(str(p) for p in f['loc'])}: {f['msg'].lower()}" for f in fields[:5]]
+    more = f" (+{len(fields) - 5} more)" if len(fields) > 5 else ""
+    return f"invalid request: {'; '.join(shown)}{more}"
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:

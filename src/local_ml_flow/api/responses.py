@@ -59,7 +59,7 @@ EXAMPLES: dict[int, list[tuple[str, str, Any]]] = {
     422: [
         (
             "RequestValidationError",
-            "invalid request: body.test_size",
+            "invalid request: body.test_size: input should be less than 1",
             [
                 {
                     "loc": ["body", "test_size"],
