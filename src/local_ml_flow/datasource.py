@@ -37,8 +37,10 @@ def fetch(url: str, expected_sha256: str, cache_dir: Path, *, timeout_s: float =
     target = cached_path(cache_dir)
     if target.is_file() and _sha256_file(target) == expected_sha256:
         return target
-    if not url.startswith(("https://", "http://")):
-        raise DatasetFetchError(f"refusing to fetch {url!r}: only http(s) URLs are supported")
+    if not url.startswith(("https://", "http://", "file://")):
+        raise DatasetFetchError(
+            f"refusing to fetch {url!r}: only http(s) and file:// URLs are supported"
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".download-")

@@ -98,9 +98,15 @@ def test_a_server_that_does_not_speak_http_is_one_clear_error(tmp_path):
         thread.join(timeout=10)
 
 
-def test_non_http_url_is_refused(tmp_path):
+def test_other_schemes_are_refused_and_a_file_url_is_verified(tmp_path, dataset_path):
     with pytest.raises(DatasetFetchError, match="only http"):
+        datasource.fetch("ftp://example.org/housing.csv", "0" * 64, tmp_path)
+    with pytest.raises(DatasetFetchError, match="expected 0000"):  # read, then refused
         datasource.fetch("file:///etc/passwd", "0" * 64, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing cached
+    digest = hashlib.sha256(dataset_path.read_bytes()).hexdigest()
+    cached = datasource.fetch(dataset_path.as_uri(), digest, tmp_path)  # offline: a local copy
+    assert cached.read_bytes() == dataset_path.read_bytes()
 
 
 def test_cli_fetch(http_root, tmp_path, dataset_bytes):
