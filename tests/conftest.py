@@ -143,3 +143,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return _SLOW_FIRST.index(stem) if stem in _SLOW_FIRST else len(_SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the order inside each module is kept
+
+
+# Lines a test reports to the user (record_property(name, [lines])), each under its title in
+# the terminal summary: shown with -q and under xdist too (a print is captured).
+SUMMARIES = {
+    "readme_blocks_not_run": "README blocks not run by tests/docs/test_readme.py",
+    "fault_points": "crash and ENOSPC points explored by tests/durability/test_faults.py",
+}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, title in SUMMARIES.items():
+        entries = [
+            entry
+            for kind in ("passed", "failed")
+            for report in terminalreporter.stats.get(kind, [])
+            if getattr(report, "when", "") == "call"
+            for recorded, value in getattr(report, "user_properties", ())
+            if recorded == name
+            for entry in value
+        ]
+        if entries:
+            terminalreporter.section(title)
+            for entry in entries:
+                terminalreporter.write_line(entry)

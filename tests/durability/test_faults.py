@@ -222,7 +222,12 @@ SCENARIOS = {"upload": upload, "run": new_run, "promotion": promotion}
 @pytest.mark.parametrize("fault", ["crash", "enospc"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_every_acknowledged_write_survives_a_fault_at_each_point(
-    base: Path, tmp_path: Path, dataset_bytes: bytes, name: str, fault: str
+    base: Path,
+    tmp_path: Path,
+    dataset_bytes: bytes,
+    name: str,
+    fault: str,
+    record_property: Callable[[str, object], None],
 ) -> None:
     scenario = SCENARIOS[name]
     ops = operations(base, tmp_path / "count", scenario, dataset_bytes)
@@ -255,10 +260,12 @@ def test_every_acknowledged_write_survives_a_fault_at_each_point(
         finally:
             restarted.stop()
         shutil.rmtree(state)
-    print(
-        f"\n{name}, {fault}: explored {len(explored)} of {len(ops)} points"
+    said = (
+        f"{name}, {fault}: explored {len(explored)} of {len(ops)} points"
         f" ({acknowledged} whole scenarios and {writes_checked} single writes acknowledged"
         f" and found intact){'' if FULL else '; LMF_FAULTS=full explores all'}"
     )
+    print(f"\n{said}")
+    record_property("fault_points", [said])  # in the terminal summary (tests/conftest.py)
     if fault == "enospc":  # the one write that failed was refused, never acknowledged
         assert acknowledged < len(explored)
