@@ -126,11 +126,14 @@ class Archived:
 
 
 def history(store: ArtifactStore) -> list[Archived]:
-    """Every archived dataset, newest first; ``current`` marks the one in use."""
+    """Every archived dataset, newest first; ``current`` marks the one in use. Registered
+    datasets keep their own files under ``datasets/<name>/``: they are not this history."""
     head = store.head(store.data_bucket, store.dataset_key)
     current = head.metadata.get("sha256") if head is not None else None
     found = []
     for obj in store.list_objects(store.data_bucket, VERSIONS_PREFIX):
+        if "/" in obj.key[len(VERSIONS_PREFIX) :]:
+            continue
         match = _ARCHIVED.search(obj.key)
         digest = match.group(1) if match else None
         found.append(

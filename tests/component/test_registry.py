@@ -330,3 +330,14 @@ def test_impossible_runs_are_refused_before_anything_is_recorded(empty_store, se
 def test_inference_of_an_unknown_dataset_is_not_found(empty_store, settings):
     with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
         infer(empty_store, settings, {"dataset": "nope"})
+
+
+def test_the_housing_history_lists_only_housing_files(store, dataset_bytes):
+    """A registered dataset's files (``datasets/<name>/...``) are not versions of housing.csv."""
+    from local_ml_flow import datasets as housing
+
+    housing.accept(store, dataset_bytes, max_bytes=MAX_BYTES, max_rows=100_000)
+    before = housing.history(store)
+    assert len(before) == 1
+    add(store, "iris", datasets.csv(datasets.iris()), target="species")
+    assert housing.history(store) == before
