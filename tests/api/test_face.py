@@ -85,6 +85,12 @@ def test_run_detail_and_compare_pages(client, runs):
     assert re.search(r"<tr class=diff><th>model</th>", compare), "the differing row is marked"
     assert not re.search(r"<tr class=diff><th>test_size</th>", compare)
     one = client.get("/ui/compare", params={"run": linear["run_id"]})
+    assert one.status_code == 422
+    assert one.headers["content-type"].startswith("text/html")  # a page, with a way back
+    assert "InvalidRequestError" in one.text
+    assert 'href="/ui"' in one.text
+    asked = {"Accept": "application/json"}
+    one = client.get("/ui/compare", params={"run": linear["run_id"]}, headers=asked)
     assert_error(one, 422, "InvalidRequestError")
 
 

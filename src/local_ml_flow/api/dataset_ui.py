@@ -7,7 +7,7 @@ shown comes from the JSON API in the browser (``static/ui/datasets.js``), escape
 from __future__ import annotations
 
 from local_ml_flow.api import assets
-from local_ml_flow.api.pages import e, layout
+from local_ml_flow.api.pages import e, error_page, layout
 from local_ml_flow.events import RunParameters
 
 _HTML_NAME_PATTERN = r"[a-z0-9_\-]{1,64}"  # browsers compile ``pattern`` with the v flag
@@ -141,19 +141,23 @@ def predict_page(name: str) -> str:
 
 def not_found_page(what: str) -> str:
     """The 404 page of a dataset or run that cannot exist."""
-    return layout(
-        "Not found",
-        f'<div class="error-box" id="ds-not-found"><strong>NotFoundError</strong>: {e(what)}'
-        '</div><p><a href="/ui/datasets">← all datasets</a></p>',
+    return error_page(
+        404,
+        "NotFoundError",
+        what,
+        back=("/ui/datasets", "all datasets"),
+        element_id="ds-not-found",
         active=ACTIVE,
     )
 
 
 def bad_request_page(name: str, what: str) -> str:
     """The 400 page of a request the dataset's pages cannot answer, with a link back."""
-    return layout(
-        "Bad request",
-        f'<div class="error-box" id="ds-bad-request"><strong>InvalidRequestError</strong>: '
-        f'{e(what)}</div><p><a href="/ui/datasets/{e(name)}">← dataset {e(name)}</a></p>',
+    return error_page(
+        400,
+        "InvalidRequestError",
+        what,
+        back=(f"/ui/datasets/{name}", f"dataset {name}"),
+        element_id="ds-bad-request",
         active=ACTIVE,
     )

@@ -1,4 +1,5 @@
-"""One error shape for every failure: ``{"error": {"type", "message", "details"?}}``."""
+"""One error shape for every failure: ``{"error": {"type", "message", "details"?}}``; under
+/ui (a browser's request) the same error as a page of the dashboard, with a way back."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from local_ml_flow.api import pages
 from local_ml_flow.errors import (
     AlreadyExistsError,
     ConcurrentUpdateError,
@@ -35,6 +37,7 @@ from local_ml_flow.errors import (
     StorageFullError,
     UploadTooLargeError,
 )
+from local_ml_flow.events import HOUSING, valid_dataset_name
 
 logger = logging.getLogger("local_ml_flow.api")
 
@@ -95,12 +98,43 @@ def error_response(status: int, error_type: str, message: str, details: Any = No
     return JSONResponse(status_code=status, content=jsonable_encoder({"error": body}))
 
 
-async def _domain(request: Request, exc: Exception) -> JSONResponse:
+def _back(path: str) -> tuple[str, str]:
+    """Where an error page under /ui leads back to: the dataset's page, or a list."""
+    parts = path.split("/")  # "", "ui", "datasets", name, ...
+    if len(parts) > 2 and parts[2] == "datasets":
+        if len(parts) > 3 and parts[3] != HOUSING and valid_dataset_name(parts[3]):
+            return f"/ui/datasets/{parts[3]}", f"dataset {parts[3]}"
+        return "/ui/datasets", "all datasets"
+    return "/ui", "all runs"
+
+
+def _answer(
+    request: Request, status: int, error_type: str, message: str, details: Any = None
+) -> JSONResponse | HTMLResponse:
+    """The error as JSON, or as a dashboard page for a request under /ui that takes HTML."""
+    path = request.url.path
+    accept = request.headers.get("accept", "")
+    json_only = "application/json" in accept and "text/html" not in accept
+    if not (path == "/ui" or path.startswith("/ui/")) or json_only:
+        return error_response(status, error_type, message, details)
+    if isinstance(details, list) and details:  # the request's invalid fields, for people
+        message = "; ".join(
+            f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg', '')}"
+            if isinstance(d, dict)
+            else str(d)
+            for d in details
+        )
+    page = pages.error_page(status, error_type, message, back=_back(path))
+    return HTMLResponse(page, status_code=status)
+
+
+async def _domain(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, LocalMlFlowError)
     if isinstance(exc, FunctionFailedError):
         # The function refused the request's parameters: the client's fault, not the
         # function's. Every other function failure is a bad gateway.
-        return error_response(
+        return _answer(
+            request,
             _FUNCTION_ERROR_STATUS.get(exc.error_type, 502),
             exc.error_type,
             exc.message,
@@ -113,16 +147,16 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
         failure = getattr(emulator, "down", None)
         if failure:
             message = f"{message} ({failure})"
-    return error_response(_STATUS[kind], kind.__name__, message, exc.details)
+    return _answer(request, _STATUS[kind], kind.__name__, message, exc.details)
 
 
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return error_response(422, "RequestValidationError", _summary(request, fields), fields)
+    return _answer(request, 422, "RequestValidationError", _summary(request, fields), fields)
 
 
 def _summary(request: Request, fields: list[dict[str, Any]]) -> str:
@@ -141,7 +175,7 @@ def _summary(request: Request, fields: list[dict[str, Any]]) -> str:
     return f"invalid request: {'; '.join(shown)}{more}"
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, StarletteHTTPException)
     names = {404: "NotFoundError", 405: "MethodNotAllowedError", 413: "PayloadTooLargeError"}
     message = str(exc.detail)
@@ -154,15 +188,15 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         )
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
-    response = error_response(exc.status_code, names.get(exc.status_code, "HTTPError"), message)
+    response = _answer(request, exc.status_code, names.get(exc.status_code, "HTTPError"), message)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "InternalError", "internal error; see the server log for details")
+    return _answer(request, 500, "InternalError", "internal error; see the server log for details")
 
 
 def install(app: FastAPI) -> None:

@@ -66,6 +66,28 @@ def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> 
 </main></body></html>"""
 
 
+def error_page(
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    back: tuple[str, str] = ("/ui", "all runs"),
+    element_id: str = "ui-error",
+    active: str = "",
+) -> str:
+    """The page of an error under /ui: what went wrong, and a way back."""
+    titles = {400: "Bad request", 404: "Not found", 405: "Not allowed", 422: "Bad request"}
+    title = titles.get(status, "Bad request" if status < 500 else "Something went wrong")
+    href, label = back
+    return layout(
+        title,
+        f'<div class="error-box" id="{e(element_id)}" data-status="{status}">'
+        f"<strong>{e(error_type)}</strong>: {e(message)}</div>"
+        f'<p class="back"><a href="{e(href)}">\u2190 {e(label)}</a></p>',
+        active=active,
+    )
+
+
 def _when(timestamp: Any) -> str:
     """``2026-11-26T09:47:08.410799Z`` as ``2026-11-26 09:47:08`` (UTC)."""
     if not timestamp:
