@@ -7,6 +7,7 @@ draws charts, the vendored uPlot. Data the browser needs later is fetched from t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
@@ -16,6 +17,9 @@ from local_ml_flow.ml import dataset
 
 DASH = "\u2013"  # an empty cell
 STATUSES = ("queued", "running", "succeeded", "failed", "corrupt")
+_SUPERSCRIPT = str.maketrans(
+    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
 
 
 def e(value: object) -> str:
@@ -23,14 +27,25 @@ def e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def human(value: Any) -> str:
+    """A number as people read it: ``1,609,023``, ``0.6529``, ``0.2``, ``1.2 x 10⁻⁵`` (the rules
+    of ``number`` in app.js); text as it is, nothing (or a non-finite number) as a dash."""
     if value is None:
         return DASH
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if not math.isfinite(value):
+        return DASH
+    size = abs(value)
+    if isinstance(value, int) and size < 1e15:
         return f"{value:,}"
-    return str(value)
+    if size >= 1e15 or 0 < size < 1e-4:
+        mantissa, exponent = f"{value:.2e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}\u00d710{str(int(exponent)).translate(_SUPERSCRIPT)}"
+    if size >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> str:
@@ -133,8 +148,8 @@ def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: i
             f' aria-label="compare {run_id}"></td>'
             f'<td><a href="/ui/runs/{run_id}">{run_id}</a></td><td>{_status(r)}</td>'
             f"<td>{e(p.get('model'))}</td><td>{e(p.get('feature_set'))}</td>"
-            f'<td class="num">{_fmt(m.get("r2"))}</td><td class="num">{_fmt(m.get("mae"))}</td>'
-            f'<td class="num">{_fmt(m.get("rmse"))}</td>'
+            f'<td class="num">{human(m.get("r2"))}</td><td class="num">{human(m.get("mae"))}</td>'
+            f'<td class="num">{human(m.get("rmse"))}</td>'
             f'<td class="mono">{e((r.get("dataset_sha256") or "")[:12]) or DASH}</td>'
             f"<td>{e(_when(r.get('created_at')))}</td><td>{e(_when(r.get('finished_at')))}</td>"
             f'<td class="num">{_duration(r)}</td></tr>'
@@ -185,7 +200,7 @@ def start_form() -> str:
 
 
 def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
-    return "".join(f"<tr><th>{e(k)}</th><td>{e(_fmt(v))}</td></tr>" for k, v in pairs)
+    return "".join(f"<tr><th>{e(k)}</th><td>{e(human(v))}</td></tr>" for k, v in pairs)
 
 
 def run_page(
@@ -198,8 +213,8 @@ def run_page(
     run_id = str(record["run_id"])
     metrics = record.get("metrics") or {}
     parts = [
-        f"<p>{_status(record)} · created {e(record.get('created_at'))}"
-        f" · finished {e(record.get('finished_at') or DASH)} · {_duration(record)}</p>"
+        f"<p>{_status(record)} · created {e(_when(record.get('created_at')))}"
+        f" · finished {e(_when(record.get('finished_at')))} (UTC) · {_duration(record)}</p>"
     ]
     if record.get("status") == "succeeded" and not record.get("current"):
         kept = record.get("not_promoted")
@@ -227,7 +242,7 @@ def run_page(
     if weights is not None:
         kind, pairs = weights
         rows = "".join(
-            f'<tr><td>{e(name)}</td><td class="num">{value:,.4g}</td></tr>'
+            f'<tr><td>{e(name)}</td><td class="num">{e(human(value))}</td></tr>'
             for name, value in sorted(pairs, key=lambda p: -abs(p[1]))
         )
         parts.append(
@@ -262,7 +277,7 @@ def compare_page(records: Sequence[Mapping[str, Any]]) -> str:
     head = "".join(f'<th><a href="/ui/runs/{e(i)}">{e(i)}</a></th>' for i in ids)
     body = "".join(
         f"<tr{' class=diff' if len({json.dumps(v, default=str) for v in values}) > 1 else ''}>"
-        f"<th>{e(name)}</th>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in values) + "</tr>"
+        f"<th>{e(name)}</th>" + "".join(f"<td>{e(human(v))}</td>" for v in values) + "</tr>"
         for name, values in rows
     )
     scored = [i for i, r in zip(ids, records, strict=True) if r.get("status") == "succeeded"]
@@ -277,6 +292,12 @@ def compare_page(records: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def describe(rule: dataset.NumberRule) -> str:
+    """A column's rule for people: ``a whole number from 0 to 1,000,000,000``."""
+    kind = "a whole number" if rule.integer else "a number"
+    return f"{kind} from {human(rule.minimum)} to {human(rule.maximum)}"
+
+
 def dataset_page(
     summary: Mapping[str, Any],
     page: Mapping[str, Any],
@@ -288,7 +309,7 @@ def dataset_page(
     seen: Mapping[str, str] = summary.get("columns") or {}
     for column in dataset.COLUMNS:
         rule = dataset.NUMBER_RULES.get(column)
-        kind = rule.describe() if rule else "one of " + ", ".join(dataset.CHOICES[column])
+        kind = describe(rule) if rule else "one of " + ", ".join(dataset.CHOICES[column])
         columns.append(
             f"<tr><td>{e(column)}</td><td>{e(kind)}</td><td>{e(seen.get(column, DASH))}</td></tr>"
         )
@@ -307,9 +328,9 @@ def dataset_page(
     )
     hist = (
         "".join(
-            f'<tr><td class="mono">{e((h.get("sha256") or "")[:16])}</td><td>{_fmt(h.get("size"))}'
-            f"</td><td>{e(h.get('archived_at'))}</td><td>{'current' if h.get('current') else ''}"
-            "</td></tr>"
+            f'<tr><td class="mono">{e((h.get("sha256") or "")[:16])}</td><td>{human(h.get("size"))}'
+            f"</td><td>{e(_when(h.get('archived_at')))}</td>"
+            f"<td>{'current' if h.get('current') else ''}</td></tr>"
             for h in history
         )
         or '<tr><td colspan="4">none yet</td></tr>'
@@ -318,7 +339,7 @@ def dataset_page(
         "Dataset",
         f"""<div class="cols"><section><h2>Current file</h2><table>
 <tr><th>key</th><td>s3://{e(summary["bucket"])}/{e(summary["key"])}</td></tr>
-<tr><th>rows</th><td id="row-count">{_fmt(total)}</td></tr>
+<tr><th>rows</th><td id="row-count">{human(total)}</td></tr>
 <tr><th>sha256</th><td class="mono">{e(summary.get("sha256") or DASH)}</td></tr></table>
 <h2>Columns</h2><table id="columns"><thead><tr><th>column</th><th>rule</th><th>in this file</th>
 </tr></thead>
@@ -347,8 +368,8 @@ def predict_page(example: Mapping[str, Any]) -> str:
             step = "1" if rule.integer else "any"
             fields.append(
                 f'<label>{e(column)} <input name="{e(column)}" type="number" required'
-                f' min="{rule.minimum:g}" max="{rule.maximum:g}" step="{step}"'
-                f' value="{e(example.get(column))}"><small>{e(rule.describe())}</small></label>'
+                f' min="{rule.minimum:.15g}" max="{rule.maximum:.15g}" step="{step}"'
+                f' value="{e(example.get(column))}"><small>{e(describe(rule))}</small></label>'
             )
         else:
             choices = "".join(
