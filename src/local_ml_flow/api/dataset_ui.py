@@ -39,10 +39,12 @@ def _shell(
     )
 
 
-def _table(table_id: str, columns: int) -> str:
-    """An empty table that the script fills (head and body), inside a horizontal scroller."""
+def _table(table_id: str, columns: int, css: str = "") -> str:
+    """An empty table that the script fills (head and body), inside a horizontal scroller;
+    ``css="cards"``: one card per row on a narrow screen."""
+    cls = f' class="{css}"' if css else ""
     return (
-        f'<div class="scroll"><table id="{table_id}"><thead></thead><tbody>'
+        f'<div class="scroll"><table id="{table_id}"{cls}><thead></thead><tbody>'
         f'<tr><td colspan="{columns}" class="muted">loading…</td></tr></tbody></table></div>'
     )
 
@@ -88,7 +90,7 @@ def dataset_page(name: str) -> str:
 <button type="submit" disabled>start run</button></div>
 <fieldset id="ds-features"><legend>features</legend><p class="muted">loading…</p></fieldset>
 </form><div id="ds-run-progress" aria-live="polite"></div></section>
-<section><h2>Runs</h2><div id="ds-runs-error"></div>{_table("ds-runs", 9)}
+<section><h2>Runs</h2><div id="ds-runs-error"></div>{_table("ds-runs", 9, "cards")}
 <p><button type="button" id="ds-compare-selected" disabled>compare selected (2-4)</button></p>
 </section>
 <section><h2>Schema</h2>{_table("ds-schema", 5)}</section>

@@ -2,6 +2,8 @@
 
 Each page is one HTML document with the app's own CSS and JS (``static/ui``) and, where it
 draws charts, the vendored uPlot. Data the browser needs later is fetched from the API.
+Every page fits 1280 px and reads at 390 px: a table wider than its box scrolls inside it
+(``div.scroll``), the runs table turns into one card per run on a narrow screen (``cards``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
 
@@ -17,6 +20,19 @@ from local_ml_flow.ml import dataset
 
 DASH = "\u2013"  # an empty cell
 STATUSES = ("queued", "running", "succeeded", "failed", "corrupt")
+RUNS_COLUMNS = (
+    "run",
+    "status",
+    "model",
+    "features",
+    "R²",
+    "MAE",
+    "RMSE",
+    "dataset",
+    "created (UTC)",
+    "duration",
+)
+CURRENT = '<span class="badge current">current</span>'
 _SUPERSCRIPT = str.maketrans(
     "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
 )
@@ -48,6 +64,13 @@ def human(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def when(timestamp: Any) -> str:
+    """``2026-11-26T09:47:08.410799Z`` (or ``+00:00``) as ``2026-11-26 09:47:08`` (UTC)."""
+    if not timestamp:
+        return DASH
+    return str(timestamp).replace("T", " ")[:19]
+
+
 def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> str:
     """A whole page: navigation, the app's CSS/JS, uPlot when it draws charts."""
     links = [
@@ -55,6 +78,8 @@ def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> 
         ("/ui/datasets", "Datasets"),
         ("/ui/dataset", "Dataset"),
         ("/ui/predict", "Predict"),
+        ("/docs", "API docs"),
+        ("/redoc", "ReDoc"),
     ]
     nav = "".join(
         f'<a href="{href}"{" class=active" if name == active else ""}>{name}</a>'
@@ -74,11 +99,20 @@ def layout(title: str, body: str, *, charts: bool = False, active: str = "") -> 
 <link rel="stylesheet" href="{assets.UI_CSS}">{chart_head}
 <script src="{assets.UI_JS}" defer></script>
 </head><body>
-<header><strong>local-ml-flow</strong><nav>{nav}<a href="/docs">API docs</a>
-<a href="/redoc">ReDoc</a></nav></header>
+<header><strong>local-ml-flow</strong><nav>{nav}</nav></header>
 <main><h1>{e(title)}</h1>
 {body}
 </main></body></html>"""
+
+
+def scroll(table: str) -> str:
+    """A table in a box of its own that scrolls sideways when the table is wider."""
+    return f'<div class="scroll">{table}</div>'
+
+
+def run_link(run_id: str) -> str:
+    """A link to a run's page; a long id is cut short with an ellipsis (whole in its title)."""
+    return f'<a class="run-id" href="/ui/runs/{e(run_id)}" title="{e(run_id)}">{e(run_id)}</a>'
 
 
 def error_page(
@@ -103,22 +137,13 @@ def error_page(
     )
 
 
-def _when(timestamp: Any) -> str:
-    """``2026-11-26T09:47:08.410799Z`` as ``2026-11-26 09:47:08`` (UTC)."""
-    if not timestamp:
-        return DASH
-    return str(timestamp).replace("T", " ")[:19]
-
-
 def _status(record: Mapping[str, Any]) -> str:
     status = str(record.get("status"))
-    current = ' <span class="badge current">current</span>' if record.get("current") else ""
+    current = f" {CURRENT}" if record.get("current") else ""
     return f'<span class="status {e(status)}">{e(status)}</span>{current}'
 
 
 def _duration(record: Mapping[str, Any]) -> str:
-    from datetime import datetime
-
     start, end = record.get("created_at"), record.get("finished_at")
     if not start or not end:
         return DASH
@@ -132,45 +157,71 @@ def _duration(record: Mapping[str, Any]) -> str:
     return f"{seconds:.1f} s"
 
 
+def _cell(label: str, content: str, css: str = "") -> str:
+    """A runs-table cell; ``label`` names it when the table turns into cards."""
+    cls = f' class="{css}"' if css else ""
+    return f'<td data-label="{e(label)}"{cls}>{content}</td>'
+
+
+def runs_rows(records: Sequence[Mapping[str, Any]], status: str | None, limit: int) -> str:
+    """The rows of the runs table (also what app.js swaps in while a run goes on)."""
+    rows = []
+    for r in records:
+        m = r.get("metrics") or {}
+        p = r.get("parameters") or {}
+        run_id = str(r["run_id"])
+        rows.append(
+            f'<tr data-run="{e(run_id)}" data-status="{e(r.get("status"))}">'
+            f'<td class="pick"><input type="checkbox" name="run" value="{e(run_id)}"'
+            f' form="compare" aria-label="compare {e(run_id)}"></td>'
+            f'<td class="run">{run_link(run_id)}</td>'
+            + _cell("status", _status(r), "state")
+            + _cell("model", e(p.get("model")))
+            + _cell("features", e(p.get("feature_set")))
+            + _cell("R²", human(m.get("r2")), "num")
+            + _cell("MAE", human(m.get("mae")), "num")
+            + _cell("RMSE", human(m.get("rmse")), "num")
+            + _cell("dataset", e((r.get("dataset_sha256") or "")[:8]) or DASH, "mono")
+            + _cell("created (UTC)", e(when(r.get("created_at"))), "when")
+            + _cell("duration", _duration(r), "num")
+            + "</tr>"
+        )
+    if rows:
+        return "".join(rows)
+    if status:
+        empty = f"no {e(status)} run among the latest {limit}"
+    else:
+        empty = "no runs yet: start one with the form above"
+    return f'<tr class="empty"><td colspan="11">{empty}</td></tr>'
+
+
 def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: int) -> str:
     """The runs table (newest first), a status filter, compare 2-4, start a run."""
     options = "".join(
         f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES
     )
-    rows = []
-    for r in records:
-        m = r.get("metrics") or {}
-        p = r.get("parameters") or {}
-        run_id = e(r["run_id"])
-        rows.append(
-            f'<tr data-status="{e(r.get("status"))}">'
-            f'<td><input type="checkbox" name="run" value="{run_id}" form="compare"'
-            f' aria-label="compare {run_id}"></td>'
-            f'<td><a href="/ui/runs/{run_id}">{run_id}</a></td><td>{_status(r)}</td>'
-            f"<td>{e(p.get('model'))}</td><td>{e(p.get('feature_set'))}</td>"
-            f'<td class="num">{human(m.get("r2"))}</td><td class="num">{human(m.get("mae"))}</td>'
-            f'<td class="num">{human(m.get("rmse"))}</td>'
-            f'<td class="mono">{e((r.get("dataset_sha256") or "")[:12]) or DASH}</td>'
-            f"<td>{e(_when(r.get('created_at')))}</td><td>{e(_when(r.get('finished_at')))}</td>"
-            f'<td class="num">{_duration(r)}</td></tr>'
-        )
-    table = "".join(rows) or '<tr><td colspan="12">no runs yet: start one below</td></tr>'
+    heads = "".join(
+        f"<th{' class=num' if label in ('R²', 'MAE', 'RMSE', 'duration') else ''}>{label}</th>"
+        for label in RUNS_COLUMNS
+    )
+    table = (
+        f'<table id="runs" class="cards"><thead><tr><th><span class="sr-only">compare</span></th>'
+        f"{heads}</tr></thead><tbody>{runs_rows(records, status, limit)}</tbody></table>"
+    )
     return layout(
         "Runs",
         f"""
 <section class="panel"><h2>Start a run</h2>{start_form()}</section>
 <section>
-<form method="get" action="/ui" class="inline">
-<label>status <select name="status" onchange="this.form.submit()">
+<form method="get" action="/ui" class="inline" id="status-filter">
+<label>status <select name="status">
 <option value="">all</option>{options}</select></label>
 <input type="hidden" name="limit" value="{limit}">
-<noscript><button>filter</button></noscript></form>
+<button type="submit" class="secondary">filter</button></form>
 <form id="compare" method="get" action="/ui/compare" class="inline">
 <button type="submit" id="compare-button" disabled>compare selected (2-4)</button></form>
-<table id="runs"><thead><tr><th></th><th>run</th><th>status</th><th>model</th>
-<th>features</th><th>R²</th><th>MAE</th><th>RMSE</th><th>dataset</th><th>created (UTC)</th>
-<th>finished</th><th>duration</th></tr></thead><tbody>{table}</tbody></table>
-<p class="muted">{len(records)} run(s) shown (newest first, at most {limit}).</p>
+{scroll(table)}
+<p class="muted" id="runs-count">{len(records)} run(s) shown (newest first, at most {limit}).</p>
 </section>""",
         active="Runs",
     )
@@ -213,8 +264,8 @@ def run_page(
     run_id = str(record["run_id"])
     metrics = record.get("metrics") or {}
     parts = [
-        f"<p>{_status(record)} · created {e(_when(record.get('created_at')))}"
-        f" · finished {e(_when(record.get('finished_at')))} (UTC) · {_duration(record)}</p>"
+        f'<p class="run-head">{_status(record)} · created {e(when(record.get("created_at")))}'
+        f" · finished {e(when(record.get('finished_at')))} (UTC) · {_duration(record)}</p>"
     ]
     if record.get("status") == "succeeded" and not record.get("current"):
         kept = record.get("not_promoted")
@@ -232,12 +283,13 @@ def run_page(
         )
     test = [(k, metrics.get(k)) for k in ("r2", "mae", "rmse", "n_test", "n_train")]
     train_rows = [(k, (train or {}).get(k)) for k in ("r2", "mae", "rmse", "n")]
+    parameters = _kv((record.get("parameters") or {}).items())
     parts.append(
         '<div class="cols">'
-        f"<section><h2>Parameters</h2><table>{_kv((record.get('parameters') or {}).items())}"
-        f"</table></section>"
-        f"<section><h2>Test metrics</h2><table>{_kv(test)}</table></section>"
-        f"<section><h2>Train metrics</h2><table>{_kv(train_rows)}</table></section></div>"
+        f"<section><h2>Parameters</h2>{scroll(f'<table>{parameters}</table>')}</section>"
+        f"<section><h2>Test metrics</h2>{scroll(f'<table>{_kv(test)}</table>')}</section>"
+        f"<section><h2>Train metrics</h2>{scroll(f'<table>{_kv(train_rows)}</table>')}</section>"
+        "</div>"
     )
     if weights is not None:
         kind, pairs = weights
@@ -245,10 +297,11 @@ def run_page(
             f'<tr><td>{e(name)}</td><td class="num">{e(human(value))}</td></tr>'
             for name, value in sorted(pairs, key=lambda p: -abs(p[1]))
         )
-        parts.append(
-            f"<section><h2>Features ({e(kind)}s)</h2><table><thead><tr><th>feature</th>"
-            f"<th>{e(kind)}</th></tr></thead><tbody>{rows}</tbody></table></section>"
+        table = (
+            f'<table id="weights"><thead><tr><th>feature</th><th class="num">{e(kind)}</th></tr>'
+            f"</thead><tbody>{rows}</tbody></table>"
         )
+        parts.append(f"<section><h2>Features ({e(kind)}s)</h2>{scroll(table)}</section>")
     elif record.get("features"):
         names = e(", ".join(record["features"]))
         parts.append(f"<section><h2>Features</h2><p>{names}</p></section>")
@@ -274,17 +327,20 @@ def compare_page(records: Sequence[Mapping[str, Any]]) -> str:
     for k in ("r2", "mae", "rmse", "n_test", "n_train"):
         rows.append((k, [(r.get("metrics") or {}).get(k) for r in records]))
     rows.append(("dataset", [(r.get("dataset_sha256") or "")[:12] for r in records]))
-    head = "".join(f'<th><a href="/ui/runs/{e(i)}">{e(i)}</a></th>' for i in ids)
+    head = "".join(f'<th class="run"><a href="/ui/runs/{e(i)}">{e(i)}</a></th>' for i in ids)
     body = "".join(
         f"<tr{' class=diff' if len({json.dumps(v, default=str) for v in values}) > 1 else ''}>"
         f"<th>{e(name)}</th>" + "".join(f"<td>{e(human(v))}</td>" for v in values) + "</tr>"
         for name, values in rows
     )
     scored = [i for i, r in zip(ids, records, strict=True) if r.get("status") == "succeeded"]
+    table = (
+        f'<table id="compare-table"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody>'
+        "</table>"
+    )
     return layout(
         "Compare runs",
-        f"""<table id="compare-table"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody>
-</table><p class="muted">Highlighted rows differ.</p>
+        f"""{scroll(table)}<p class="muted">Highlighted rows differ.</p>
 <section><h2>Predicted vs actual</h2>
 <div class="chart" data-chart="scatter" data-runs="{e(json.dumps(scored))}"></div></section>""",
         charts=True,
@@ -315,8 +371,12 @@ def dataset_page(
         )
     values = page["values"]
     header = list(values[0]) if values else list(dataset.COLUMNS)
+    numeric = {c for c in header if c in dataset.NUMBER_RULES}
     preview = "".join(
-        "<tr>" + "".join(f"<td>{e(row.get(c))}</td>" for c in header) + "</tr>" for row in values
+        "<tr>"
+        + "".join(f"<td{' class=num' if c in numeric else ''}>{e(row.get(c))}</td>" for c in header)
+        + "</tr>"
+        for row in values
     )
     prev_link = (
         f'<a href="/ui/dataset?offset={max(0, offset - limit)}">← previous</a>' if offset else ""
@@ -328,33 +388,46 @@ def dataset_page(
     )
     hist = (
         "".join(
-            f'<tr><td class="mono">{e((h.get("sha256") or "")[:16])}</td><td>{human(h.get("size"))}'
-            f"</td><td>{e(_when(h.get('archived_at')))}</td>"
-            f"<td>{'current' if h.get('current') else ''}</td></tr>"
+            f'<tr><td class="mono">{e((h.get("sha256") or "")[:16]) or DASH}</td>'
+            f'<td class="num">{human(h.get("size"))}</td><td>{e(when(h.get("archived_at")))}</td>'
+            f"<td>{CURRENT if h.get('current') else ''}</td></tr>"
             for h in history
         )
         or '<tr><td colspan="4">none yet</td></tr>'
     )
+    heads = "".join(f"<th{' class=num' if c in numeric else ''}>{e(c)}</th>" for c in header)
+    location = f"s3://{summary['bucket']}/{summary['key']}"
+    current_file = (
+        f'<table id="current-file"><tr><th>key</th><td class="hash">{e(location)}</td></tr>'
+        f'<tr><th>rows</th><td id="row-count">{human(total)}</td></tr>'
+        f'<tr><th>sha256</th><td class="mono hash">{e(summary.get("sha256") or DASH)}</td></tr>'
+        "</table>"
+    )
+    rules = (
+        '<table id="columns"><thead><tr><th>column</th><th>rule</th><th>in this file</th></tr>'
+        f"</thead><tbody>{''.join(columns)}</tbody></table>"
+    )
+    archive = (
+        '<table id="history"><thead><tr><th>sha256</th><th class="num">bytes</th>'
+        f"<th>archived (UTC)</th><th></th></tr></thead><tbody>{hist}</tbody></table>"
+    )
+    rows = (
+        f'<table id="preview" class="compact"><thead><tr>{heads}</tr></thead>'
+        f"<tbody>{preview}</tbody></table>"
+    )
+    first, last = offset + 1 if total else 0, min(total, offset + limit)
     return layout(
         "Dataset",
-        f"""<div class="cols"><section><h2>Current file</h2><table>
-<tr><th>key</th><td>s3://{e(summary["bucket"])}/{e(summary["key"])}</td></tr>
-<tr><th>rows</th><td id="row-count">{human(total)}</td></tr>
-<tr><th>sha256</th><td class="mono">{e(summary.get("sha256") or DASH)}</td></tr></table>
-<h2>Columns</h2><table id="columns"><thead><tr><th>column</th><th>rule</th><th>in this file</th>
-</tr></thead>
-<tbody>{"".join(columns)}</tbody></table></section>
+        f"""<div class="cols"><section><h2>Current file</h2>{scroll(current_file)}
+<h2>Columns</h2>{scroll(rules)}</section>
 <section><h2>Upload a new dataset</h2>
-<form id="upload" enctype="multipart/form-data">
-<input type="file" name="file" accept=".csv,text/csv" required>
+<form id="upload" class="grid" enctype="multipart/form-data">
+<label>CSV file <input type="file" name="file" accept=".csv,text/csv" required></label>
 <button type="submit">upload</button></form>
 <div id="upload-result" aria-live="polite"></div>
-<h2>History</h2><table id="history"><thead><tr><th>sha256</th><th>bytes</th><th>archived</th>
-<th></th></tr></thead><tbody>{hist}</tbody></table></section></div>
-<section><h2>Rows {offset + 1 if total else 0}&ndash;{min(total, offset + limit)} of {total}</h2>
-<p>{prev_link} {next_link}</p><div class="scroll"><table id="preview"><thead><tr>
-{"".join(f"<th>{e(c)}</th>" for c in header)}</tr></thead><tbody>{preview}</tbody></table>
-</div></section>""",
+<h2>History</h2>{scroll(archive)}</section></div>
+<section><h2>Rows {human(first)}&ndash;{human(last)} of {human(total)}</h2>
+<p>{prev_link} {next_link}</p>{scroll(rows)}</section>""",
         active="Dataset",
     )
 

@@ -99,14 +99,14 @@
   function datasetRow(d) {
     const p = pagesOf(d.name, d.builtin);
     const cur = d.current_run;
-    const run = cur ? `<a class="mono" href="${esc(p.run(cur.run_id))}">${esc(cur.run_id)}</a>` : DASH;
+    const run = cur ? `<a class="mono run-id" href="${esc(p.run(cur.run_id))}" title="${esc(cur.run_id)}">${esc(cur.run_id)}</a>` : DASH;
     const metric = cur && cur.metric ? `${esc(metricName(cur.metric.name))} <strong>${fmt(cur.metric.value)}</strong>` : DASH;
     const links = d.builtin
       ? `<a href="/ui">runs</a> · <a href="/ui/dataset">rows</a> · <a href="/ui/predict">predict</a>`
       : `<a href="${esc(p.runs)}">runs</a> · <a href="${esc(p.predict)}">predict</a>`;
-    return `<tr data-dataset="${esc(d.name)}"><td><a href="${esc(p.home)}">${esc(d.name)}</a>`
+    return `<tr data-dataset="${esc(d.name)}"><td class="ds-name"><a href="${esc(p.home)}">${esc(d.name)}</a>`
       + `${d.builtin ? ' <span class="badge">built-in</span>' : ""}</td><td>${esc(d.task)}</td>`
-      + `<td>${esc(d.target)}</td><td class="num">${fmt(d.rows)}</td>`
+      + `<td class="ds-name">${esc(d.target)}</td><td class="num">${fmt(d.rows)}</td>`
       + `<td class="mono">${esc(String(d.sha256 || "").slice(0, 12)) || DASH}</td><td>${run}</td>`
       + `<td>${metric}</td><td class="nowrap">${links}</td></tr>`;
   }
@@ -231,7 +231,7 @@
 
   function metricsCells(run, task) {
     const m = run.metrics || {};
-    return mainMetrics(task).map((k) => `<td class="num">${fmt(m[k])}</td>`).join("");
+    return mainMetrics(task).map((k) => `<td class="num" data-label="${esc(metricName(k))}">${fmt(m[k])}</td>`).join("");
   }
 
   // The runs ticked for comparison; the button goes to the compare page when 2-4 are.
@@ -255,15 +255,16 @@
     const table = $("#ds-runs");
     const keys = mainMetrics(task);
     const kept = new Set(selectedRuns());
-    table.tHead.innerHTML = `<tr><th><span class="sr-only">compare</span></th><th>run</th><th>status</th><th>model</th>${keys.map((k) => `<th>${esc(metricName(k))}</th>`).join("")}`
+    table.tHead.innerHTML = `<tr><th><span class="sr-only">compare</span></th><th>run</th><th>status</th><th>model</th>${keys.map((k) => `<th class="num">${esc(metricName(k))}</th>`).join("")}`
       + "<th>created (UTC)</th><th>finished</th></tr>";
     const p = pagesOf(name, false);
     table.tBodies[0].innerHTML = runs.map((r) => `<tr data-run="${esc(r.run_id)}" data-status="${esc(r.status)}">`
-      + `<td><input type="checkbox" name="compare" value="${esc(r.run_id)}" aria-label="compare ${esc(r.run_id)}"`
-      + `${kept.has(r.run_id) ? " checked" : ""}></td><td class="nowrap"><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></td><td class="nowrap">${statusHtml(r)}</td>`
-      + `<td>${esc((r.parameters || {}).model)}</td>${metricsCells(r, task)}`
-      + `<td class="nowrap">${esc(when(r.created_at))}</td><td class="nowrap">${esc(when(r.finished_at))}</td></tr>`).join("")
-      || `<tr><td colspan="${keys.length + 6}">no runs yet: start one</td></tr>`;
+      + `<td class="pick"><input type="checkbox" name="compare" value="${esc(r.run_id)}" aria-label="compare ${esc(r.run_id)}"`
+      + `${kept.has(r.run_id) ? " checked" : ""}></td><td class="run nowrap"><a class="mono run-id" href="${esc(p.run(r.run_id))}" title="${esc(r.run_id)}">${esc(r.run_id)}</a></td>`
+      + `<td class="nowrap" data-label="status">${statusHtml(r)}</td>`
+      + `<td data-label="model">${esc((r.parameters || {}).model)}</td>${metricsCells(r, task)}`
+      + `<td class="nowrap" data-label="created (UTC)">${esc(when(r.created_at))}</td><td class="nowrap" data-label="finished">${esc(when(r.finished_at))}</td></tr>`).join("")
+      || `<tr class="empty"><td colspan="${keys.length + 6}">no runs yet: start one with the form above</td></tr>`;
     updateCompare();
   }
 
@@ -590,7 +591,7 @@
       + `<th>${esc(label)}</th>${values.map((v, i) => `<td>${cell(v, i)}</td>`).join("")}</tr>`;
     const group = (title) => `<tr class="group"><th colspan="${runs.length + 1}">${esc(title)}</th></tr>`;
     const table = $("#ds-compare");
-    table.tHead.innerHTML = `<tr><th></th>${runs.map((r) => `<th><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></th>`).join("")}</tr>`;
+    table.tHead.innerHTML = `<tr><th></th>${runs.map((r) => `<th class="run"><a class="mono" href="${esc(p.run(r.run_id))}">${esc(r.run_id)}</a></th>`).join("")}</tr>`;
     table.tBodies[0].innerHTML = row("field", "status", "status", runs.map((r) => r.status), (_, i) => statusHtml(runs[i]))
       + group("parameters")
       + paramKeys.map((k) => row("param", k, k.replace(/_/g, " "), params.map((q) => q[k]), paramValue)).join("")

@@ -1,0 +1,179 @@
+"""The dashboard as the issue measured it, over a server with data that makes pages wide (long
+run ids, failed runs, a wide registered dataset, see ``rich.py``) and one with no run at all:
+one test per finding (pages wider than their window, ticks that run together, a runs table that
+does not follow a run, errors as raw JSON, numbers such as ``1.609e+06``, problems listed twice,
+messages that point elsewhere than the dashboard)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import ApiServer, start_server
+from tests.browser import rich
+from tests.browser.chromium import Watch, watch
+
+VIEWPORTS = {"1280x800": (1280, 800), "390x844": (390, 844)}
+# Tables that must show every column at 1280 px without scrolling in their box.
+WHOLE_AT_1280 = ("#runs", "#preview", "#compare-table", "#ds-runs", "#ds-list", "#ds-compare")
+# A number written the way Python's or JavaScript's defaults write it, not for people.
+RAW_NUMBER = re.compile(r"\d(?:\.\d+)?e[+-]\d")
+
+
+@pytest.fixture(scope="module")
+def rich_server(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
+) -> Iterator[tuple[ApiServer, rich.Rich]]:
+    """An embedded server that ran once, then the runs and datasets of ``rich.fill``."""
+    args = ["--embedded", "--dataset", str(dataset_path), "--run-first"]
+    server = start_server(tmp_path_factory, dataset_path, args=args)
+    try:
+        yield server, rich.fill(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def bare_server(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, dataset_path: Path
+) -> Iterator[ApiServer]:
+    """A server with no run at all."""
+    server = start_server(tmp_path_factory, dataset_path)
+    yield server
+    server.stop()
+
+
+def tab(browser: Any, viewport: str) -> Any:
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return page
+
+
+def settle(page: Any, server: ApiServer, path: str) -> tuple[Watch, Any]:
+    """Open ``path`` and wait until its script is done: the datasets' pages say so, the
+    housing pages' charts are drawn."""
+    seen = watch(page, server.url)
+    response = page.goto(server.url + path, wait_until="networkidle")
+    if page.locator("#ds-app").count():
+        page.wait_for_selector("#ds-app[data-ready]", state="attached")
+    for chart in page.locator(".chart[data-chart]").all():
+        chart.locator("canvas").wait_for(state="attached")
+    page.wait_for_load_state("networkidle")
+    return seen, response
+
+
+def test_every_page_fits_the_window(browser, rich_server):
+    """scrollWidth <= the viewport on every page at both sizes; at 1280 the wide tables show
+    every column in their box."""
+    server, made = rich_server
+    wide: list[str] = []
+    cut: list[str] = []
+    for viewport, (width, _) in VIEWPORTS.items():
+        page = tab(browser, viewport)
+        try:
+            for path in made.pages():
+                seen, response = settle(page, server, path)
+                scroll = page.evaluate("document.documentElement.scrollWidth")
+                if scroll > width:
+                    wide.append(f"{path} is {scroll} px wide at {viewport}")
+                refused = not response.ok or page.locator("#ds-not-found").count()
+                refusals = ["404", "400", "422"] if refused else []
+                errors = [e for e in seen.errors if not any(code in e for code in refusals)]
+                assert errors == [], f"{path}: {errors}"
+                assert seen.foreign == [], f"{path}: {seen.foreign}"
+                if width < 1280:
+                    continue
+                for table in WHOLE_AT_1280:
+                    boxes = page.locator(f"div.scroll:has(> {table})")
+                    if boxes.count():
+                        inner, shown = boxes.first.evaluate("b => [b.scrollWidth, b.clientWidth]")
+                        if inner > shown:
+                            cut.append(f"{path}: {table} is {inner} px in a {shown} px box")
+        finally:
+            page.context.close()
+    assert wide == [], "\n".join(wide)
+    assert cut == [], "\n".join(cut)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "back"),
+    [
+        ("/ui/runs/no-such-run", 404, "/ui"),
+        ("/ui/runs/a..b", 422, "/ui"),
+        ("/ui/compare?run=no-such-run", 422, "/ui"),
+        ("/ui/dataset?offset=-1", 422, "/ui"),
+        ("/ui/no-such-page", 404, "/ui"),
+        (f"/ui/datasets/{rich.WIDE}/no-such-page", 404, f"/ui/datasets/{rich.WIDE}"),
+    ],
+)
+def test_every_error_is_a_page_with_a_way_back(browser, rich_server, path, status, back):
+    server, _ = rich_server
+    page = tab(browser, "390x844")
+    try:
+        seen = watch(page, server.url)
+        response = page.goto(server.url + path, wait_until="networkidle")
+        assert response.status == status
+        assert response.headers["content-type"].startswith("text/html")
+        assert page.locator("main .error-box").is_visible()
+        assert page.locator("header nav a").count() >= 4  # the dashboard's navigation
+        link = page.locator(f'main a[href="{back}"]')
+        assert link.count() == 1, page.content()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert seen.foreign == []
+        link.click()
+        page.wait_for_load_state("networkidle")
+        assert page.url == server.url + back
+    finally:
+        page.context.close()
+    # a client that asks for JSON still gets the API's error shape
+    answer = httpx.get(server.url + path, headers={"Accept": "application/json"})
+    assert answer.status_code == status
+    assert set(answer.json()) == {"error"}
+
+
+def test_numbers_read_as_numbers(browser, rich_server):
+    """Coefficients, metrics, rules and hints: thousands separated, no ``1.609e+06``."""
+    server, made = rich_server
+    page = tab(browser, "1280x800")
+    try:
+        for path in (
+            f"/ui/runs/{made.housing['first']}",  # a linear run: its coefficients
+            f"/ui/runs/{made.housing['long0']}",
+            "/ui",
+            "/ui/dataset",
+            "/ui/predict",
+            f"/ui/compare?run={made.housing['first']}&run={made.housing['boosting']}",
+            f"/ui/datasets/{rich.WIDE}",
+            f"/ui/datasets/{rich.WIDE}/predict",
+        ):
+            settle(page, server, path)
+            text = page.inner_text("main")
+            assert not RAW_NUMBER.search(text), f"{path}: {RAW_NUMBER.findall(text)}"
+            if path == "/ui/predict":
+                assert "a whole number from 0 to 1,000,000,000" in text
+        settle(page, server, f"/ui/runs/{made.housing['first']}")
+        coefficients = page.locator("#weights tbody td.num").all_inner_texts()
+        assert len(coefficients) >= 10
+        assert all(re.fullmatch(r"-?[\d,]+(\.\d+)?", c) for c in coefficients), coefficients
+        assert any(len(c) >= 7 and "," in c for c in coefficients), coefficients
+    finally:
+        page.context.close()
+
+
+def test_an_empty_runs_page_points_at_the_form_above(browser, bare_server):
+    page = tab(browser, "390x844")
+    try:
+        settle(page, bare_server, "/ui")
+        empty = page.inner_text("#runs tbody")
+        assert "above" in empty
+        assert "below" not in empty
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        page.context.close()
