@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,48 @@ import pytest
 from tests.api.conftest import ApiServer, start_server
 from tests.browser import rich
 from tests.browser.chromium import Watch, watch
+from tests.browser.test_dashboard import BAD_CSV
 
 VIEWPORTS = {"1280x800": (1280, 800), "390x844": (390, 844)}
 # Tables that must show every column at 1280 px without scrolling in their box.
 WHOLE_AT_1280 = ("#runs", "#preview", "#compare-table", "#ds-runs", "#ds-list", "#ds-compare")
 # A number written the way Python's or JavaScript's defaults write it, not for people.
 RAW_NUMBER = re.compile(r"\d(?:\.\d+)?e[+-]\d")
+# Catches every uPlot made, to read the ticks it drew (uPlot is a global `var`: its setter runs).
+CATCH_PLOTS = """
+(() => {
+  let wrapped;
+  window.__plots = [];
+  Object.defineProperty(window, "uPlot", {
+    configurable: true,
+    get() { return wrapped; },
+    set(real) {
+      wrapped = function (opts, data, target) {
+        const plot = new real(opts, data, target);
+        window.__plots.push(plot);
+        return plot;
+      };
+      Object.assign(wrapped, real);
+    },
+  });
+})();
+"""
+# Each axis of each chart: its tick labels' positions and widths (CSS px), its own size.
+TICKS = """
+() => window.__plots.map((u) => u.axes.map((axis) => {
+  if (!axis.show || !axis._values) return null;
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = axis.font[0];
+  const labels = axis._splits.map((v, k) => [v, axis._values[k]]).filter(([, t]) => t != null);
+  return {
+    horizontal: axis.side % 2 === 0,
+    size: axis._size,
+    ticks: labels.map(([v, t]) => ({
+      text: String(t), at: u.valToPos(v, axis.scale), width: ctx.measureText(String(t)).width,
+    })),
+  };
+}).filter(Boolean))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +139,43 @@ def test_every_page_fits_the_window(browser, rich_server):
     assert cut == [], "\n".join(cut)
 
 
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_chart_ticks_do_not_run_together(browser, rich_server, viewport):
+    """The x labels of every chart leave room between them; a y axis is as wide as its labels."""
+    server, made = rich_server
+    h, w = made.housing, made.wide
+    paths = [
+        f"/ui/runs/{h['long0']}",
+        f"/ui/compare?run={h['long0']}&run={h['boosting']}&run={h['seed']}",
+        f"/ui/datasets/{rich.WIDE}/runs/{w['long']}",
+        f"/ui/datasets/{rich.IRIS}/runs/{made.iris['first']}",
+    ]
+    page = tab(browser, viewport)
+    page.add_init_script(CATCH_PLOTS)
+    problems: list[str] = []
+    try:
+        for path in paths:
+            settle(page, server, path)
+            charts = page.evaluate(TICKS)
+            assert charts, f"{path}: no chart drawn"
+            for axes in charts:
+                for axis in axes:
+                    ticks = sorted(axis["ticks"], key=lambda t: t["at"])
+                    assert len(ticks) >= 2, f"{path}: an axis with {ticks}"
+                    if axis["horizontal"]:
+                        for a, b in pairwise(ticks):
+                            room = b["at"] - a["at"] - (a["width"] + b["width"]) / 2
+                            if room < 6:
+                                problems.append(f"{path}: {a['text']!r} and {b['text']!r}")
+                    else:
+                        widest = max(t["width"] for t in ticks)
+                        if widest + 12 > axis["size"]:
+                            problems.append(f"{path}: a {widest:.0f} px label, {axis['size']} px")
+    finally:
+        page.context.close()
+    assert problems == [], "labels that run together:\n" + "\n".join(problems)
+
+
 @pytest.mark.parametrize(
     ("path", "status", "back"),
     [
@@ -165,6 +239,45 @@ def test_numbers_read_as_numbers(browser, rich_server):
         assert any(len(c) >= 7 and "," in c for c in coefficients), coefficients
     finally:
         page.context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_a_refused_upload_lists_each_problem_once(browser, rich_server, tmp_path, viewport):
+    """On the housing dataset page and on the datasets page; the page still fits."""
+    server, _ = rich_server
+    housing = tmp_path / "bad.csv"
+    housing.write_text(BAD_CSV)
+    registered = tmp_path / "two-problems.csv"
+    registered.write_text("a,a,,b\n1,2,3,x\n")
+    width = VIEWPORTS[viewport][0]
+    page = tab(browser, viewport)
+    try:
+        settle(page, server, "/ui/dataset")
+        page.set_input_files("#upload input[type=file]", str(housing))
+        page.click("#upload button[type=submit]")
+        box = page.locator("#upload-result .error-box")
+        box.wait_for()
+        assert_each_once(box.inner_text(), page.locator("#upload-result .problems li"), 3)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+        settle(page, server, "/ui/datasets")
+        page.fill("#ds-upload input[name=name]", "refused-twice")
+        page.set_input_files("#ds-upload input[type=file]", str(registered))
+        page.fill("#ds-upload input[name=target]", "b")
+        page.click("#ds-upload button[type=submit]")
+        box = page.locator("#ds-upload-result .error-box")
+        box.wait_for()
+        assert_each_once(box.inner_text(), page.locator("#ds-upload-result .problems li"), 2)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.context.close()
+
+
+def assert_each_once(text: str, items: Any, expected: int) -> None:
+    problems = items.all_inner_texts()
+    assert len(problems) == expected, problems
+    for problem in problems:
+        assert text.count(problem) == 1, f"{problem!r} is shown more than once in:\n{text}"
 
 
 def test_an_empty_runs_page_points_at_the_form_above(browser, bare_server):

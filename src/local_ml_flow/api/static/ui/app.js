@@ -1,11 +1,57 @@
 // local-ml-flow dashboard: forms that call the API (same origin, JSON), charts with uPlot.
+// LMF (below) is what datasets.js shares: escaping, numbers for people, errors, chart axes.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({
   "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
 }[c]));
-const fmt = (x, d = 4) => (typeof x === "number" ? x.toLocaleString("en", { maximumFractionDigits: d }) : "–");
+const DASH = "–";
+const SUPERSCRIPT = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+
+// A number for people (the rules of human() in pages.py): 1,609,023 · 0.6529 · 1.2×10⁻⁵.
+function number(x) {
+  if (typeof x !== "number" || !Number.isFinite(x)) return DASH;
+  const size = Math.abs(x);
+  if (size >= 1e15 || (size > 0 && size < 1e-4)) {
+    const [mantissa, exponent] = x.toExponential(2).split("e");
+    const power = String(Number(exponent)).replace(/./g, (c) => SUPERSCRIPT[c]);
+    return `${mantissa.replace(/\.?0+$/, "")}×10${power}`;
+  }
+  if (Number.isInteger(x) || size >= 1000) return x.toLocaleString("en", { maximumFractionDigits: 0 });
+  return x.toLocaleString("en", { maximumSignificantDigits: 4, useGrouping: false });
+}
+
+// Chart axes whose tick labels never run together: 3.5M rather than 3,500,000, and ticks
+// spaced by the width of their labels (x) or an axis as wide as its labels (y).
+const COMPACT = new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: 3 });
+const tickLabel = (v) => (Math.abs(v) >= 1e4 ? COMPACT.format(v) : number(v));
+function ticks(u, splits) {
+  const short = splits.map(tickLabel);
+  return new Set(short).size === short.length ? short : splits.map(number);
+}
+const CHAR_PX = 7.5; // the widest digit of uPlot's 12px axis font, and a little more
+function xAxis(label) {
+  return { label, values: ticks, space: (u, i, min, max) => 16 + CHAR_PX * Math.max(tickLabel(min).length, tickLabel(max).length, 3) };
+}
+function yAxis(label) {
+  return { label, values: ticks, size: (u, values) => 22 + CHAR_PX * Math.max(3, ...(values || []).map((v) => String(v).length)) };
+}
+// A series name short enough for a legend: the start and the end of a long run id.
+const legendName = (s) => (String(s).length > 32 ? `${String(s).slice(0, 16)}…${String(s).slice(-12)}` : String(s));
+// Charts follow their box when the window changes size.
+const CHARTS = [];
+const chartWidth = (el) => Math.max(200, (el.clientWidth || 480) - 2);
+let resizing = 0;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => CHARTS.forEach(([plot, el]) => plot.setSize({ width: chartWidth(el), height: plot.height })), 150);
+});
+function chart(opts, data, el) {
+  const plot = new uPlot({ ...opts, width: chartWidth(el) }, data, el);
+  CHARTS.push([plot, el]);
+  return plot;
+}
 
 async function api(method, url, body, headers = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers } };
@@ -19,27 +65,43 @@ async function api(method, url, body, headers = {}) {
   return { response, data };
 }
 
+// The API's error shape. A refused dataset's problems are listed once: a message that only
+// joins them says how many there are instead.
 function errorHtml(data) {
   const err = (data && data.error) || { type: "Error", message: "unexpected answer" };
+  let message = String(err.message ?? "");
   let details = "";
   if (Array.isArray(err.details)) {
-    details = "<ul class=problems>" + err.details.map((d) =>
-      `<li>${esc(typeof d === "string" ? d : (d.loc || []).join(".") + ": " + (d.msg || JSON.stringify(d)))}</li>`).join("") + "</ul>";
+    const lines = [...new Set(err.details.map((d) => (typeof d === "string" ? d
+      : `${(d.loc || []).join(".")}: ${d.msg || JSON.stringify(d)}`)))].filter((d) => d && d !== message);
+    const at = lines.map((d) => message.indexOf(d));
+    const joined = at.every((i) => i >= 0);
+    if (joined && lines.length > 1) {
+      const head = message.slice(0, Math.min(...at)).replace(/[\s:;,]+$/, "");
+      message = `${head || "refused"}: ${lines.length} problems`;
+    }
+    if (lines.length > 1 || (lines.length && !joined)) {
+      details = `<ul class="problems">${lines.map((d) => `<li>${esc(d)}</li>`).join("")}</ul>`;
+    }
   }
-  return `<div class="error-box"><strong>${esc(err.type)}</strong>: ${esc(err.message)}${details}</div>`;
+  return `<div class="error-box"><strong>${esc(err.type)}</strong>: ${esc(message)}${details}</div>`;
 }
 
-// -- runs page: compare selection, start a run and follow it ------------------------------
-function initCompare() {
+window.LMF = { esc, number, errorHtml, xAxis, yAxis, legendName, chart };
+
+// -- runs page: compare selection, start a run and follow it --------------------------------
+function updateCompare() {
   const button = $("#compare-button");
   if (!button) return;
-  const update = () => {
-    const n = document.querySelectorAll('input[name=run]:checked').length;
-    button.disabled = n < 2 || n > 4;
-    button.textContent = `compare selected (${n}; 2-4)`;
-  };
-  document.addEventListener("change", (ev) => { if (ev.target.name === "run") update(); });
-  update();
+  const n = document.querySelectorAll("input[name=run]:checked").length;
+  button.disabled = n < 2 || n > 4;
+  button.textContent = `compare selected (${n}; 2-4)`;
+}
+
+function initCompare() {
+  if (!$("#compare-button")) return;
+  document.addEventListener("change", (ev) => { if (ev.target.name === "run") updateCompare(); });
+  updateCompare();
 }
 
 function initStartRun() {
@@ -67,7 +129,7 @@ function initStartRun() {
 
 async function follow(location, run, out) {
   for (;;) {
-    const link = `<a href="/ui/runs/${esc(run.run_id)}">${esc(run.run_id)}</a>`;
+    const link = `<a class="run-id" href="/ui/runs/${esc(run.run_id)}" title="${esc(run.run_id)}">${esc(run.run_id)}</a>`;
     out.innerHTML = `<p class="run-state">run ${link}: <span class="status ${esc(run.status)}">${esc(run.status)}</span></p>`;
     if (!["queued", "running"].includes(run.status)) break;
     await new Promise((r) => setTimeout(r, 400));
@@ -77,7 +139,7 @@ async function follow(location, run, out) {
   }
   if (run.status === "succeeded") {
     const m = run.metrics;
-    out.innerHTML += `<p class="run-result">R² ${fmt(m.r2)} · MAE ${fmt(m.mae, 0)} · RMSE ${fmt(m.rmse, 0)}${run.current ? " · now current" : ""}</p>`;
+    out.innerHTML += `<p class="run-result">R² ${number(m.r2)} · MAE ${number(m.mae)} · RMSE ${number(m.rmse)}${run.current ? " · now current" : ""}</p>`;
     if (run.not_promoted) out.innerHTML += `<p class="not-promoted">not promoted: ${esc(run.not_promoted.reason)}</p>`;
   } else if (run.error) {
     out.innerHTML += errorHtml({ error: run.error });
@@ -112,7 +174,7 @@ function initUpload() {
     out.innerHTML = "<p>uploading…</p>";
     const { response, data } = await api("PUT", "/bucket/dataset", new FormData(form));
     if (response.ok) {
-      out.innerHTML = `<p class="ok">accepted: ${fmt(data.row_count, 0)} rows, sha256 <code>${esc(data.sha256.slice(0, 16))}</code> · <a href="/ui/dataset">refresh the page</a></p>`;
+      out.innerHTML = `<p class="ok">accepted: ${number(data.row_count)} rows, sha256 <code>${esc(data.sha256.slice(0, 16))}</code> · <a href="/ui/dataset">refresh the page</a></p>`;
     } else {
       out.innerHTML = errorHtml(data);
     }
@@ -133,7 +195,7 @@ function initPredict() {
     const out = $("#predict-result");
     const { response, data } = await api("POST", "/predict", { houses: [house] });
     if (response.ok) {
-      out.innerHTML = `<p class="prediction">predicted price <strong>${fmt(data.predictions[0], 0)}</strong> by run <a href="/ui/runs/${esc(data.run_id)}">${esc(data.run_id)}</a></p>`;
+      out.innerHTML = `<p class="prediction">predicted price <strong>${number(Math.round(data.predictions[0]))}</strong> by run <a class="run-id" href="/ui/runs/${esc(data.run_id)}" title="${esc(data.run_id)}">${esc(data.run_id)}</a></p>`;
     } else {
       out.innerHTML = errorHtml(data);
     }
@@ -159,17 +221,16 @@ async function drawChart(el) {
     if (!response.ok) { el.innerHTML = errorHtml(data); return; }
     sets.push(data);
   }
-  const width = Math.max(320, el.clientWidth || 480);
   let opts, table;
   if (el.dataset.chart === "residuals") {
     const d = sets[0];
     const rows = d.y_pred.map((p, i) => [p, d.y_true[i] - p]).sort((a, b) => a[0] - b[0]);
     table = [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map(() => 0)];
     opts = {
-      width, height: 320, scales: { x: { time: false } },
+      height: 320, scales: { x: { time: false } },
       series: [{ label: "predicted" }, { label: "residual", ...points(COLORS[0]) },
         { label: "zero", stroke: "#888", dash: [4, 4], points: { show: false } }],
-      axes: [{ label: "predicted price" }, { label: "actual − predicted", size: 80 }],
+      axes: [xAxis("predicted price"), yAxis("actual − predicted")],
     };
   } else {
     // x: every actual price of every run; one series per run (null where another run's row).
@@ -181,22 +242,23 @@ async function drawChart(el) {
       return ys;
     });
     table = [xs, ...series, xs.slice()];
+    const name = (d) => (sets.length > 1 ? legendName(d.run_id) : "predicted");
     opts = {
-      width, height: 320, scales: { x: { time: false } },
+      height: 320, scales: { x: { time: false } },
       series: [{ label: "actual" },
-        ...sets.map((d, i) => ({ label: d.run_id, ...points(COLORS[i % COLORS.length]) })),
+        ...sets.map((d, i) => ({ label: name(d), ...points(COLORS[i % COLORS.length]) })),
         { label: "identity", stroke: "#888", dash: [4, 4], points: { show: false } }],
-      axes: [{ label: "actual price" }, { label: "predicted price", size: 80 }],
+      axes: [xAxis("actual price"), yAxis("predicted price")],
     };
   }
   el.innerHTML = "";
-  new uPlot(opts, table, el);
+  chart(opts, table, el);
   el.dataset.drawn = String(table[0].length);
   const sampled = sets.filter((d) => d.n_test > d.y_true.length);
   if (sampled.length) {
     const note = document.createElement("p");
     note.className = "muted";
-    note.textContent = sampled.map((d) => `${d.run_id}: ${d.y_true.length.toLocaleString()} of ${d.n_test.toLocaleString()} test rows shown (evenly spaced)`).join("; ");
+    note.textContent = sampled.map((d) => `${sets.length > 1 ? `${d.run_id}: ` : ""}${d.y_true.length.toLocaleString("en")} of ${d.n_test.toLocaleString("en")} test rows shown (evenly spaced)`).join("; ");
     el.appendChild(note);
   }
 }

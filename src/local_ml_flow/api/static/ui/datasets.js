@@ -9,9 +9,8 @@
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
-  const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({
-    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
-  }[c]));
+  // escaping, numbers for people (1,609,023 · 0.6529), the API's errors, chart axes: app.js's
+  const { esc, number: fmt, errorHtml, xAxis, yAxis, chart } = window.LMF;
   const enc = encodeURIComponent;
   const DASH = "–";
   const TERMINAL = ["succeeded", "failed", "corrupt"];
@@ -19,12 +18,6 @@
   const CHART_POINTS = 5000;
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"];
 
-  // A number for people: thousands separated, at most 4 significant decimals.
-  function fmt(x) {
-    if (typeof x !== "number" || !Number.isFinite(x)) return DASH;
-    if (Number.isInteger(x) || Math.abs(x) >= 1000) return x.toLocaleString("en", { maximumFractionDigits: 0 });
-    return x.toLocaleString("en", { maximumSignificantDigits: 4 });
-  }
   const when = (ts) => (ts ? String(ts).replace("T", " ").slice(0, 19) : DASH);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,17 +41,6 @@
     return { response, data };
   }
 
-  // The API's error shape; each problem of a refused dataset listed once.
-  function errorHtml(data) {
-    const err = (data && data.error) || { type: "Error", message: "unexpected answer" };
-    let details = "";
-    if (Array.isArray(err.details)) {
-      const lines = [...new Set(err.details.map((d) => (typeof d === "string" ? d
-        : `${(d.loc || []).join(".")}: ${d.msg || JSON.stringify(d)}`)))].filter((d) => d !== err.message);
-      if (lines.length) details = `<ul class="problems">${lines.map((d) => `<li>${esc(d)}</li>`).join("")}</ul>`;
-    }
-    return `<div class="error-box"><strong>${esc(err.type)}</strong>: ${esc(err.message)}${details}</div>`;
-  }
   const problem = (message, type = "InvalidRequestError") => errorHtml({ error: { type, message } });
 
   function notFound(message) {
@@ -449,8 +431,6 @@
     }
   }
 
-  const chartWidth = (el) => Math.max(240, (el.clientWidth || 480) - 2);
-
   function points(color) {
     return { stroke: color, fill: color, paths: () => null, points: { show: true, size: 5, stroke: color, fill: color } };
   }
@@ -461,11 +441,11 @@
     const pairs = data.y_true.map((t, i) => [t, data.y_pred[i]]).sort((a, b) => a[0] - b[0]);
     const xs = pairs.map((q) => q[0]);
     const table = [xs, pairs.map((q) => q[1]), xs.slice()];
-    new uPlot({
-      width: chartWidth(el), height: 320, scales: { x: { time: false } },
+    chart({
+      height: 320, scales: { x: { time: false } },
       series: [{ label: "actual" }, { label: "predicted", ...points(COLORS[0]) },
         { label: "identity", stroke: "#888", dash: [4, 4], points: { show: false } }],
-      axes: [{ label: "actual" }, { label: "predicted", size: 70 }],
+      axes: [xAxis("actual"), yAxis("predicted")],
     }, table, el);
     el.dataset.drawn = String(xs.length);
     sampledNote(el, data);
@@ -516,13 +496,13 @@
     sampledNote($("#ds-confusion").closest(".scroll"), data);
     if (!curves.length) { el.innerHTML = '<p class="muted">no ROC curve for this run</p>'; return; }
     const auc = (c) => (typeof c.auc === "number" ? ` (AUC ${fmt(c.auc)})` : "");
-    new uPlot({
-      width: chartWidth(el), height: 320,
+    chart({
+      height: 320,
       scales: { x: { time: false, range: [0, 1] }, y: { range: [0, 1] } },
       series: [{ label: "false positive rate" },
         ...curves.map((c, k) => ({ label: `${c.label}${auc(c)}`, stroke: COLORS[k % COLORS.length], width: 2, spanGaps: true, points: { show: false } })),
         { label: "chance", stroke: "#888", dash: [4, 4], points: { show: false } }],
-      axes: [{ label: "false positive rate" }, { label: "true positive rate", size: 60 }],
+      axes: [xAxis("false positive rate"), yAxis("true positive rate")],
     }, rocTable(curves), el);
     el.dataset.drawn = String(curves.length);
   }
