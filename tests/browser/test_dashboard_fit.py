@@ -176,6 +176,43 @@ def test_chart_ticks_do_not_run_together(browser, rich_server, viewport):
     assert problems == [], "labels that run together:\n" + "\n".join(problems)
 
 
+def test_the_runs_table_follows_a_run_started_from_the_form(browser, rich_server):
+    """The new run appears in the table, and the current badge moves to it, without a reload."""
+    server, made = rich_server
+    with httpx.Client(base_url=server.url, timeout=120) as api:
+        api.post(f"/pipeline/runs/{made.housing['first']}/promote").raise_for_status()
+        before = {r["run_id"] for r in api.get("/pipeline/runs").json()["runs"]}
+        page = tab(browser, "1280x800")
+        try:
+            seen, _ = settle(page, server, "/ui")
+            page.evaluate("window.__same_page = true")
+            first = row_of(page, made.housing["first"])
+            assert first.locator(".badge.current").count() == 1
+            # gradient boosting scores above the linear run serving: it becomes current
+            page.select_option("#start-run select[name=model]", "gradient_boosting")
+            page.click("#start-run button[type=submit]")
+            page.wait_for_selector(".run-result", timeout=120_000)
+            runs = api.get("/pipeline/runs").json()["runs"]
+            new = next(r for r in runs if r["run_id"] not in before)
+            assert new["current"], new
+            row = row_of(page, new["run_id"])
+            row.locator(".badge.current").wait_for(timeout=10_000)
+            assert row.locator(".status").inner_text() == "succeeded"
+            assert first.locator(".badge.current").count() == 0
+            assert page.locator("#runs tbody tr").count() == len(runs)
+            assert page.locator("#runs .badge.current").count() == 1
+            assert f"{len(runs)} run(s) shown" in page.inner_text("#runs-count")
+            assert page.evaluate("window.__same_page") is True, "the page was reloaded"
+            assert seen.errors == []
+        finally:
+            page.context.close()
+
+
+def row_of(page: Any, run_id: str) -> Any:
+    """The runs table's row of a run."""
+    return page.locator("#runs tbody tr", has=page.locator(f'a[href="/ui/runs/{run_id}"]'))
+
+
 @pytest.mark.parametrize(
     ("path", "status", "back"),
     [
@@ -288,5 +325,21 @@ def test_an_empty_runs_page_points_at_the_form_above(browser, bare_server):
         assert "above" in empty
         assert "below" not in empty
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        page.context.close()
+
+
+def test_the_predict_page_without_a_model_points_at_the_runs_page(browser, bare_server):
+    """Not at the API (``POST /pipeline/runs``): before and after predict is pressed."""
+    page = tab(browser, "390x844")
+    try:
+        seen, _ = settle(page, bare_server, "/ui/predict")
+        page.click("#predict button[type=submit]")
+        page.wait_for_selector("#predict-result p, #predict-result .error-box")
+        assert "POST /pipeline/runs" not in page.inner_text("main")
+        assert page.locator('#predict-note a[href="/ui"]').count() == 1
+        assert page.locator('#predict-result a[href="/ui"]').count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert [e for e in seen.errors if "409" not in e] == []
     finally:
         page.context.close()

@@ -36,7 +36,7 @@ def test_numbers_for_people(value, shown):
 
 def test_a_rule_reads_without_exponents():
     assert pages.describe(dataset.NUMBER_RULES["area"]) == "a whole number from 0 to 1,000,000,000"
-    assert "e+" not in pages.predict_page({})
+    assert "e+" not in pages.predict_page({}, None)
 
 
 def test_an_error_page_escapes_and_leads_back():

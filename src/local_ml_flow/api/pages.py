@@ -432,7 +432,7 @@ def dataset_page(
     )
 
 
-def predict_page(example: Mapping[str, Any]) -> str:
+def predict_page(example: Mapping[str, Any], current: str | None) -> str:
     """A form for one house, with the dataset's rules; the answer names its run."""
     fields = []
     for column in dataset.HOUSE_COLUMNS:
@@ -451,9 +451,16 @@ def predict_page(example: Mapping[str, Any]) -> str:
             )
             select = f'<select name="{e(column)}">{choices}</select>'
             fields.append(f"<label>{e(column)} {select}</label>")
+    if current:
+        note = f"<p>Predictions come from the current run, {run_link(current)}.</p>"
+    else:
+        note = (
+            '<p class="not-promoted" id="no-model">No model yet: <a href="/ui">start a run on'
+            " the Runs page</a>, then predict here.</p>"
+        )
     return layout(
         "Predict a price",
-        f"""<form id="predict" class="grid">{"".join(fields)}
+        f"""<div id="predict-note">{note}</div><form id="predict" class="grid">{"".join(fields)}
 <button type="submit">predict</button></form>
 <div id="predict-result" aria-live="polite"></div>""",
         active="Predict",

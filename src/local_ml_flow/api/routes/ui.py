@@ -96,8 +96,9 @@ def dataset_page(
 
 
 @router.get("/predict", response_class=HTMLResponse)
-def predict_page() -> HTMLResponse:
-    return HTMLResponse(pages.predict_page(EXAMPLE_HOUSE))
+def predict_page(runs: RunsDep) -> HTMLResponse:
+    pointer = runs.latest()
+    return HTMLResponse(pages.predict_page(EXAMPLE_HOUSE, pointer.run_id if pointer else None))
 
 
 def _column_summary(store: ArtifactStore, size: int) -> dict[str, str]:

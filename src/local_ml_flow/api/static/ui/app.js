@@ -89,7 +89,14 @@ function errorHtml(data) {
 
 window.LMF = { esc, number, errorHtml, xAxis, yAxis, legendName, chart };
 
-// -- runs page: compare selection, start a run and follow it --------------------------------
+// -- runs page: status filter, compare selection, start a run and follow it -----------------
+function initFilter() {
+  const form = $("#status-filter");
+  if (!form) return;
+  form.querySelector("button").hidden = true; // a choice filters at once
+  form.elements.status.addEventListener("change", () => form.submit());
+}
+
 function updateCompare() {
   const button = $("#compare-button");
   if (!button) return;
@@ -101,6 +108,24 @@ function updateCompare() {
 function initCompare() {
   if (!$("#compare-button")) return;
   document.addEventListener("change", (ev) => { if (ev.target.name === "run") updateCompare(); });
+  updateCompare();
+}
+
+// The runs table again, as the server renders it for this page's URL (its filter kept): the
+// rows swapped in place, the ticked runs still ticked.
+async function refreshRuns() {
+  const table = $("#runs");
+  if (!table) return;
+  const response = await fetch(location.pathname + location.search, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const rows = $("#runs tbody", page);
+  if (!rows) return;
+  const ticked = new Set([...table.querySelectorAll("input[name=run]:checked")].map((i) => i.value));
+  rows.querySelectorAll("input[name=run]").forEach((i) => { i.checked = ticked.has(i.value); });
+  table.tBodies[0].replaceWith(rows);
+  const count = $("#runs-count", page);
+  if (count && $("#runs-count")) $("#runs-count").replaceWith(count);
   updateCompare();
 }
 
@@ -120,9 +145,11 @@ function initStartRun() {
     try {
       const { response, data } = await api("POST", "/pipeline/runs?wait=false", body);
       if (response.status !== 202) { out.innerHTML = errorHtml(data); return; }
+      await refreshRuns();
       await follow(response.headers.get("Location"), data, out);
     } finally {
       form.querySelector("button").disabled = false;
+      await refreshRuns();
     }
   });
 }
@@ -135,6 +162,7 @@ async function follow(location, run, out) {
     await new Promise((r) => setTimeout(r, 400));
     const { response, data } = await api("GET", location);
     if (!response.ok) { out.innerHTML += errorHtml(data); return; }
+    if (data.status !== run.status) refreshRuns();
     run = data;
   }
   if (run.status === "succeeded") {
@@ -196,6 +224,8 @@ function initPredict() {
     const { response, data } = await api("POST", "/predict", { houses: [house] });
     if (response.ok) {
       out.innerHTML = `<p class="prediction">predicted price <strong>${number(Math.round(data.predictions[0]))}</strong> by run <a class="run-id" href="/ui/runs/${esc(data.run_id)}" title="${esc(data.run_id)}">${esc(data.run_id)}</a></p>`;
+    } else if (data && data.error && data.error.type === "NoModelError") {
+      out.innerHTML = '<p class="not-promoted">No model yet: <a href="/ui">start a run on the Runs page</a>, then predict here.</p>';
     } else {
       out.innerHTML = errorHtml(data);
     }
@@ -268,5 +298,5 @@ function initCharts() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  initCompare(); initStartRun(); initPromote(); initUpload(); initPredict(); initCharts();
+  initFilter(); initCompare(); initStartRun(); initPromote(); initUpload(); initPredict(); initCharts();
 });
