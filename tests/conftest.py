@@ -131,9 +131,14 @@ def moto_endpoint() -> Iterator[str]:
 _SLOW_FIRST = (
     "test_terraform",
     "test_packaging",
+    "test_embedded_state",
+    "test_dashboard_fit",
     "test_start_all",
     "test_readme",
+    "test_faults",
     "test_schema_fuzz",
+    "test_trust",
+    "test_state",
 )
 
 

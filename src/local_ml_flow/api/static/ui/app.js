@@ -154,15 +154,24 @@ function initStartRun() {
   });
 }
 
+// A run is scored ("succeeded") a moment before the promotion decides whether it serves:
+// follow it until it is current or says why not (or ends otherwise), a few seconds at most.
+const DECIDED_WITHIN = 25;  // polls after "succeeded"
+
+function decided(run) {
+  return run.status !== "succeeded" || run.current || Boolean(run.not_promoted);
+}
+
 async function follow(location, run, out) {
+  let settling = DECIDED_WITHIN;
   for (;;) {
     const link = `<a class="run-id" href="/ui/runs/${esc(run.run_id)}" title="${esc(run.run_id)}">${esc(run.run_id)}</a>`;
     out.innerHTML = `<p class="run-state">run ${link}: <span class="status ${esc(run.status)}">${esc(run.status)}</span></p>`;
-    if (!["queued", "running"].includes(run.status)) break;
+    if (!["queued", "running"].includes(run.status) && (decided(run) || settling-- <= 0)) break;
     await new Promise((r) => setTimeout(r, 400));
     const { response, data } = await api("GET", location);
     if (!response.ok) { out.innerHTML += errorHtml(data); return; }
-    if (data.status !== run.status) refreshRuns();
+    if (data.status !== run.status || data.current !== run.current) refreshRuns();
     run = data;
   }
   if (run.status === "succeeded") {

@@ -321,15 +321,17 @@
   async function follow(name, run, out, onChange) {
     const started = Date.now();
     const p = pagesOf(name, false);
+    let settling = 10;  // after "succeeded": the promotion decision follows (current, or why not)
     for (;;) {
       const seconds = Math.round((Date.now() - started) / 1000);
       out.innerHTML = `<p class="run-state">run <a class="mono" href="${esc(p.run(run.run_id))}">${esc(run.run_id)}</a>:`
         + ` ${statusHtml(run)} <span class="muted">${seconds} s</span></p>`;
-      if (TERMINAL.includes(run.status)) return run;
+      const decided = run.status !== "succeeded" || run.current || Boolean(run.not_promoted);
+      if (TERMINAL.includes(run.status) && (decided || settling-- <= 0)) return run;
       await sleep(POLL_MS);
       const { response, data } = await api("GET", runApi(name, run.run_id));
       if (!response.ok) { out.innerHTML += errorHtml(data); return null; }
-      if (data.status !== run.status && onChange) onChange();
+      if ((data.status !== run.status || data.current !== run.current) && onChange) onChange();
       run = data;
     }
   }
