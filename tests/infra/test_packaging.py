@@ -406,7 +406,11 @@ RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bytecode", [False, True], ids=["default", "LMF_LAMBDA_BYTECODE=1"])
+@pytest.mark.parametrize(
+    "bytecode",
+    [False, pytest.param(True, marks=pytest.mark.full)],
+    ids=["default", "LMF_LAMBDA_BYTECODE=1"],
+)
 def test_functions_run_from_the_unzipped_package_on_cpython_312(
     bytecode: bool,
     request: pytest.FixtureRequest,

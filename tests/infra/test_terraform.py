@@ -458,6 +458,7 @@ def test_zip_end_to_end_on_ministack(
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_image_apply_then_destroy_on_moto(
     terraform_bin: str, private_moto: str, dataset_path: Path, tmp_path: Path
 ) -> None:
