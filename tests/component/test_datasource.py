@@ -213,6 +213,7 @@ def test_a_plain_clone_without_the_dataset_stops_with_one_message(tmp_path):
     assert " error" not in out
 
 
+@pytest.mark.full  # the README test runs a fresh clone on LMF_DATASET_PATH in the default suite
 def test_a_plain_clone_uses_lmf_dataset_path(tmp_path, dataset_path):
     repo = plain_clone(tmp_path)
     done = run_pytest(
