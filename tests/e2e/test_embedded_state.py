@@ -123,6 +123,7 @@ def test_runs_models_and_uploads_survive_a_restart(
     assert not list((state / "tmp").glob("*")), "worker folders left behind"
 
 
+@pytest.mark.full  # tests/durability crashes the emulator at each write by default
 def test_kill_9_of_the_emulator_loses_no_acknowledged_object(
     state: Path, dataset_path: Path
 ) -> None:
