@@ -145,16 +145,13 @@ def read_dataset(path: Path, max_bytes: int) -> bytes:
     read or uploaded (no run could train on it)."""
     try:
         size = path.stat().st_size
-    except OSError as exc:
-        raise DatasetFetchError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
-    if size > max_bytes:
-        raise DatasetTooLargeError(
-            [
-                f"dataset {path} is {size} bytes, above the limit of {max_bytes} bytes"
-                " (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
-            ]
-        )
-    try:
+        if size > max_bytes:
+            raise DatasetTooLargeError(
+                [
+                    f"dataset {path} is {size} bytes, above the limit of {max_bytes} bytes"
+                    " (LMF_MAX_DATASET_BYTES): use a smaller dataset or raise the limit"
+                ]
+            )
         return path.read_bytes()
     except OSError as exc:
         raise DatasetFetchError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
