@@ -127,12 +127,27 @@ class FunctionFailedError(LocalMlFlowError):
     """A Lambda function raised; same shape whether it ran on AWS or in-process."""
 
     def __init__(
-        self, function_name: str, error_type: str, message: str, details: Any = None
+        self,
+        function_name: str,
+        error_type: str,
+        message: str,
+        details: Any = None,
+        trace: str = "",
     ) -> None:
         super().__init__(f"{function_name} failed with {error_type}: {message}", details)
         self.function_name = function_name
         self.error_type = error_type
         self.error_message = message
+        # The function's traceback, for the server's log only (never in an answer).
+        self.trace = trace
+
+    def log_line(self) -> str:
+        """The failure in one line, with the function's traceback when it was unexpected
+        (one of our refusals says what is wrong in its message; its traceback is noise)."""
+        line = f"{self.function_name} failed: {self.error_type}: {self.error_message}"
+        if self.trace and not raised_on_purpose(self.error_type):
+            return f"{line}\nTraceback (in the function):\n{self.trace}"
+        return line
 
 
 def raised_on_purpose(error_type: str) -> bool:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from local_ml_flow import aws
-from local_ml_flow.errors import FunctionFailedError, FunctionNotFoundError, raised_on_purpose
+from local_ml_flow.errors import FunctionFailedError, FunctionNotFoundError
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -64,23 +64,20 @@ def result_of(function_name: str, invocation: Invocation) -> dict[str, Any]:
             message = str(payload.get("errorMessage") or "")
         else:
             error_type, message = invocation.function_error, str(payload)
-        trace = payload.get("stackTrace") if isinstance(payload, Mapping) else None
-        lines = "".join(str(t) for t in trace) if isinstance(trace, list) else ""
-        # Server-side only: the client sees the type and message, never the traceback. One
-        # of our errors (a refusal, e.g. of a parameter, with its own message) logs its
-        # traceback at debug level only; an unexpected exception logs it with the failure.
-        trace_text = f"\nTraceback (in the function):\n{lines.rstrip()}" if lines else ""
-        on_purpose = raised_on_purpose(error_type)
-        logger.warning(
-            "function %s failed: %s: %s%s",
-            function_name,
-            error_type,
-            message,
-            "" if on_purpose else trace_text,
-        )
-        if on_purpose and trace_text:
-            logger.debug("function %s raised %s:%s", function_name, error_type, trace_text)
-        raise FunctionFailedError(function_name, error_type, message)
+        frames = payload.get("stackTrace") if isinstance(payload, Mapping) else None
+        lines = "".join(str(t) for t in frames) if isinstance(frames, list) else ""
+        # Server-side only: the client sees the type and message, never the traceback. The
+        # caller logs the failure once (the runner, with the run); the traceback goes with
+        # the error, and to the debug log here.
+        trace = lines.rstrip()
+        if trace:
+            logger.debug(
+                "function %s raised %s:\nTraceback (in the function):\n%s",
+                function_name,
+                error_type,
+                trace,
+            )
+        raise FunctionFailedError(function_name, error_type, message, trace=trace)
     if not isinstance(payload, dict):
         raise FunctionFailedError(
             function_name, "InvalidResponse", f"expected a JSON object, got {payload!r:.200}"

@@ -58,13 +58,14 @@ def run_pipeline(
     logger.info("run %s started: %s", run_id, chosen or "default parameters")
     try:
         result = _run(invoker, runs, settings, run_id, chosen, progress)
-    except LocalMlFlowError as exc:
+    except LocalMlFlowError as exc:  # logged here, once, with the run
         logger.warning(
-            "run %s failed after %.1f s: %s: %s",
+            "run %s failed after %.1f s: %s",
             run_id,
             time.monotonic() - started,
-            getattr(exc, "error_type", type(exc).__name__),
-            getattr(exc, "error_message", exc.message),
+            exc.log_line()
+            if isinstance(exc, FunctionFailedError)
+            else f"{type(exc).__name__}: {exc.message}",
         )
         raise
     except Exception:
@@ -127,6 +128,7 @@ def _run(
             exc.error_type,
             exc.error_message,
             {"run_id": run_id, "stage": stage},
+            exc.trace,
         ) from None
     except LocalMlFlowError as exc:  # the function could not be invoked at all
         runs.record_failure(run_id, stage, type(exc).__name__, exc.message)

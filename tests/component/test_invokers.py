@@ -72,8 +72,9 @@ def test_same_error_shape(invokers, settings):
 
 
 def test_function_traceback_logged_for_unexpected_errors_only(invokers, settings, caplog):
-    """A refusal of ours logs one line (its traceback at debug level); an unexpected
-    exception logs its traceback with the failure, through either invoker."""
+    """The invoker logs nothing above debug level (the caller logs the failure once, with
+    its run); the error carries the function's traceback, which its log line shows for an
+    unexpected exception only, through either invoker."""
 
     def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"n": event["missing"]}  # KeyError
@@ -85,22 +86,25 @@ def test_function_traceback_logged_for_unexpected_errors_only(invokers, settings
         caplog.set_level(logging.DEBUG, logger="local_ml_flow.functions")
         for refused, failing in zip(invokers, unexpected, strict=True):
             caplog.clear()
-            with pytest.raises(FunctionFailedError):
+            with pytest.raises(FunctionFailedError) as raised:
                 refused.invoke(settings.ingestion_function, {"model": "forest"})
-            (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-            assert "failed: InvalidRequestError: model 'forest' is unknown" in warning.message
-            assert "Traceback" not in warning.message
+            assert not [r for r in caplog.records if r.levelno > logging.DEBUG]
             (debug,) = [r for r in caplog.records if r.levelno == logging.DEBUG]
             assert "Traceback (in the function):" in debug.message
             assert "handlers.py" in debug.message
+            line = raised.value.log_line()
+            assert "failed: InvalidRequestError: model 'forest' is unknown" in line
+            assert "Traceback" not in line
+            assert "handlers.py" in raised.value.trace
 
             caplog.clear()
-            with pytest.raises(FunctionFailedError, match="broken failed with KeyError"):
+            with pytest.raises(FunctionFailedError, match="broken failed with KeyError") as raised:
                 failing.invoke("broken", {})
-            (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-            assert "failed: KeyError: 'missing'" in warning.message
-            assert "Traceback (in the function):" in warning.message
-            assert 'event["missing"]' in warning.message
+            assert not [r for r in caplog.records if r.levelno > logging.DEBUG]
+            line = raised.value.log_line()
+            assert line.startswith("broken failed: KeyError: 'missing'\n"), line
+            assert "Traceback (in the function):" in line
+            assert 'event["missing"]' in line
     finally:
         api.stop()
 
