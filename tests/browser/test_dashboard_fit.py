@@ -176,6 +176,29 @@ def test_chart_ticks_do_not_run_together(browser, rich_server, viewport):
     assert problems == [], "labels that run together:\n" + "\n".join(problems)
 
 
+def test_charts_follow_the_window_when_it_is_resized(browser, rich_server):
+    """A run page opened wide, then narrowed to a phone's width and widened again: every chart
+    is redrawn to its box, so the page never scrolls sideways."""
+    server, made = rich_server
+    page = tab(browser, "1280x800")
+    page.add_init_script(CATCH_PLOTS)
+    widths = "() => window.__plots.map((u) => u.width)"
+    try:
+        settle(page, server, f"/ui/runs/{made.housing['long0']}")
+        wide = page.evaluate(widths)
+        assert wide, "no chart drawn"
+        assert min(wide) > 390, wide
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_function(f"() => window.__plots.every((u) => u.width < {min(wide)})")
+        assert max(page.evaluate(widths)) <= 390
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.wait_for_function("() => window.__plots.every((u) => u.width > 390)")
+        assert page.evaluate(widths) == wide
+    finally:
+        page.context.close()
+
+
 def test_the_runs_table_follows_a_run_started_from_the_form(browser, rich_server):
     """The new run appears in the table, and the current badge moves to it, without a reload."""
     server, made = rich_server
