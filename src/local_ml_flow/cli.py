@@ -1,4 +1,4 @@
-"""``local-ml-flow serve | run | reset | dataset add | dataset list | dataset fetch``.
+"""``local-ml-flow serve | run | reset | doctor | delete | pin | dataset add | list | fetch``.
 
 This module imports only light modules: the arguments and the settings are checked, and
 ``run --embedded`` starts the emulator (launch.py), before pandas, boto3 or scikit-learn load.
@@ -20,7 +20,13 @@ from pydantic import ValidationError
 
 from local_ml_flow import __version__, datasource, embedded, launch
 from local_ml_flow.errors import LocalMlFlowError
-from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, parse_event
+from local_ml_flow.events import (
+    HOUSING,
+    RunOptions,
+    TabularOptions,
+    parse_event,
+    valid_dataset_name,
+)
 from local_ml_flow.ml.kinds import ALL_MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
 from local_ml_flow.settings import Settings
@@ -321,6 +327,50 @@ def cmd_dataset_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_dataset(name: str) -> None:
+    if name != HOUSING and not valid_dataset_name(name):
+        raise SystemExit(f"error: {name[:80]!r} is not a dataset name")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    _check_dataset(args.dataset)
+    settings = _load_settings()
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import retention
+
+        freed = retention.delete(runtime.runs.of_dataset(args.dataset), args.run_id)
+    finally:
+        runtime.close()
+    if args.json:
+        print(json.dumps(freed.answer(), indent=2))
+        return 0
+    versions = len(freed.dataset_versions)
+    print(
+        f"deleted run {', '.join(freed.run_ids)}: {freed.objects} objects, {freed.bytes:,} bytes"
+        + (
+            f", {versions} dataset version{'s' if versions > 1 else ''} no run uses"
+            if versions
+            else ""
+        )
+    )
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    _check_dataset(args.dataset)
+    settings = _load_settings()
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import retention
+
+        retention.pin(runtime.runs.of_dataset(args.dataset), args.run_id, not args.off)
+    finally:
+        runtime.close()
+    print(f"run {args.run_id} {'unpinned' if args.off else 'pinned: no deletion removes it'}")
+    return 0
+
+
 DATASET_HELP = (
     "a housing CSV: validated, then the current housing.csv (the one it replaces is archived);"
     " without it, the stored one (on an empty state: LMF_DATASET_PATH or the reference file)"
@@ -393,6 +443,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--state-dir", type=Path, help="default: LMF_STATE_DIR")
     doctor.set_defaults(func=cmd_doctor)
+
+    delete = sub.add_parser(
+        "delete",
+        help="delete a run (not the current one, one in flight or a pinned one): its files in"
+        " both buckets and the dataset versions no remaining run was trained on",
+    )
+    delete.add_argument("run_id")
+    pin = sub.add_parser("pin", help="pin a run: no deletion (asked, or LMF_KEEP_RUNS) removes it")
+    pin.add_argument("run_id")
+    pin.add_argument("--off", action="store_true", help="unpin it")
+    for command, func in ((delete, cmd_delete), (pin, cmd_pin)):
+        command.add_argument(
+            "--dataset", default=HOUSING, help="the run's dataset (default: housing)"
+        )
+        command.add_argument(
+            "--embedded", action="store_true", help="use the embedded AWS emulator"
+        )
+        command.set_defaults(func=func)
+    delete.add_argument("--json", action="store_true", help="print what was freed as JSON")
 
     dataset = sub.add_parser("dataset", help="register your own datasets; fetch the reference one")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)

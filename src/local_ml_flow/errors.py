@@ -94,6 +94,10 @@ class PromotionRefusedError(LocalMlFlowError):
     """A run may not become current (failed, not finite, or below LMF_MIN_R2)."""
 
 
+class RunInUseError(LocalMlFlowError):
+    """A run that cannot be deleted now: it is current, in flight or pinned."""
+
+
 class ConcurrentUpdateError(LocalMlFlowError):
     """A compare-and-swap lost against other writers too many times."""
 

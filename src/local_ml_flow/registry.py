@@ -62,6 +62,8 @@ class Version(BaseModel):
     size: int = Field(ge=0)
     accepted_at: str
     schema_sha256: str
+    # its bytes were deleted with the last run trained on it (the history stays)
+    deleted_at: str | None = None
 
 
 class DatasetDocument(BaseModel):
@@ -328,3 +330,39 @@ def _schema_for(
     if problems:
         raise DatasetValidationError(problems)
     return tabular.observe(frame, current.schema)
+
+
+def drop_versions(store: ArtifactStore, name: str, unused: set[str]) -> list[str]:
+    """Delete the versions in ``unused`` (no run needs them) but the current one: each is
+    marked deleted in the dataset's document (compare-and-swapped; the history stays), then
+    its bytes go. Returns their sha256s."""
+    for _ in range(_SWAP_ATTEMPTS):
+        document, etag = _read(store, name)
+        if document is None:
+            return []
+        dropped = sorted(
+            v.sha256
+            for v in document.versions
+            if v.sha256 in unused and v.sha256 != document.sha256 and v.deleted_at is None
+        )
+        if not dropped:
+            return []
+        now = utc_now()
+        versions = [
+            v.model_copy(update={"deleted_at": now}) if v.sha256 in dropped else v
+            for v in document.versions
+        ]
+        updated = document.model_copy(update={"versions": versions})
+        try:
+            store.put_json(
+                store.data_bucket,
+                document_key(name),
+                updated.model_dump(mode="json", by_alias=True),
+                if_match=etag,
+            )
+        except ConcurrentUpdateError:
+            continue  # an upload moved it meanwhile: look again
+        for digest in dropped:
+            store.purge(store.data_bucket, version_key(name, digest), exact=True)
+        return dropped
+    return []

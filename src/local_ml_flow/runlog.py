@@ -61,6 +61,10 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.json"
 ERROR = "error.json"
 KEPT = "kept.json"  # the promotion policy kept another run current (written once)
+# A run being deleted (the deletion's commit point: from then on the run does not exist; its
+# files go, this one last) and a run pinned by its user (never deleted while pinned).
+DELETED = "deleted.json"
+PINNED = "pinned.json"
 # The user metadata naming the run a root copy came from.
 RUN_TAG = "run-id"
 logger = logging.getLogger("local_ml_flow.runs")
@@ -244,6 +248,21 @@ class Kept(_Document):
     current_run_id: RunId
     reason: str
     decided_at: str
+
+
+class Deleted(_Document):
+    """A deletion under way: the run is gone for every reader; its files are being removed."""
+
+    run_id: RunId
+    reason: str
+    deleted_at: str
+
+
+class Pinned(_Document):
+    """A run its user keeps: no deletion, by request or by retention, removes it."""
+
+    run_id: RunId
+    pinned_at: str
 
 
 @dataclass(frozen=True)
@@ -550,6 +569,10 @@ class RunLog:
         """
         try:
             return self._promote(run_id, manifest, policy, serves, just_trained, seen)
+        except RunNotFoundError:  # deleted: nothing of it is written again
+            with contextlib.suppress(LocalMlFlowError):
+                self.repair()
+            raise
         except LocalMlFlowError as exc:
             with contextlib.suppress(LocalMlFlowError):
                 pointer = self.latest()
@@ -579,12 +602,15 @@ class RunLog:
             info, scored, failed = manifest, None, False
             current, etag = seen if seen is not None else self._pointer()
         else:
-            info, scored, failed, (current, etag) = gather(
+            info, scored, files, (current, etag) = gather(
                 (lambda: manifest) if manifest is not None else (lambda: self.manifest(run_id)),
                 lambda: self.metrics(run_id),
-                lambda: self.store.exists(self._data, self.key(run_id, ERROR)),
+                lambda: self._files(run_id),
                 self._pointer,
             )
+            if DELETED in files:
+                raise RunNotFoundError(f"run {run_id!r} was deleted")
+            failed = ERROR in files
         self.check_promotable(run_id, info, scored, failed)
         metric, value = _main(info, scored)
         for _ in range(_REPAIR_ROUNDS):
@@ -632,15 +658,53 @@ class RunLog:
             # this swap may have copied that run over ours meanwhile, and stopped before the
             # swap could show it: so the winner looks once (one wave of HEADs) and repairs if
             # so. The promotion itself is done: a failure here is left to the next repair.
+            # The same wave looks whether the run was deleted while it was promoted: then
+            # the run it replaced is made current again.
+            roots, deleted = self._after_swap(run_id)
+            if deleted:
+                self._undo(run_id, current, pointer)
+                raise RunNotFoundError(f"run {run_id!r} was deleted while it was promoted")
             with contextlib.suppress(LocalMlFlowError):
-                if self.roots and not _roots_follow(
-                    self.root_runs(), run_id, scored=pointer.score is not None
+                if roots is not None and not _roots_follow(
+                    roots, run_id, scored=pointer.score is not None
                 ):
                     self.repair()
             return Decision(pointer)
         raise ConcurrentUpdateError(
             f"the pointer kept moving while run {run_id!r} was promoted: try again"
         )
+
+    def _files(self, run_id: str) -> dict[str, StoredObject]:
+        """A run's files in the data bucket, by name."""
+        listed = self.store.list_objects(self._data, self.key(run_id, ""))
+        return {o.key.rsplit("/", 1)[-1]: o for o in listed}
+
+    def _after_swap(self, run_id: str) -> tuple[dict[str, str | None] | None, bool]:
+        """After a run's pointer swap, at once: the root copies' runs (None: no root copies,
+        or they could not be read) and whether the run is being deleted."""
+
+        def roots() -> dict[str, str | None] | None:
+            with contextlib.suppress(LocalMlFlowError):
+                return self.root_runs() if self.roots else None
+            return None
+
+        found, deleted = gather(
+            roots, lambda: self.store.exists(self._data, self.key(run_id, DELETED))
+        )
+        return found, deleted
+
+    def _undo(self, run_id: str, previous: Pointer | None, written: Pointer) -> None:
+        """Move the pointer back from ``run_id``, deleted while it was promoted, to the run it
+        replaced (compare-and-swapped: a promotion that came meanwhile stays)."""
+        with contextlib.suppress(LocalMlFlowError):
+            now, etag = self._pointer()
+            if now is not None and now.run_id == run_id and now.promoted_at == written.promoted_at:
+                if previous is None:
+                    self.store.delete(self._data, self.latest_key)
+                else:
+                    back = previous.model_copy(update={"promoted_at": utc_now()})
+                    self.store.put_json(self._data, self.latest_key, back, if_match=etag)
+            self.repair()
 
     def _kept(self, run_id: str, policy: Promotion, current: Pointer, reason: str) -> Decision:
         """The policy kept ``current``: say why in the run (a failure to write it is logged;
@@ -793,6 +857,8 @@ class RunLog:
         files = {o.key.rsplit("/", 1)[-1]: o for o in listed}
         if REQUEST not in files and QUEUED not in files:
             raise RunNotFoundError(f"run {run_id!r} does not exist")
+        if DELETED in files:
+            raise RunNotFoundError(f"run {run_id!r} was deleted")
         return self._full_record(run_id, files, current)
 
     def _full_record(
@@ -822,6 +888,7 @@ class RunLog:
             if record["status"] not in ("queued", "running"):
                 _keep(self._finished, run_id, (signature, dict(record)), _RECORD_CACHE_SIZE)
         record["current"] = run_id == current
+        record["pinned"] = PINNED in files
         if record["current"]:
             record["not_promoted"] = None  # kept once, promoted since
         record["dataset"] = self.dataset
@@ -897,14 +964,22 @@ class RunLog:
             record["features"] = info.features
         return record
 
+    def listing(self) -> tuple[dict[str, dict[str, StoredObject]], dict[str, str]]:
+        """One listing of the runs: each run's files by name, and when each was recorded."""
+        return _index(self.store.list_objects(self._data, self.prefix), self.prefix)
+
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         """Run records, newest first (by creation time).
 
         One listing of ``runs/`` finds every run, its files and when it was created; only the
         newest ``limit`` are read.
         """
-        files, created = _index(self.store.list_objects(self._data, self.prefix), self.prefix)
-        newest = sorted(created, key=lambda r: (created[r], r), reverse=True)
+        files, created = self.listing()
+        newest = sorted(
+            (r for r in created if DELETED not in files[r]),
+            key=lambda r: (created[r], r),
+            reverse=True,
+        )
         if len(newest) > limit:  # S3 times are coarse: keep every run as new as the last one kept
             cutoff = created[newest[limit - 1]]
             newest = [r for r in newest if created[r] >= cutoff]
@@ -933,6 +1008,8 @@ def _keep(cache: dict[str, V], key: str, value: V, size: int) -> None:
 
 
 _KINDS: dict[str, type[_Document]] = {
+    DELETED: Deleted,
+    PINNED: Pinned,
     REQUEST: Request,
     QUEUED: Queued,
     MANIFEST: Manifest,
@@ -974,6 +1051,7 @@ def _blank(run_id: str) -> dict[str, Any]:
         "finished_at": None,
         "error": None,
         "not_promoted": None,
+        "pinned": False,
     }
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from local_ml_flow import pipeline
+from local_ml_flow import pipeline, retention
 from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
 from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, new_run_id
 from local_ml_flow.invoke import Invoker
@@ -71,6 +71,8 @@ def run_pipeline(
     except Exception:
         logger.exception("run %s failed with an unexpected error", run_id)
         raise
+    finally:
+        _retain(runs, settings)
     logger.info(
         "run %s%s succeeded in %.1f s: %s",
         run_id,
@@ -79,6 +81,26 @@ def run_pipeline(
         summary(result),
     )
     return result
+
+
+def _retain(runs: RunLog, settings: Settings) -> None:
+    """``LMF_KEEP_RUNS``: delete the dataset's finished runs beyond the newest N (a failure
+    is logged: the run's own outcome stands)."""
+    if settings.keep_runs is None:
+        return
+    try:
+        freed = retention.keep_newest(runs, settings.keep_runs)
+    except LocalMlFlowError as exc:
+        logger.warning("retention (LMF_KEEP_RUNS=%d) failed: %s", settings.keep_runs, exc.message)
+        return
+    if freed.run_ids:
+        logger.info(
+            "retention (LMF_KEEP_RUNS=%d) deleted %d runs: %d objects, %d bytes",
+            settings.keep_runs,
+            len(freed.run_ids),
+            freed.objects,
+            freed.bytes,
+        )
 
 
 def summary(result: dict[str, Any]) -> str:

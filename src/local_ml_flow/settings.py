@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # promotion policy: better (keep the current run when the new one scores worse) or
     # always (every succeeded run becomes current, as in the original project)
     promotion: Promotion = "better"
+    # retention: after each run, delete the finished runs of its dataset beyond the newest N
+    # (the current run and pinned runs are never deleted; unset: every run is kept)
+    keep_runs: Annotated[int, Field(ge=1)] | None = None
 
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000

@@ -28,6 +28,7 @@ from local_ml_flow.errors import (
     IntegrityError,
     KeyNotFoundError,
     NonFiniteMetricsError,
+    StorageError,
 )
 from local_ml_flow.settings import Settings, command
 
@@ -243,6 +244,40 @@ class ArtifactStore:
     def delete(self, bucket: str, key: str) -> None:
         with aws.translated(self._target(bucket, key)):
             self.s3.delete_object(Bucket=bucket, Key=key)
+
+    def purge(
+        self, bucket: str, prefix: str, *, exact: bool = False, keep: str | None = None
+    ) -> tuple[int, int]:
+        """Delete every version (and delete marker) of the objects under ``prefix`` (only the
+        key ``prefix`` itself when ``exact``; never the key ``keep``), so that their bytes are
+        freed in a versioned bucket too; returns how many objects (current versions) and bytes
+        (every version) went. One listing, then batches of 1,000 keys per request."""
+        doomed: list[dict[str, str]] = []
+        objects = size = 0
+        with aws.translated(self._target(bucket, prefix)):
+            paginator = self.s3.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    if (exact and entry["Key"] != prefix) or entry["Key"] == keep:
+                        continue
+                    doomed.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
+                    size += int(entry.get("Size", 0))  # type: ignore[call-overload]
+                    objects += bool(entry.get("IsLatest")) and "Size" in entry
+            for start in range(0, len(doomed), 1000):
+                batch = doomed[start : start + 1000]
+                answer = self.s3.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": batch, "Quiet": True},  # type: ignore[typeddict-item]
+                )
+                errors = answer.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise StorageError(
+                        f"could not delete s3://{bucket}/{first.get('Key')}:"
+                        f" {first.get('Code')}: {first.get('Message')}"
+                        f" ({len(errors)} of {len(batch)} failed)"
+                    )
+        return objects, size
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         out: list[StoredObject] = []

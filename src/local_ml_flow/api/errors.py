@@ -33,6 +33,7 @@ from local_ml_flow.errors import (
     NonFiniteMetricsError,
     NotFoundError,
     PromotionRefusedError,
+    RunInUseError,
     StorageError,
     StorageFullError,
     UploadTooLargeError,
@@ -52,6 +53,7 @@ _STATUS: dict[type[LocalMlFlowError], int] = {
     AlreadyExistsError: 409,
     ModelVersionError: 409,
     PromotionRefusedError: 409,
+    RunInUseError: 409,
     ConcurrentUpdateError: 409,
     NonFiniteMetricsError: 422,
     FunctionNotFoundError: 503,  # the server's set-up, not the client's request

@@ -207,10 +207,27 @@ class Run(BaseModel):
         description="set when the promotion policy kept the current run instead of this one"
         " (it scored worse); promote it explicitly to serve it",
     )
+    pinned: bool = Field(
+        False, description="pinned by its user: no deletion (asked or by retention) removes it"
+    )
 
 
 class RunsResponse(BaseModel):
     runs: list[Run]
+
+
+class DeletedResponse(BaseModel):
+    """What a deletion freed."""
+
+    deleted: list[str] = Field(
+        description="the runs deleted (this one, and any deletion cut before)"
+    )
+    objects: int = Field(description="objects removed from both buckets")
+    bytes: int = Field(description="bytes freed")
+    dataset_versions: list[str] = Field(
+        description="sha256 of the dataset versions deleted with them: no remaining run was"
+        " trained on them and none is the dataset's current version"
+    )
 
 
 class PredictionsResponse(BaseModel):
@@ -338,6 +355,9 @@ class DatasetVersionInfo(BaseModel):
     accepted_at: str
     schema_sha256: str | None
     current: bool
+    deleted_at: str | None = Field(
+        None, description="its bytes were deleted with the last run trained on it"
+    )
 
 
 class DatasetDetail(DatasetSummary):

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import datasets, pipeline, registry
+from local_ml_flow import datasets, pipeline, registry, retention
 from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
 from local_ml_flow.api.dataset_pages import DatasetPages
@@ -30,6 +30,7 @@ from local_ml_flow.api.schemas import (
     DatasetRunRequest,
     DatasetSummary,
     DatasetVersionInfo,
+    DeletedResponse,
     MainMetric,
     PredictRequest,
     Run,
@@ -207,6 +208,7 @@ def get_dataset(name: NamePath, request: Request, runs: RunsDep, store: StoreDep
                 accepted_at=v.accepted_at,
                 schema_sha256=v.schema_sha256,
                 current=v.sha256 == document.sha256 and i == len(document.versions) - 1,
+                deleted_at=v.deleted_at,
             )
             for i, v in reversed(list(enumerate(document.versions)))
         ],
@@ -392,6 +394,48 @@ async def promote_dataset_run(
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(log.record, run_id))
+
+
+@router.delete(
+    "/{name}/runs/{run_id}",
+    response_model=DeletedResponse,
+    responses=responses.errors(400, 403, 404, 409, 503, only={409: ("RunInUseError",)}),
+)
+async def delete_dataset_run(
+    name: NamePath, run_id: RunIdPath, request: Request, runs: RunsDep, store: StoreDep
+) -> DeletedResponse:
+    """Delete a run of the dataset, and the versions no remaining run was trained on."""
+    log, _ = await run_in_threadpool(_log, runs, store, name)
+    caches = _caches(request).of(log)
+    try:
+        freed = await run_in_threadpool(retention.delete, log, run_id)
+    finally:
+        caches.invalidate()
+    return DeletedResponse.model_validate(freed.answer())
+
+
+@router.put(
+    "/{name}/runs/{run_id}/pin",
+    response_model=Run,
+    responses=responses.errors(400, 403, 404, 503),
+)
+async def pin_dataset_run(name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep) -> Run:
+    """Pin a run of the dataset: no deletion removes it."""
+    log, _ = await run_in_threadpool(_log, runs, store, name)
+    return Run.model_validate(await run_in_threadpool(retention.pin, log, run_id, True))
+
+
+@router.delete(
+    "/{name}/runs/{run_id}/pin",
+    response_model=Run,
+    responses=responses.errors(400, 403, 404, 503),
+)
+async def unpin_dataset_run(
+    name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep
+) -> Run:
+    """Unpin a run of the dataset."""
+    log, _ = await run_in_threadpool(_log, runs, store, name)
+    return Run.model_validate(await run_in_threadpool(retention.pin, log, run_id, False))
 
 
 def _caches(request: Request) -> DatasetCaches:

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import pipeline
+from local_ml_flow import pipeline, retention
 from local_ml_flow.api import responses
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
 from local_ml_flow.api.schemas import (
     RUN_REQUEST_EXAMPLES,
+    DeletedResponse,
     PredictionsResponse,
     Run,
     RunRequest,
@@ -128,3 +129,38 @@ async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Ru
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(runs.record, run_id))
+
+
+@router.delete(
+    "/runs/{run_id}",
+    response_model=DeletedResponse,
+    responses=responses.errors(400, 403, 404, 409, 503, only={409: ("RunInUseError",)}),
+)
+async def delete_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> DeletedResponse:
+    """Delete a run: its files in both buckets, and the dataset versions no remaining run was
+    trained on. 409 for the current run, a run in flight or a pinned run."""
+    try:
+        freed = await run_in_threadpool(retention.delete, runs, run_id)
+    finally:
+        caches.invalidate()
+    return DeletedResponse.model_validate(freed.answer())
+
+
+@router.put(
+    "/runs/{run_id}/pin",
+    response_model=Run,
+    responses=responses.errors(400, 403, 404, 503),
+)
+async def pin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
+    """Pin a run: no deletion, asked or by retention (`LMF_KEEP_RUNS`), removes it."""
+    return Run.model_validate(await run_in_threadpool(retention.pin, runs, run_id, True))
+
+
+@router.delete(
+    "/runs/{run_id}/pin",
+    response_model=Run,
+    responses=responses.errors(400, 403, 404, 503),
+)
+async def unpin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
+    """Unpin a run."""
+    return Run.model_validate(await run_in_threadpool(retention.pin, runs, run_id, False))
