@@ -660,7 +660,7 @@ class RunLog:
             # so. The promotion itself is done: a failure here is left to the next repair.
             # The same wave looks whether the run was deleted while it was promoted: then
             # the run it replaced is made current again.
-            roots, deleted = self._after_swap(run_id)
+            roots, deleted = self._after_swap(run_id, deletable=not just_trained)
             if deleted:
                 self._undo(run_id, current, pointer)
                 raise RunNotFoundError(f"run {run_id!r} was deleted while it was promoted")
@@ -679,15 +679,20 @@ class RunLog:
         listed = self.store.list_objects(self._data, self.key(run_id, ""))
         return {o.key.rsplit("/", 1)[-1]: o for o in listed}
 
-    def _after_swap(self, run_id: str) -> tuple[dict[str, str | None] | None, bool]:
+    def _after_swap(
+        self, run_id: str, *, deletable: bool
+    ) -> tuple[dict[str, str | None] | None, bool]:
         """After a run's pointer swap, at once: the root copies' runs (None: no root copies,
-        or they could not be read) and whether the run is being deleted."""
+        or they could not be read) and whether the run is being deleted (only looked at when
+        it is ``deletable``: a run its own ingestion promotes is in flight, never deleted)."""
 
         def roots() -> dict[str, str | None] | None:
             with contextlib.suppress(LocalMlFlowError):
                 return self.root_runs() if self.roots else None
             return None
 
+        if not deletable:
+            return roots(), False
         found, deleted = gather(
             roots, lambda: self.store.exists(self._data, self.key(run_id, DELETED))
         )
