@@ -4,7 +4,11 @@
 # With AWS_ENDPOINT_URL (or real AWS credentials) set it talks to that AWS instead
 # (docker-compose.yml points it at LocalStack).
 
-FROM python:3.12-slim-bookworm AS build
+# The base: today's public Python image. bin/check_images.sh passes a base made on the machine
+# (where no registry can be reached); nothing else differs from the build CI does.
+ARG PYTHON_BASE=python:3.12-slim-bookworm
+
+FROM ${PYTHON_BASE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
@@ -20,7 +24,7 @@ COPY src ./src
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 
-FROM python:3.12-slim-bookworm
+FROM ${PYTHON_BASE}
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
