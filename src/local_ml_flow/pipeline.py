@@ -22,6 +22,7 @@ from local_ml_flow.errors import (
     DatasetValidationError,
     IntegrityError,
     InvalidRequestError,
+    KeyNotFoundError,
     LocalMlFlowError,
     ModelVersionError,
     NoModelError,
@@ -45,6 +46,7 @@ from local_ml_flow.ml.model import Regressor, array_predictor
 from local_ml_flow.runlog import (
     MODEL_FILE,
     MODEL_KEY,
+    TEST_SPLIT_FILE,
     X_TEST_FILE,
     X_TEST_KEY,
     Y_TEST_FILE,
@@ -65,6 +67,8 @@ from local_ml_flow.storage import (
     model_from_bytes,
     model_to_bytes,
     sha256,
+    split_from_bytes,
+    split_to_bytes,
     utc_now,
     verified,
 )
@@ -277,7 +281,7 @@ def _train(
         x_test, y_test = parts.x_test, parts.y_test
         del parts  # the training rows
         trusted = model_spec("regression", parameters.model).trusted
-        x_sha, y_sha, model_sha = _store_artifacts(runs, run_id, fitted, trusted, x_test, y_test)
+        stored = _store_artifacts(runs, run_id, fitted, trusted, x_test, y_test)
     finally:
         archiving.exception()  # wait for it: nothing is left in flight
     archiving.result()  # the archive failed: so does the run
@@ -286,9 +290,7 @@ def _train(
         parameters=parameters,
         features=names,
         dataset_sha256=dataset_sha,
-        model_sha256=model_sha,
-        x_test_sha256=x_sha,
-        y_test_sha256=y_sha,
+        **stored,
         n_train=n_train,
         n_test=n_test,
         train_metrics=Scores(**train_metrics.as_dict()),
@@ -306,16 +308,17 @@ def _store_artifacts(
     trusted: Sequence[str],
     x_test: pd.DataFrame | np.ndarray,
     y_test: pd.Series[float] | np.ndarray,
-) -> tuple[str, str, str]:
-    """The run's model and test split, all written at once; their sha256s. Housing's runs
-    also get the original project's pickles (for users' scripts; never loaded here)."""
+) -> dict[str, str]:
+    """The run's model and test split (one file), all written at once; their sha256s, as the
+    manifest's fields. Housing's runs also get the original project's pickles (for users'
+    scripts; never loaded here)."""
     store = runs.store
     data, models = store.data_bucket, store.models_bucket
     key = runs.key
     blob = _servable_bytes(fitted, trusted, x_test)
+    split, x_sha, y_sha = split_to_bytes(np.asarray(x_test), np.asarray(y_test))
     writes: list[Callable[[], Any]] = [
-        lambda: store.put_array(data, key(run_id, X_TEST_FILE), np.asarray(x_test)),
-        lambda: store.put_array(data, key(run_id, Y_TEST_FILE), np.asarray(y_test)),
+        lambda: store.put_bytes(data, key(run_id, TEST_SPLIT_FILE), split, "application/zip"),
         lambda: store.put_bytes(models, key(run_id, MODEL_FILE), blob, "application/zip"),
     ]
     if runs.roots:
@@ -324,8 +327,13 @@ def _store_artifacts(
             lambda: store.put_joblib(data, key(run_id, Y_TEST_KEY), y_test),
             lambda: store.put_joblib(models, key(run_id, MODEL_KEY), fitted),
         ]
-    x_sha, y_sha, model_sha, *_ = gather(*writes)
-    return x_sha, y_sha, model_sha
+    split_sha, model_sha, *_ = gather(*writes)
+    return {
+        "model_sha256": model_sha,
+        "x_test_sha256": x_sha,
+        "y_test_sha256": y_sha,
+        "test_split_sha256": split_sha,
+    }
 
 
 def _servable_bytes(
@@ -455,7 +463,7 @@ def _train_tabular(
     else:
         train_scores = _regression_scores(fitted, x_train, y_train, "training")
         test_scores = _regression_scores(fitted, x_test, y_test, "test")
-    x_sha, y_sha, model_sha = _store_artifacts(
+    stored = _store_artifacts(
         runs, run_id, fitted, spec.trusted, x_test, np.asarray(y_test, dtype="float64")
     )
     return Manifest(
@@ -469,9 +477,7 @@ def _train_tabular(
         labels=schema.labels,
         features=encoding.names(),
         dataset_sha256=document.sha256,
-        model_sha256=model_sha,
-        x_test_sha256=x_sha,
-        y_test_sha256=y_sha,
+        **stored,
         n_train=len(train_rows),
         n_test=len(test_rows),
         train_metrics=train_scores,
@@ -576,6 +582,60 @@ def _fetch(runs: RunLog, run_id: str, *keys: tuple[str, str]) -> tuple[Manifest,
     return info, blobs
 
 
+@dataclass(frozen=True)
+class _Split:
+    """A run's test split as fetched: each array's .npy bytes, checked against the manifest's
+    hash when it is loaded."""
+
+    info: Manifest
+    x: bytes
+    y: bytes | None
+    where: tuple[str, str]  # where x and y are stored, for messages
+
+    def x_test(self) -> np.ndarray:
+        return _array(self.x, self.where[0], self.info.x_test_sha256)
+
+    def y_test(self) -> np.ndarray:
+        if self.y is None:
+            raise IntegrityError(f"{self.where[1]} was not read")
+        return _array(self.y, self.where[1], self.info.y_test_sha256)
+
+
+def _array(data: bytes, where: str, expected_sha256: str) -> np.ndarray:
+    return array_from_bytes(verified(data, where, expected_sha256), where)
+
+
+def _fetch_run(runs: RunLog, run_id: str, *, with_y: bool) -> tuple[Manifest, bytes, _Split]:
+    """A run's manifest, model bytes and test split, read at once. A split in one file
+    (``test_split.npz``) is read with the manifest; a run that stored it as ``x_test.npy``
+    and ``y_test.npy`` (before test_split.npz) has them read once its manifest says so."""
+    store = runs.store
+    data = store.data_bucket
+    split_key = runs.key(run_id, TEST_SPLIT_FILE)
+
+    def split() -> bytes | None:
+        try:
+            return store.get_bytes(data, split_key)
+        except KeyNotFoundError:
+            return None
+
+    info, model_blob, split_blob = gather(
+        lambda: runs.manifest(run_id),
+        lambda: store.get_bytes(store.models_bucket, runs.key(run_id, MODEL_FILE)),
+        split,
+    )
+    if info.test_split_sha256 is not None:
+        where = f"s3://{data}/{split_key}"
+        if split_blob is None:
+            raise KeyNotFoundError(f"{where} does not exist")
+        x, y = split_from_bytes(verified(split_blob, where, info.test_split_sha256), where)
+        return info, model_blob, _Split(info, x, y, (f"{where} (x.npy)", f"{where} (y.npy)"))
+    keys = [runs.key(run_id, X_TEST_FILE), runs.key(run_id, Y_TEST_FILE)]
+    found = gather(*(partial(store.get_bytes, data, key) for key in keys[: 2 if with_y else 1]))
+    wheres = (f"s3://{data}/{keys[0]}", f"s3://{data}/{keys[1]}")
+    return info, model_blob, _Split(info, found[0], found[1] if with_y else None, wheres)
+
+
 def _model(runs: RunLog, info: Manifest, blob: bytes) -> LoadedModel:
     """The run's model from its fetched bytes: version, sha256, trusted types checked."""
     _check_version(info)
@@ -609,16 +669,11 @@ def servable(runs: RunLog, run_id: str) -> Manifest:
     sha256, it loads with only its kind's trusted types under this scikit-learn, and it
     predicts the first row of the run's (checked) test split with finite values of the
     right shape. PromotionRefusedError says what is wrong otherwise."""
-    store = runs.store
-    data = store.data_bucket
-    x_key = runs.key(run_id, X_TEST_FILE)
     try:
-        info, (model_blob, x_blob) = _fetch(
-            runs, run_id, (store.models_bucket, runs.key(run_id, MODEL_FILE)), (data, x_key)
-        )
+        info, model_blob, split = _fetch_run(runs, run_id, with_y=False)
         loaded = _model(runs, info, model_blob)
-        where = f"s3://{data}/{x_key}"
-        x_test = array_from_bytes(verified(x_blob, where, info.x_test_sha256), where)
+        where = split.where[0]
+        x_test = split.x_test()
         if x_test.ndim != 2 or x_test.shape[1] != len(info.features) or len(x_test) == 0:
             raise IntegrityError(f"{where} does not fit the run's {len(info.features)} features")
         sample: Any = x_test[:1]
@@ -686,20 +741,9 @@ def evaluate(request: EvaluateEvent, runs: RunLog) -> dict[str, Any]:
 
 def _score(run_id: str, runs: RunLog, pointer: Pointer | None) -> dict[str, Any]:
     """``pointer``: the latest pointer as read to find this run (None: not read)."""
-    store = runs.store
-    data = store.data_bucket
-    x_key, y_key = runs.key(run_id, X_TEST_FILE), runs.key(run_id, Y_TEST_FILE)
-    info, (model_blob, x_blob, y_blob) = _fetch(
-        runs,
-        run_id,
-        (store.models_bucket, runs.key(run_id, MODEL_FILE)),
-        (data, x_key),
-        (data, y_key),
-    )
+    info, model_blob, split = _fetch_run(runs, run_id, with_y=True)
     loaded = _model(runs, info, model_blob)
-    x_where, y_where = f"s3://{data}/{x_key}", f"s3://{data}/{y_key}"
-    x_test = array_from_bytes(verified(x_blob, x_where, info.x_test_sha256), x_where)
-    y_test = array_from_bytes(verified(y_blob, y_where, info.y_test_sha256), y_where)
+    x_test, y_test = split.x_test(), split.y_test()
     if x_test.ndim != 2 or x_test.shape != (len(y_test), len(info.features)):
         raise IntegrityError(f"run {run_id!r}: the stored test split does not fit its features")
     y_true = np.asarray(y_test, dtype="float64").reshape(-1)

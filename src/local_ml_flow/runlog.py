@@ -49,7 +49,8 @@ Y_TEST_KEY = "y_test.joblib"
 SCORE_KEY = "score.txt"
 # A run's artifacts in the formats this project loads (never a pickle).
 MODEL_FILE = "model.skops"
-X_TEST_FILE = "x_test.npy"
+TEST_SPLIT_FILE = "test_split.npz"  # x.npy and y.npy in one stored zip (one write, one read)
+X_TEST_FILE = "x_test.npy"  # the test split of runs made before test_split.npz
 Y_TEST_FILE = "y_test.npy"
 RUNS_PREFIX = "runs/"
 LATEST_KEY = f"{RUNS_PREFIX}latest.json"
@@ -159,8 +160,10 @@ class Manifest(_Document):
     features: list[str]
     dataset_sha256: str
     model_sha256: str
-    x_test_sha256: str
+    x_test_sha256: str  # of the x array's .npy bytes
     y_test_sha256: str
+    # test_split.npz's sha256; None: the split is in x_test.npy and y_test.npy (older runs)
+    test_split_sha256: str | None = None
     n_train: int
     n_test: int
     train_metrics: Scores

@@ -372,9 +372,7 @@ class ArtifactStore:
 
     def put_array(self, bucket: str, key: str, array: np.ndarray) -> str:
         """A numeric array in NumPy's .npy format (no pickle); returns the sha256 stored."""
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(array, dtype="float64"), allow_pickle=False)
-        return self.put_bytes(bucket, key, buffer.getvalue(), "application/octet-stream")
+        return self.put_bytes(bucket, key, array_bytes(array), "application/octet-stream")
 
     def get_array(self, bucket: str, key: str, expected_sha256: str) -> np.ndarray:
         """Load a .npy array whose bytes match ``expected_sha256``; object arrays refused."""
@@ -494,6 +492,42 @@ def array_from_bytes(data: bytes, where: str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise IntegrityError(f"{where} is not a numeric array")
     return array
+
+
+# The members of a run's test split file (``split_to_bytes``): each a .npy array.
+SPLIT_MEMBERS = ("x.npy", "y.npy")
+
+
+def array_bytes(array: np.ndarray) -> bytes:
+    """A numeric array in NumPy's .npy format (float64, no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, dtype="float64"), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def split_to_bytes(x: np.ndarray, y: np.ndarray) -> tuple[bytes, str, str]:
+    """A test split as one file (a stored zip of ``x.npy`` and ``y.npy``, the same bytes for
+    the same arrays) with the sha256 of each array's .npy bytes: one object to write and
+    read instead of two."""
+    members = [array_bytes(x), array_bytes(y)]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for name, data in zip(SPLIT_MEMBERS, members, strict=True):
+            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue(), sha256(members[0]), sha256(members[1])
+
+
+def split_from_bytes(data: bytes, where: str) -> tuple[bytes, bytes]:
+    """The .npy bytes of ``x`` and ``y`` in a test split file whose own bytes were checked
+    (each is checked and loaded by the caller, like a single .npy file)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as source:
+            if sorted(source.namelist()) != sorted(SPLIT_MEMBERS):
+                raise CorruptStateError(f"{where} does not hold exactly {SPLIT_MEMBERS}")
+            x, y = (source.read(name) for name in SPLIT_MEMBERS)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CorruptStateError(f"{where} is not a test split file: {exc}") from None
+    return x, y
 
 
 def _canonical_skops(data: bytes) -> bytes:

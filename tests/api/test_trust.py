@@ -13,6 +13,7 @@ import json
 import pickle
 import re
 import time
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -185,10 +186,15 @@ def test_planted_code_never_runs_and_the_previous_run_serves_again(
     pickled = pickle.dumps(Exploit(str(marker)))
     evil_array = io.BytesIO()
     np.save(evil_array, np.array([Exploit(str(marker))], dtype=object), allow_pickle=True)
+    evil_split = io.BytesIO()
+    with zipfile.ZipFile(evil_split, "w") as split:
+        split.writestr("x.npy", evil_array.getvalue())
+        split.writestr("y.npy", evil_array.getvalue())
     planted = {
         (MODELS, f"runs/{victim}/model.skops"): skops.io.dumps(Exploit(str(marker))),
         (MODELS, f"runs/{victim}/model.joblib"): pickled,
-        (DATA, f"runs/{victim}/x_test.npy"): evil_array.getvalue(),
+        (DATA, f"runs/{victim}/test_split.npz"): evil_split.getvalue(),
+        (DATA, f"runs/{victim}/x_test.npy"): evil_array.getvalue(),  # the layout before
         (DATA, f"runs/{victim}/y_test.npy"): evil_array.getvalue(),
         (DATA, f"runs/{victim}/x_test.joblib"): pickled,
         (DATA, f"runs/{victim}/y_test.joblib"): pickled,
@@ -202,6 +208,7 @@ def test_planted_code_never_runs_and_the_previous_run_serves_again(
         "model_sha256": sha256(planted[(MODELS, f"runs/{victim}/model.skops")]),
         "x_test_sha256": sha256(evil_array.getvalue()),
         "y_test_sha256": sha256(evil_array.getvalue()),
+        "test_split_sha256": sha256(evil_split.getvalue()),
     }
     s3.put_object(Bucket=DATA, Key=manifest_key, Body=json.dumps({**manifest, **hashes}))
     aimed = {**pointer(s3), "run_id": victim, **hashes}

@@ -24,8 +24,7 @@ from local_ml_flow.storage import ArtifactStore, gather, make_store
 from tests.faults import FaultProxy
 
 ARTIFACTS = (
-    "x_test.npy",
-    "y_test.npy",
+    "test_split.npz",
     "model.skops",
     "x_test.joblib",
     "y_test.joblib",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -71,8 +72,7 @@ def test_run_artifacts_live_under_their_own_prefix(store, settings):
         f"runs/run-a/{name}"
         for name in (
             "request.json",
-            "x_test.npy",  # what this project loads (no pickle)
-            "y_test.npy",
+            "test_split.npz",  # what this project loads (x.npy and y.npy: no pickle)
             "x_test.joblib",  # the original's format, for users' scripts
             "y_test.joblib",
             "manifest.json",
@@ -101,6 +101,30 @@ def test_run_artifacts_live_under_their_own_prefix(store, settings):
     # the dataset the run trained on is archived under its sha256
     archive = f"datasets/housing-{run['dataset_sha256']}.csv"
     assert store.get_bytes(settings.data_bucket, archive) == store.get_dataset()
+
+
+def test_a_run_stored_before_test_split_npz_still_scores_promotes_and_lists(store, settings):
+    """Runs stored as x_test.npy + y_test.npy (manifest without test_split_sha256) are read
+    as they are: scored, promoted, listed."""
+    ingest(store, settings, {"run_id": "old", "promote": False})
+    data, prefix = settings.data_bucket, "runs/old/"
+    with zipfile.ZipFile(io.BytesIO(store.get_bytes(data, f"{prefix}test_split.npz"))) as split:
+        for name in ("x", "y"):  # the members are the very .npy files of the layout before
+            store.put_bytes(data, f"{prefix}{name}_test.npy", split.read(f"{name}.npy"), "x")
+    store.delete(data, f"{prefix}test_split.npz")
+    manifest = store.get_json(data, f"{prefix}manifest.json")
+    del manifest["test_split_sha256"]
+    store.put_json(data, f"{prefix}manifest.json", manifest)
+
+    scored = infer(store, settings, {"run_id": "old"})
+    assert scored["score"] == "65.29%"
+    runs = RunLog.from_settings(store, settings)
+    assert pipeline.make_current(runs, "old").run_id == "old"
+    assert runs.latest_run_id("none") == "old"
+    assert runs.record("old")["status"] == "succeeded"
+    store.delete(data, f"{prefix}y_test.npy")  # a missing file of the old layout: not found
+    with pytest.raises(NotFoundError):
+        infer(store, settings, {"run_id": "old"})
 
 
 def test_seed_event_gives_the_original_35_percent(store, settings):
@@ -334,20 +358,21 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
         sent.clear()
         infer(store, settings, {})
         inference = sorted(sent)
-    # request.json and the dataset; 6 artifacts; the manifest and the pointer; 3 root
+    # request.json and the dataset; 5 artifacts (the test split is one file: test_split.npz);
+    # the manifest and the pointer; 3 root
     # copies and score.txt's removal (not scored yet); the pointer; the root copies' tags
     assert ingestion == sorted(
         ["PutObject", "GetObject"]
-        + ["PutObject"] * 6
+        + ["PutObject"] * 5
         + ["PutObject", "GetObject"]
         + ["CopyObject"] * 3
         + ["DeleteObject", "PutObject"]
         + ["HeadObject"] * 4
     )
-    # the pointer; manifest, model, x_test, y_test; metrics, predictions; score.txt; the
-    # pointer again (score.txt follows the current run only)
+    # the pointer; manifest, model, test split; metrics, predictions; score.txt; the pointer
+    # again (score.txt follows the current run only)
     assert inference == sorted(
-        ["GetObject"] + ["GetObject"] * 4 + ["PutObject"] * 2 + ["PutObject", "GetObject"]
+        ["GetObject"] + ["GetObject"] * 3 + ["PutObject"] * 2 + ["PutObject", "GetObject"]
     )
 
 
