@@ -3,6 +3,7 @@ reference dataset, an emulator on loopback, and a counter of S3 requests and rou
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -97,3 +98,30 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.05)
     server.terminate()
     raise SystemExit("moto server did not start")
+
+
+def run_child(script: str, src: Path, args: list[str]) -> dict[str, Any]:
+    """``script --child ARGS`` in a fresh process importing ``src`` (and benchmarks/), with
+    test credentials and no endpoint from the environment; the JSON its last line prints,
+    after checking it imported ``src``'s local_ml_flow."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent)]),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    done = subprocess.run(
+        [sys.executable, script, "--child", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"child failed ({src}):\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not figures["module"].startswith(str(src)):
+        raise SystemExit(f"child imported {figures['module']}, not {src}")
+    return figures

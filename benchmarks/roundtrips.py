@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import DATASET, Counter, export, start_ministack, start_moto
+from common import DATASET, Counter, export, run_child, start_ministack, start_moto
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,31 +139,6 @@ def request_floor(endpoint: str) -> dict[str, float]:
     return {name: statistics.median(taken) * 1000 for name, taken in times.items()}
 
 
-def run_child(src: Path, endpoint: str, runs: int, runner: bool) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(src),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
-    command = [sys.executable, __file__, "--child", "--endpoint", endpoint, "--runs", str(runs)]
-    done = subprocess.run(
-        command + (["--runner"] if runner else []),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"child failed ({src}):\n{done.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if not figures["module"].startswith(str(src)):
-        raise SystemExit(f"child imported {figures['module']}, not {src}")
-    return figures
-
-
 def import_seconds(src: Path) -> float:
     """``import local_ml_flow.handlers`` in a fresh process (``-X importtime``'s total)."""
     done = subprocess.run(
@@ -223,7 +198,9 @@ def main() -> None:
         imports: dict[str, list[float]] = {name: [] for name in trees}
         for _ in range(args.rounds):  # A B A B: the machine's load hits both alike
             for name, src in trees.items():
-                results[name].append(run_child(src, endpoint, args.runs, args.runner))
+                child_args = ["--endpoint", endpoint, "--runs", str(args.runs)]
+                child_args += ["--runner"] if args.runner else []
+                results[name].append(run_child(__file__, src, child_args))
                 imports[name].append(import_seconds(src))
         print(
             f"warm pipeline, handlers in-process, {args.emulator} on loopback; {args.rounds}"

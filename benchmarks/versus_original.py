@@ -33,15 +33,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from common import DATASET, Counter, export, start_ministack, start_moto
+from common import DATASET, Counter, export, run_child, start_ministack, start_moto
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("ingestion", "inference")
@@ -126,31 +124,6 @@ def child(endpoint: str, runs: int, per_call_clients: bool) -> None:
     print(json.dumps(figures))
 
 
-def run_child(src: Path, endpoint: str, runs: int, per_call_clients: bool) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent)]),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
-    command = [sys.executable, __file__, "--child", "--endpoint", endpoint, "--runs", str(runs)]
-    done = subprocess.run(
-        command + (["--original-clients", "per-call"] if per_call_clients else []),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"child failed ({src}):\n{done.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if not figures["module"].startswith(str(src)):
-        raise SystemExit(f"child imported {figures['module']}, not {src}")
-    return figures
-
-
 def _ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -162,9 +135,12 @@ def report(label: str, children: list[dict[str, Any]]) -> None:
         name: [sum(run[f]["seconds"] for f in FUNCTIONS) for run in runs[name]] for name in runs
     }
     ratio = statistics.median(total["ours"]) / statistics.median(total["original"])
+    # each run of ours against the original's run next to it (same process, same moment)
+    paired = statistics.median(a / b for a, b in zip(total["ours"], total["original"], strict=True))
     print(
         f"  {label}: ours {_ms(total['ours']):5.1f} ms, the original {_ms(total['original']):5.1f}"
         f" ms (medians of {len(total['ours'])} runs each): {ratio:.2f}x the original"
+        f" (median of the paired runs' ratios {paired:.2f}x)"
     )
     for name in ("ours", "original"):
         for function in FUNCTIONS:
@@ -209,7 +185,9 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for _ in range(args.rounds):  # A B A B: the machine's load hits both alike
             for name, src in trees.items():
-                results[name].append(run_child(src, endpoint, args.runs, per_call))
+                child_args = ["--endpoint", endpoint, "--runs", str(args.runs)]
+                child_args += ["--original-clients", args.original_clients]
+                results[name].append(run_child(__file__, src, child_args))
         print(
             f"warm pipeline, {{}} events, handlers in-process, {args.emulator} on loopback;"
             f" {args.rounds} processes x {args.runs} runs per tree, projects alternating run by"
