@@ -194,3 +194,49 @@ resource "aws_lambda_function" "this" {
 
   depends_on = [aws_iam_role_policy.lambda, aws_cloudwatch_log_group.lambda]
 }
+
+# ---------------------------------------------------------------- retrain on upload ----
+
+# Off by default (var.retrain_on_upload). S3 invokes the ingestion function asynchronously
+# with the upload's event; the function maps the key to a dataset version and ignores every
+# other key (the same filters as src/local_ml_flow/notifications.py, FILTERS).
+data "aws_caller_identity" "current" {
+  count = var.retrain_on_upload ? 1 : 0
+}
+
+resource "aws_lambda_permission" "retrain_on_upload" {
+  count = var.retrain_on_upload ? 1 : 0
+
+  statement_id   = "local-ml-flow-retrain-on-upload"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.this["ingestion"].function_name
+  principal      = "s3.amazonaws.com"
+  source_arn     = aws_s3_bucket.data.arn
+  source_account = data.aws_caller_identity.current[0].account_id
+}
+
+resource "aws_s3_bucket_notification" "retrain_on_upload" {
+  count = var.retrain_on_upload ? 1 : 0
+
+  bucket = aws_s3_bucket.data.id
+
+  # housing's dataset (the API, the CLI or `aws s3 cp` writing it)
+  lambda_function {
+    id                  = "retrain-housing"
+    lambda_function_arn = aws_lambda_function.this["ingestion"].arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = var.dataset_key
+  }
+
+  # registered datasets' versions: datasets/<name>/versions/<sha256>.csv
+  lambda_function {
+    id                  = "retrain-datasets"
+    lambda_function_arn = aws_lambda_function.this["ingestion"].arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "datasets/"
+    filter_suffix       = ".csv"
+  }
+
+  # the initial dataset is uploaded before: deploying trains nothing by itself
+  depends_on = [aws_lambda_permission.retrain_on_upload, aws_s3_object.dataset]
+}

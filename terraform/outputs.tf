@@ -42,3 +42,8 @@ output "package_type" {
   description = "Zip or Image."
   value       = var.package_type
 }
+
+output "retrain_on_upload" {
+  description = "Whether an upload of a dataset version to the data bucket starts a run."
+  value       = length(aws_s3_bucket_notification.retrain_on_upload) > 0
+}

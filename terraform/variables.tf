@@ -141,3 +141,11 @@ variable "log_retention_days" {
   type        = number
   default     = 14
 }
+
+# ---------------------------------------------------------------- retraining -----------
+
+variable "retrain_on_upload" {
+  description = "Retrain when data lands: an upload of the dataset key or of a registered dataset's version (datasets/<name>/versions/<sha256>.csv) invokes the ingestion function, which trains, scores and promotes a run by the promotion policy. Off by default."
+  type        = bool
+  default     = false
+}

@@ -47,7 +47,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from local_ml_flow import emulator_main, lambda_package, statedir
+from local_ml_flow import emulator_main, lambda_package, notifications, statedir
 from local_ml_flow.errors import AlreadyExistsError, EndpointUnreachableError, LocalMlFlowError
 from local_ml_flow.settings import Settings, command
 
@@ -505,7 +505,7 @@ class EmbeddedEmulator:
         iam = aws.client("iam", endpoint_url=self.endpoint_url)
         lam = aws.client("lambda", endpoint_url=self.endpoint_url, function_timeout_s=None)
         if not functions_in_background:
-            self._register_functions(settings, iam, lam)
+            self._register_functions(settings, iam, lam, s3)
             return
         self.wait_provisioned()  # one registration at a time
         registering: Future[None] = Future()
@@ -513,7 +513,7 @@ class EmbeddedEmulator:
 
         def register() -> None:
             try:
-                self._register_functions(settings, iam, lam)
+                self._register_functions(settings, iam, lam, s3)
             except BaseException as exc:  # for wait_provisioned(), in the caller's thread
                 registering.set_exception(exc)
             else:
@@ -558,9 +558,10 @@ class EmbeddedEmulator:
         where = "" if self.ephemeral else f"; its log: {self.log_path}"
         return EmulatorError(f"the embedded emulator {how} while it was being provisioned{where}")
 
-    def _register_functions(self, settings: Settings, iam: Any, lam: Any) -> None:
+    def _register_functions(self, settings: Settings, iam: Any, lam: Any, s3: Any) -> None:
         with self.provisioning():
             self._register(settings, iam, lam)
+            _retrain_on_upload(settings, s3, lam)
 
     def _register(self, settings: Settings, iam: Any, lam: Any) -> None:
         # A create is retried after a read timeout (a slow emulator) and may then meet what
@@ -615,6 +616,62 @@ class EmbeddedEmulator:
                 changed.append(name)
         for name in changed:
             _wait_active(lam, name)
+
+
+RETRAIN_PERMISSION = "local-ml-flow-retrain-on-upload"  # the ingestion's permission for S3
+_RETRAIN_IDS = {str(spec["id"]) for spec in notifications.FILTERS}
+
+
+def _retrain_on_upload(settings: Settings, s3: Any, lam: Any) -> None:
+    """The data bucket's notifications as ``LMF_RETRAIN_ON_UPLOAD`` says (what Terraform's
+    ``retrain_on_upload`` declares): on, an upload of a dataset version invokes the ingestion
+    function, which S3 is permitted to invoke; off, neither. Other notifications stay."""
+    bucket, function = settings.data_bucket, settings.ingestion_function
+    current = s3.get_bucket_notification_configuration(Bucket=bucket)
+    current.pop("ResponseMetadata", None)
+    others = [
+        c
+        for c in current.get("LambdaFunctionConfigurations", [])
+        if c.get("Id") not in _RETRAIN_IDS
+    ]
+    ours: list[dict[str, Any]] = []
+    if settings.retrain_on_upload:
+        arn = lam.get_function_configuration(FunctionName=function)["FunctionArn"]
+        with contextlib.suppress(lam.exceptions.ResourceConflictException):  # there already
+            lam.add_permission(
+                FunctionName=function,
+                StatementId=RETRAIN_PERMISSION,
+                Action="lambda:InvokeFunction",
+                Principal="s3.amazonaws.com",
+                SourceArn=f"arn:aws:s3:::{bucket}",
+            )
+        ours = notifications.configuration(arn, settings.dataset_key)[
+            "LambdaFunctionConfigurations"
+        ]
+    else:
+        with contextlib.suppress(lam.exceptions.ResourceNotFoundException):  # never added
+            lam.remove_permission(FunctionName=function, StatementId=RETRAIN_PERMISSION)
+    wanted = {**current, "LambdaFunctionConfigurations": others + ours}
+    if not wanted["LambdaFunctionConfigurations"]:
+        del wanted["LambdaFunctionConfigurations"]
+    if _comparable(wanted) != _comparable(current):
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=wanted)
+
+
+def _comparable(configuration: dict[str, Any]) -> Any:
+    """A notification configuration's Lambda part, as S3 and its emulators echo it back."""
+    return sorted(
+        (
+            str(c.get("Id")),
+            str(c.get("LambdaFunctionArn")),
+            sorted(c.get("Events", [])),
+            sorted(
+                (str(r.get("Name", "")).lower(), str(r.get("Value")))
+                for r in c.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+            ),
+        )
+        for c in configuration.get("LambdaFunctionConfigurations", [])
+    )
 
 
 def _ended(code: int) -> str:

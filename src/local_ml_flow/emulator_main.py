@@ -28,6 +28,8 @@ crash before the journal's rename leaves the state as it was (the staged files a
 the next start, ``recover``); after it, the next start completes the journal. A commit that
 fails (ENOSPC, EIO, a read-only disk) changes nothing on disk: the request answers 507
 InsufficientStorage and the bucket is reloaded from disk, so what is served is what is stored.
+The S3 event notifications a request fires (an upload invoking a function) are delivered after
+its commit, and never for a write that was refused.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ class Changes:
         self.writes: dict[str, bytes] = {}
         self.removals: set[str] = set()
         self.failure: str | None = None  # a persistence step MiniStack reported failed
+        # S3 event notifications the request fires: delivered once it is committed
+        self.events: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
     def write(self, path: str, data: bytes) -> None:
         self.removals.discard(path)
@@ -369,6 +373,15 @@ def make_durable(s3: Any, data_dir: str, journal_dir: str) -> None:
             else:
                 changes.remove(path)
 
+    fire = s3._fire_s3_event_async
+
+    def fire_after_commit(*args: Any, **kw: Any) -> None:
+        changes = _CHANGES.get()
+        if changes is None:
+            fire(*args, **kw)
+        else:  # MiniStack fires while the request runs, before its files are committed
+            changes.events.append((args, kw))
+
     async def handle_request(
         method: str, path: str, headers: dict[str, str], *args: Any, **kw: Any
     ) -> Any:
@@ -394,6 +407,8 @@ def make_durable(s3: Any, data_dir: str, journal_dir: str) -> None:
                 " changed: free space or fix the state directory, then retry",
                 507,
             )
+        for event_args, event_kw in changes.events:
+            fire(*event_args, **event_kw)
         return answer
 
     class Logger:
@@ -414,6 +429,7 @@ def make_durable(s3: Any, data_dir: str, journal_dir: str) -> None:
     s3._atomic_write = atomic_write
     s3._remove_key_files = remove_key_files
     s3._delete_version_file = delete_version_file
+    s3._fire_s3_event_async = fire_after_commit
     s3.handle_request = handle_request
     s3.logger = Logger(s3.logger)
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
-from local_ml_flow import pipeline, registry
+from local_ml_flow import notifications, pipeline, registry
+from local_ml_flow.errors import LocalMlFlowError
 from local_ml_flow.events import HOUSING, EvaluateEvent, IngestEvent, parse_event
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings, get_settings
@@ -69,7 +70,10 @@ def _handler(function: str, work: Work) -> FunctionHandler:
 
 def _ingest(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     """Train a run: the dataset (housing.csv, or a registered dataset's current version) ->
-    validate -> clean -> split -> train -> artifacts in S3."""
+    validate -> clean -> split -> train -> artifacts in S3. An S3 upload notification: a
+    whole run for each new dataset version (``_retrain``)."""
+    if notifications.is_s3_event(event):
+        return _retrain(event, runs, settings)
     ev = parse_event(IngestEvent, event)
     limits = pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
     policy = (ev.promotion or runs.policy) if ev.promote else None
@@ -89,6 +93,33 @@ def _evaluate(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
     if ev.dataset is not None and ev.dataset != HOUSING:
         registry.get(runs.store, ev.dataset)  # DatasetNotFoundError for an unknown dataset
     return pipeline.evaluate(ev, runs.of_dataset(ev.dataset or HOUSING))
+
+
+def _retrain(event: Any, runs: RunLog, settings: Settings) -> dict[str, Any]:
+    """Retrain when data lands: each upload of a dataset version (``notifications.plan``)
+    is a run made as the API makes one (ingestion, inference, promotion by the policy);
+    a failure is recorded in the run (the current one stays) and raised."""
+    done = []
+    for upload in notifications.parse(event):
+        job = notifications.plan(upload, runs, settings)
+        if isinstance(job, notifications.Ignored):
+            done.append(job.said())
+            continue
+        log, stage = runs.of_dataset(job.dataset), "ingestion"
+        try:
+            trained = _ingest(job.ingest_event(), runs, settings)
+            stage = "inference"
+            scored = _evaluate(job.evaluate_event(), runs, settings)
+            stage = "promotion"
+            decision = pipeline.promote(log, job.run_id, log.policy)
+        except LocalMlFlowError as exc:  # recorded once: the step's own record stands
+            log.record_failure(job.run_id, stage, type(exc).__name__, exc.message)
+            raise
+        said = {"not_promoted": decision.reason} if not decision.promoted else {}
+        done.append(
+            {"object": upload.where, **trained, **scored, "promoted": decision.promoted, **said}
+        )
+    return {"uploads": done}
 
 
 ingestion = _handler("ingestion", _ingest)

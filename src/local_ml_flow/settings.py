@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # retention: after each run, delete the finished runs of its dataset beyond the newest N
     # (the current run and pinned runs are never deleted; unset: every run is kept)
     keep_runs: Annotated[int, Field(ge=1)] | None = None
+    # retrain when data lands: an upload of housing's dataset key or of a registered
+    # dataset's version starts a run (embedded mode: S3 notifications of the emulator;
+    # LocalStack and AWS: Terraform's retrain_on_upload)
+    retrain_on_upload: bool = False
 
     max_dataset_bytes: Annotated[int, Field(gt=0)] = 200 * 1024 * 1024
     max_dataset_rows: Annotated[int, Field(gt=0)] = 2_000_000

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from local_ml_flow import aws
+from local_ml_flow import aws, notifications
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
-from local_ml_flow.embedded import EmbeddedEmulator, EmulatorError
+from local_ml_flow.embedded import RETRAIN_PERMISSION, EmbeddedEmulator, EmulatorError
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import sha256
 from tests.conftest import free_port
@@ -114,6 +115,35 @@ def test_emulator_registers_functions_and_buckets(dataset_bytes):
         assert body == dataset_bytes
         with pytest.raises(EmulatorError, match="already in use"):
             EmbeddedEmulator("127.0.0.1", emulator.port).start()
+
+        # retrain on upload: off by default; on, uploads invoke ingestion, as Terraform has it
+        def notified() -> list[Any]:
+            found = s3.get_bucket_notification_configuration(Bucket="lmf-emb-data")
+            return list(found.get("LambdaFunctionConfigurations", []))
+
+        def s3_may_invoke() -> bool:
+            try:
+                policy = json.loads(
+                    lam.get_policy(FunctionName=ingestion["FunctionName"])["Policy"]
+                )
+            except lam.exceptions.ResourceNotFoundException:
+                return False
+            return any(
+                st["Sid"] == RETRAIN_PERMISSION
+                and st["Principal"] == {"Service": "s3.amazonaws.com"}
+                and "arn:aws:s3:::lmf-emb-data" in json.dumps(st["Condition"])
+                for st in policy["Statement"]
+            )
+
+        assert notified() == []
+        assert not s3_may_invoke()
+        emulator.provision(settings.model_copy(update={"retrain_on_upload": True}), unread)
+        wanted = notifications.configuration(ingestion["FunctionArn"], "housing.csv")
+        assert notified() == wanted["LambdaFunctionConfigurations"]
+        assert s3_may_invoke()
+        emulator.provision(settings, unread)  # off again: neither stays
+        assert notified() == []
+        assert not s3_may_invoke()
     finally:
         emulator.stop()
     assert not emulator.running

@@ -518,3 +518,64 @@ def test_a_registered_dataset_trains_through_the_lambda_api_and_survives_a_resta
             assert predicted.json()["run_id"] == trained["run_id"]
     finally:
         api.stop()
+
+
+def wait_for_run(http: httpx.Client, known: set[str], timeout_s: float = 300) -> dict[str, Any]:
+    """The first run not in ``known`` once it finished (and, succeeded, was promoted or
+    kept: the API lists its metrics a moment before the pointer moves)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for run in http.get("/pipeline/runs").json()["runs"]:
+            if run["run_id"] in known or run["status"] not in ("succeeded", "failed"):
+                continue
+            if run["status"] == "failed" or run["current"] or run["not_promoted"]:
+                return dict(run)
+        time.sleep(0.5)
+    raise AssertionError(f"no new run finished within {timeout_s} s")
+
+
+@pytest.mark.full  # MiniStack's Lambda workers train cold: ~10-30 s on a loaded machine
+def test_retrain_on_upload_through_ministacks_notifications(
+    state: Path, dataset_path: Path, upload: bytes
+) -> None:
+    """LMF_RETRAIN_ON_UPLOAD=true: MiniStack's own S3 notifications invoke the ingestion
+    function (its Lambda worker) for each new dataset version; off, nothing happens."""
+    api = serve(state, dataset_path, env={"LMF_RETRAIN_ON_UPLOAD": "true"})
+    try:
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            first = http.post("/pipeline/runs", json={})
+            assert first.status_code == 201, first.text
+            known = {first.json()["run_id"]}
+            put = http.put("/bucket/dataset", files={"file": ("housing.csv", upload, "text/csv")})
+            assert put.status_code == 200, put.text
+            retrained = wait_for_run(http, known)
+            assert "-s3-" in retrained["run_id"]
+            assert retrained["status"] == "succeeded"
+            assert retrained["current"] is True  # new data: promoted by the policy
+            assert retrained["dataset_sha256"] == put.json()["sha256"]
+            known.add(retrained["run_id"])
+            # a bad file written by any S3 client: a failed run saying why, the model stays
+            s3 = emulator_client("s3", api.emulator_url)
+            s3.put_object(Bucket=DATA, Key="housing.csv", Body=b"a,b\n1,2\n")
+            failed = wait_for_run(http, known)
+            assert failed["status"] == "failed"
+            assert "missing columns: price" in failed["error"]["message"]
+            houses = {"houses": [EXAMPLE_HOUSE]}
+            assert http.post("/predict", json=houses).json()["run_id"] == retrained["run_id"]
+            history = http.get("/pipeline/runs").json()["runs"]
+    finally:
+        api.stop()
+
+    api = serve(state, dataset_path)  # the setting off: the notification is removed
+    try:
+        s3 = emulator_client("s3", api.emulator_url)
+        assert "LambdaFunctionConfigurations" not in s3.get_bucket_notification_configuration(
+            Bucket=DATA
+        )
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            put = http.put("/bucket/dataset", files={"file": ("housing.csv", upload, "text/csv")})
+            assert put.status_code == 200, put.text
+            time.sleep(5)  # no configuration: MiniStack fires nothing; a run would show by now
+            assert http.get("/pipeline/runs").json()["runs"] == history
+    finally:
+        api.stop()

@@ -35,6 +35,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from local_ml_flow import notifications
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.embedded import EmbeddedEmulator
 from tests.api.conftest import ApiServer
@@ -344,6 +345,56 @@ def check_deployment(
     assert outputs["models_bucket"]["value"] == MODELS_BUCKET
 
 
+def check_retrain_on_upload_declared(tf: Terraform, aws: dict[str, Any]) -> None:
+    """The data bucket notifies the ingestion function of uploads (the filters the stack's
+    embedded mode uses), which S3 of this account may invoke."""
+    lam = aws["lambda"]
+    ingestion = lam.get_function(FunctionName=FUNCTIONS["ingestion"])["Configuration"]
+    found = aws["s3"].get_bucket_notification_configuration(Bucket=DATA_BUCKET)
+    wanted = notifications.configuration(ingestion["FunctionArn"], "housing.csv")
+    assert comparable_notifications(found) == comparable_notifications(wanted)
+    policy = json.loads(lam.get_policy(FunctionName=FUNCTIONS["ingestion"])["Policy"])
+    (allowed,) = [
+        st for st in statements(policy) if st["Principal"] == {"Service": "s3.amazonaws.com"}
+    ]
+    assert allowed["Action"] == "lambda:InvokeFunction"
+    assert f"arn:aws:s3:::{DATA_BUCKET}" in json.dumps(allowed["Condition"])
+    outputs = json.loads(tf.ok("output", "-json").stdout)
+    assert outputs["retrain_on_upload"]["value"] is True
+
+
+def check_an_upload_is_a_run(aws: dict[str, Any], dataset_path: Path) -> None:
+    s3 = aws["s3"]
+    before = set(object_keys(s3, DATA_BUCKET))
+    pointer = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key="runs/latest.json")["Body"].read())
+    header, *rows = dataset_path.read_bytes().strip().split(b"\n")
+    reversed_rows = b"\n".join([header, *reversed(rows)]) + b"\n"  # another valid version
+    s3.put_object(Bucket=DATA_BUCKET, Key="housing.csv", Body=reversed_rows)
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        now = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key="runs/latest.json")["Body"].read())
+        if now["run_id"] != pointer["run_id"]:
+            break
+        time.sleep(0.5)
+    print(f"[retrain on upload] a run promoted {time.monotonic() - started:.1f} s after the upload")
+    assert "-s3-" in now["run_id"], now
+    assert now["previous_run_id"] == pointer["run_id"]
+    assert now["dataset_sha256"] == hashlib.sha256(reversed_rows).hexdigest()
+    assert f"runs/{now['run_id']}/metrics.json" in object_keys(s3, DATA_BUCKET) - before
+
+
+def comparable_notifications(configuration: dict[str, Any]) -> list[Any]:
+    return sorted(
+        (
+            c["Id"],
+            c["LambdaFunctionArn"],
+            sorted(c["Events"]),
+            sorted((r["Name"].lower(), r["Value"]) for r in c["Filter"]["Key"]["FilterRules"]),
+        )
+        for c in configuration.get("LambdaFunctionConfigurations", [])
+    )
+
+
 def check_destroyed(aws: dict[str, Any]) -> None:
     s3, iam, lam = aws["s3"], aws["iam"], aws["lambda"]
     for bucket in (DATA_BUCKET, MODELS_BUCKET, ARTIFACTS_BUCKET):
@@ -415,9 +466,11 @@ def test_zip_end_to_end_on_ministack(
         f"-var=dataset_path={dataset_path}",
         "-var=package_type=Zip",
         f"-var=lambda_zip_path={lambda_zip.path}",
+        "-var=retrain_on_upload=true",
     ]
     with applied(terraform_bin, tmp_path, variables, "Zip") as tf:
         check_deployment(tf, aws, dataset_path, "Zip", lambda_zip.path)
+        check_retrain_on_upload_declared(tf, aws)
 
         # both functions run from the uploaded zip: the original flow, `{}` each
         trained = invoke(aws["lambda"], FUNCTIONS["ingestion"], {})
@@ -449,6 +502,10 @@ def test_zip_end_to_end_on_ministack(
                 assert predicted.json()["run_id"] == run.json()["run_id"]
         finally:
             api.stop()
+
+        # retrain on upload: a new dataset written to the data bucket is a run (trained,
+        # scored and promoted by the zip's ingestion function, invoked by S3)
+        check_an_upload_is_a_run(aws, dataset_path)
 
         # idempotent: a second plan has nothing to do, but for one documented MiniStack
         # deviation (it drops the tags of a multipart upload: the 61 MB zip object)

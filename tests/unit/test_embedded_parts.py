@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -253,3 +255,50 @@ def test_an_emulator_that_died_can_be_started_again(tmp_path: Path) -> None:
     finally:
         emulator.stop()
     assert not emulator.running
+
+
+class FakeS3:
+    """What ``make_durable`` wraps, shaped like MiniStack's S3 module: a PUT stages its file
+    and fires its event notification while the request runs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.fired: list[tuple[str, bool]] = []  # (key, its file on disk when fired)
+        self.logger = logging.getLogger("tests.fake_s3")
+        self._buckets = SimpleNamespace(_data={})
+
+    async def handle_request(self, method: str, path: str, headers: dict[str, str]) -> Any:
+        key = path.strip("/")
+        self._atomic_write(str(self.data_dir / key), b"bytes")
+        self._fire_s3_event_async("bucket", key, "s3:ObjectCreated:Put")
+        return 200, {}, b""
+
+    def _fire_s3_event_async(self, bucket: str, key: str, event_name: str) -> None:
+        self.fired.append((key, (self.data_dir / key).exists()))
+
+    def _atomic_write(self, path: str, data: bytes) -> None:
+        raise AssertionError("replaced by make_durable")
+
+    def _parse_bucket_key(self, path: str, headers: dict[str, str]) -> tuple[str, str]:
+        return "bucket", path.strip("/")
+
+    def _error(self, code: str, message: str, status: int) -> Any:
+        return status, {}, message.encode()
+
+    def get_account_id(self) -> str:
+        return "000000000000"
+
+
+def test_an_uploads_notification_fires_after_its_commit_and_never_for_a_refused_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = FakeS3(tmp_path / "s3")
+    emulator_main.make_durable(s3, str(tmp_path / "s3"), str(tmp_path / "journal"))
+    answer = asyncio.run(s3.handle_request("PUT", "/stored.csv", {}))
+    assert answer[0] == 200
+    assert s3.fired == [("stored.csv", True)]  # fired once the file was committed
+
+    monkeypatch.setattr(emulator_main, "FAULTS", emulator_main.Faults("enospc@1"))
+    refused = asyncio.run(s3.handle_request("PUT", "/refused.csv", {}))
+    assert refused[0] == 507
+    assert s3.fired == [("stored.csv", True)]  # a write refused notifies nothing
