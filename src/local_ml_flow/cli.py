@@ -1,4 +1,5 @@
-"""``local-ml-flow serve | run | reset | doctor | delete | pin | dataset add | list | fetch``.
+"""``local-ml-flow serve | run | reset | doctor | delete | pin | export | import | dataset add |
+list | fetch``.
 
 This module imports only light modules: the arguments and the settings are checked, and
 ``run --embedded`` starts the emulator (launch.py), before pandas, boto3 or scikit-learn load.
@@ -26,6 +27,7 @@ from local_ml_flow.events import (
     TabularOptions,
     parse_event,
     valid_dataset_name,
+    valid_run_id,
 )
 from local_ml_flow.ml.kinds import ALL_MODEL_KINDS
 from local_ml_flow.ml.schema import FEATURE_SETS
@@ -377,6 +379,61 @@ DATASET_HELP = (
 )
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A succeeded run as one file (the bundle ``POST /pipeline/runs/import`` takes)."""
+    settings = _load_settings()
+    if not valid_run_id(args.run_id):
+        raise SystemExit(f"error: {args.run_id[:120]!r} is not a run id")
+    output: Path = args.output
+    if output.exists():
+        raise SystemExit(f"error: {output} exists: name a new file")
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import bundle, registry
+
+        runs = runtime.runs
+        if args.dataset not in (None, HOUSING):
+            registry.get(runtime.store, args.dataset)  # DatasetNotFoundError: says so
+            runs = runs.of_dataset(args.dataset)
+        data = bundle.export(runs, args.run_id, max_dataset_bytes=settings.max_dataset_bytes)
+    finally:
+        runtime.close()
+    with output.open("xb") as file:  # never over a file made meanwhile
+        file.write(data)
+    print(f"run {args.run_id} exported to {output} ({len(data):,} bytes)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a run's bundle (every sha256 checked, nothing unpickled): listed as succeeded,
+    not current."""
+    settings = _load_settings()
+    path: Path = args.file
+    limit = settings.max_upload_bytes
+    if not path.is_file():
+        raise SystemExit(f"error: {path} {'is not a file' if path.exists() else 'does not exist'}")
+    if path.stat().st_size > limit:
+        raise SystemExit(f"error: {path} is larger than the limit of {limit} bytes")
+    data = path.read_bytes()
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import bundle
+
+        record = bundle.import_bundle(
+            runtime.runs, data, max_bytes=limit + settings.max_dataset_bytes
+        )
+    finally:
+        runtime.close()
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+        return 0
+    named = "" if record["dataset"] == HOUSING else f" of dataset {record['dataset']}"
+    print(f"imported run {record['run_id']}{named}: {record['status']}, not current")
+    prefix = "/pipeline" if record["dataset"] == HOUSING else f"/datasets/{record['dataset']}"
+    print(f"serve it: POST {prefix}/runs/{record['run_id']}/promote (checks it can be served)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="local-ml-flow", description="A local MLOps pipeline on emulated or real AWS."
@@ -462,6 +519,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(func=func)
     delete.add_argument("--json", action="store_true", help="print what was freed as JSON")
+    export = sub.add_parser("export", help="write a succeeded run to one file (a bundle)")
+    export.add_argument("run_id", help="the run's id")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
+    export.add_argument("--dataset", help="the run's registered dataset (default: housing)")
+    export.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    export.set_defaults(func=cmd_export)
+    imported = sub.add_parser(
+        "import", help="import a run's bundle (every sha256 checked): succeeded, not current"
+    )
+    imported.add_argument("file", type=Path, help="a bundle written by `export`")
+    imported.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    imported.add_argument("--json", action="store_true", help="print the run's record as JSON")
+    imported.set_defaults(func=cmd_import)
 
     dataset = sub.add_parser("dataset", help="register your own datasets; fetch the reference one")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True)

@@ -57,6 +57,7 @@ WRITE_ROUTES: dict[tuple[str, str], WriteRoute] = {
     ("POST", "/predict"): WriteRoute((JSON,)),
     ("POST", "/pipeline/runs"): WriteRoute((JSON,), empty=True),
     ("PUT", "/bucket/dataset"): WriteRoute(("multipart/form-data",)),
+    ("POST", "/pipeline/runs/import"): WriteRoute(("multipart/form-data",)),
 }
 # A registered dataset's write endpoints: (method, what follows /datasets/<name>) -> route.
 DATASET_WRITE_ROUTES: dict[tuple[str, str], WriteRoute] = {
@@ -109,7 +110,7 @@ def body_limit(method: str, path: str, *, predict_bytes: int, upload_bytes: int)
     """The largest body a request may carry."""
     if (method, path) == ("POST", "/predict"):
         return predict_bytes
-    if (method, path) == ("PUT", "/bucket/dataset"):
+    if (method, path) in (("PUT", "/bucket/dataset"), ("POST", "/pipeline/runs/import")):
         return upload_bytes + UPLOAD_FRAMING_BYTES
     if method in ("PUT", "POST") and path.startswith("/datasets/"):
         match = _DATASET_PATH.fullmatch(path)

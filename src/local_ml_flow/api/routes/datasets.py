@@ -18,7 +18,7 @@ from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
-from local_ml_flow.api.routes.runs import RunIdPath
+from local_ml_flow.api.routes.runs import BUNDLE_RESPONSE, RunIdPath, bundle_response
 from local_ml_flow.api.schemas import (
     CurrentRun,
     DatasetDetail,
@@ -338,6 +338,19 @@ def get_dataset_run(name: NamePath, run_id: RunIdPath, runs: RunsDep, store: Sto
     """One run of a dataset."""
     log, _ = _log(runs, store, name)
     return Run.model_validate(log.record(run_id))
+
+
+@router.get(
+    "/{name}/runs/{run_id}/bundle",
+    response_class=Response,
+    responses={**BUNDLE_RESPONSE, **responses.errors(*responses.READ, 404, 422)},
+)
+def get_dataset_run_bundle(
+    name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep, settings: SettingsDep
+) -> Response:
+    """A succeeded run of a dataset as one file (`POST /pipeline/runs/import` imports it)."""
+    log, _ = _log(runs, store, name)
+    return bundle_response(log, run_id, settings.max_dataset_bytes)
 
 
 @router.get(

@@ -3,12 +3,12 @@ predictions, and make one current (rollback)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, File, Header, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import pipeline, retention
+from local_ml_flow import bundle, pipeline, retention
 from local_ml_flow.api import responses
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
 from local_ml_flow.api.schemas import (
@@ -20,7 +20,9 @@ from local_ml_flow.api.schemas import (
     RunsResponse,
 )
 from local_ml_flow.api.starts import sampled, start
+from local_ml_flow.errors import UploadTooLargeError
 from local_ml_flow.events import RunId
+from local_ml_flow.runlog import RunLog
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
@@ -164,3 +166,54 @@ async def pin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
 async def unpin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     """Unpin a run."""
     return Run.model_validate(await run_in_threadpool(retention.pin, runs, run_id, False))
+
+
+BUNDLE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {bundle.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the run as one zip: bundle.json (every member's sha256), its documents,"
+        " model (skops), test split (.npy) and the dataset version it trained on",
+    }
+}
+
+
+def bundle_response(log: RunLog, run_id: str, max_dataset_bytes: int) -> Response:
+    """A run's bundle as a download (``run-<id>.zip``)."""
+    data = bundle.export(log, run_id, max_dataset_bytes=max_dataset_bytes)
+    disposition = f'attachment; filename="{bundle.file_name(run_id)}"'
+    return Response(
+        data, media_type=bundle.MEDIA_TYPE, headers={"Content-Disposition": disposition}
+    )
+
+
+@router.get(
+    "/runs/{run_id}/bundle",
+    response_class=Response,
+    responses={**BUNDLE_RESPONSE, **responses.errors(*responses.READ, 404, 422)},
+)
+def get_bundle(run_id: RunIdPath, runs: RunsDep, settings: SettingsDep) -> Response:
+    """A succeeded run as one file, to import elsewhere (`POST /pipeline/runs/import`)."""
+    return bundle_response(runs, run_id, settings.max_dataset_bytes)
+
+
+@router.post(
+    "/runs/import",
+    status_code=201,
+    response_model=Run,
+    responses=responses.errors(*responses.WRITE, 404, 409),
+)
+async def import_run(
+    runs: RunsDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="a run's bundle (GET .../runs/{run_id}/bundle)")],
+) -> Run:
+    """Import a run's bundle (every member's sha256 checked, nothing unpickled): the run is
+    listed as succeeded, not current; promoting it checks that it can be served here."""
+    limit = settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise UploadTooLargeError(f"upload is larger than the limit of {limit} bytes")
+    record = await run_in_threadpool(
+        bundle.import_bundle, runs, data, max_bytes=limit + settings.max_dataset_bytes
+    )
+    return Run.model_validate(record)
