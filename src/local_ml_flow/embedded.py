@@ -47,7 +47,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from local_ml_flow import emulator_main, lambda_package, notifications, statedir
+from local_ml_flow import emulator_main, lambda_package, statedir
 from local_ml_flow.errors import AlreadyExistsError, EndpointUnreachableError, LocalMlFlowError
 from local_ml_flow.settings import Settings, command
 
@@ -619,20 +619,20 @@ class EmbeddedEmulator:
 
 
 RETRAIN_PERMISSION = "local-ml-flow-retrain-on-upload"  # the ingestion's permission for S3
-_RETRAIN_IDS = {str(spec["id"]) for spec in notifications.FILTERS}
 
 
 def _retrain_on_upload(settings: Settings, s3: Any, lam: Any) -> None:
     """The data bucket's notifications as ``LMF_RETRAIN_ON_UPLOAD`` says (what Terraform's
     ``retrain_on_upload`` declares): on, an upload of a dataset version invokes the ingestion
     function, which S3 is permitted to invoke; off, neither. Other notifications stay."""
+    from local_ml_flow import notifications  # with the pipeline's imports: not at start-up
+
+    ours_ids = {str(spec["id"]) for spec in notifications.FILTERS}
     bucket, function = settings.data_bucket, settings.ingestion_function
     current = s3.get_bucket_notification_configuration(Bucket=bucket)
     current.pop("ResponseMetadata", None)
     others = [
-        c
-        for c in current.get("LambdaFunctionConfigurations", [])
-        if c.get("Id") not in _RETRAIN_IDS
+        c for c in current.get("LambdaFunctionConfigurations", []) if c.get("Id") not in ours_ids
     ]
     ours: list[dict[str, Any]] = []
     if settings.retrain_on_upload:
