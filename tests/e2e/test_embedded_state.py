@@ -550,7 +550,7 @@ def test_retrain_on_upload_through_ministacks_notifications(
             assert put.status_code == 200, put.text
             retrained = wait_for_run(http, known)
             assert "-s3-" in retrained["run_id"]
-            assert retrained["status"] == "succeeded"
+            assert retrained["status"] == "succeeded", retrained
             assert retrained["current"] is True  # new data: promoted by the policy
             assert retrained["dataset_sha256"] == put.json()["sha256"]
             known.add(retrained["run_id"])
