@@ -39,12 +39,14 @@ from local_ml_flow.events import HOUSING, RunId, valid_dataset_name
 from local_ml_flow.ml.kinds import model_spec
 from local_ml_flow.ml.schema import TARGET
 from local_ml_flow.runlog import (
+    DELETED,
     ERROR,
     KEPT,
     MANIFEST,
     METRICS,
     MODEL_FILE,
     MODEL_KEY,
+    PINNED,
     QUEUED,
     REQUEST,
     X_TEST_FILE,
@@ -72,10 +74,11 @@ MEDIA_TYPE = "application/zip"
 _FILE = r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*"  # one name: no folder, no '..'
 _MEMBER = re.compile(rf"(data|models)/{_FILE}|dataset/[0-9a-f]{{64}}\.csv")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# A run's files a bundle leaves out: pickles (made again on import), and why the source
-# stack's policy kept another of its runs current (that run is not in the bundle).
+# A run's files a bundle leaves out: pickles (made again on import), and the source stack's
+# decisions about it: why its policy kept another of its runs current (that run is not in the
+# bundle), its pin, its deletion.
 _LEFT_OUT = (".joblib",)
-_LEFT_OUT_NAMES = {KEPT}
+_LEFT_OUT_NAMES = {KEPT, PINNED, DELETED}
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # members' time: the same run exports the same bytes
 
 
