@@ -2,7 +2,8 @@
 
 The zip holds ``bundle.json`` (the index: format, run id, dataset, the exporting stack's
 library versions, and every other member's path, size and sha256), the run's own files
-(``data/<name>``: its request, manifest, metrics, predictions, test split as ``.npy``;
+(``data/<name>``: its request, manifest, metrics, predictions, test split (``test_split.npz``,
+or ``.npy`` for a run stored before it);
 ``models/<name>``: ``model.skops``) and the dataset version it trained on
 (``dataset/<sha256>.csv``). Pickles are never put in one: the original project's
 ``*.joblib`` copies of a housing run are made again on import from the safe formats.
@@ -49,6 +50,7 @@ from local_ml_flow.runlog import (
     PINNED,
     QUEUED,
     REQUEST,
+    TEST_SPLIT_FILE,
     X_TEST_FILE,
     X_TEST_KEY,
     Y_TEST_FILE,
@@ -64,6 +66,7 @@ from local_ml_flow.storage import (
     model_from_bytes,
     parse_document,
     sha256,
+    split_from_bytes,
     utc_now,
 )
 
@@ -191,16 +194,33 @@ def _check_against_manifest(files: dict[str, bytes], manifest: Manifest, what: s
     """The model, test split and dataset version are the ones the manifest names."""
     expected = {
         f"models/{MODEL_FILE}": manifest.model_sha256,
-        f"data/{X_TEST_FILE}": manifest.x_test_sha256,
-        f"data/{Y_TEST_FILE}": manifest.y_test_sha256,
         f"dataset/{manifest.dataset_sha256}.csv": manifest.dataset_sha256,
     }
+    if manifest.test_split_sha256 is not None:  # one file (since test_split.npz)
+        expected[f"data/{TEST_SPLIT_FILE}"] = manifest.test_split_sha256
+    else:
+        expected[f"data/{X_TEST_FILE}"] = manifest.x_test_sha256
+        expected[f"data/{Y_TEST_FILE}"] = manifest.y_test_sha256
     for path, digest in expected.items():
         data = files.get(path)
         if data is None:
             raise BundleError(f"the bundle has no {path}, which the run's manifest names")
         if sha256(data) != digest:
             raise BundleError(f"{path}: its {what} bytes are not the ones the run's manifest names")
+    x, y = _split(files, manifest)
+    if (sha256(x), sha256(y)) != (manifest.x_test_sha256, manifest.y_test_sha256):
+        raise BundleError("the test split's arrays are not the ones the run's manifest names")
+
+
+def _split(files: dict[str, bytes], manifest: Manifest) -> tuple[bytes, bytes]:
+    """The .npy bytes of the run's test split, from whichever layout its manifest names."""
+    if manifest.test_split_sha256 is None:
+        return files[f"data/{X_TEST_FILE}"], files[f"data/{Y_TEST_FILE}"]
+    path = f"data/{TEST_SPLIT_FILE}"
+    try:
+        return split_from_bytes(files[path], path)
+    except CorruptStateError as exc:
+        raise BundleError(exc.message) from None
 
 
 # -- import ------------------------------------------------------------------------------
@@ -361,8 +381,9 @@ def _pickled_copies(
     be served here, and its promotion says so."""
     store, run_id = log.store, manifest.run_id
     try:
-        x = array_from_bytes(members[f"data/{X_TEST_FILE}"], f"data/{X_TEST_FILE}")
-        y = array_from_bytes(members[f"data/{Y_TEST_FILE}"], f"data/{Y_TEST_FILE}")
+        x_bytes, y_bytes = _split(members, manifest)
+        x = array_from_bytes(x_bytes, "the bundled test split's x")
+        y = array_from_bytes(y_bytes, "the bundled test split's y")
         x_frame = pd.DataFrame(np.asarray(x), columns=manifest.features)
         y_series = pd.Series(np.asarray(y).reshape(-1), name=TARGET)
     except (LocalMlFlowError, ValueError) as exc:

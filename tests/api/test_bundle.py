@@ -111,7 +111,7 @@ def test_a_bundle_holds_the_run_its_model_test_split_and_dataset_version_with_sh
     manifest = json.loads(files["data/manifest.json"])
     assert hashlib.sha256(files["models/model.skops"]).hexdigest() == manifest["model_sha256"]
     assert files[f"dataset/{manifest['dataset_sha256']}.csv"] == dataset_path.read_bytes()
-    assert {"data/request.json", "data/metrics.json", "data/x_test.npy"} <= set(files)
+    assert {"data/request.json", "data/metrics.json", "data/test_split.npz"} <= set(files)
     assert not [p for p in files if p.endswith(".joblib")], "a bundle holds no pickle"
 
 
@@ -140,7 +140,7 @@ FORGERIES = [
     (_forged, MODEL),
     (lambda f: reindexed({**f, "data/metrics.json": b'{"run_id": 1}'}), "data/metrics.json"),
     (lambda f: {**f, "data/extra.json": b"{}"}, "data/extra.json"),
-    (lambda f: {k: v for k, v in f.items() if k != "data/x_test.npy"}, "data/x_test.npy"),
+    (lambda f: {k: v for k, v in f.items() if k != "data/test_split.npz"}, "data/test_split.npz"),
     (lambda f: {**f, "../../etc/evil.json": b"{}"}, "../../etc/evil.json"),
     (lambda f: {**f, "/tmp/evil.json": b"{}"}, "/tmp/evil.json"),
     (lambda f: {**f, "data/../manifest.json": b"{}"}, "data/../manifest.json"),
@@ -229,11 +229,13 @@ def test_the_cli_exports_and_imports_and_refuses_a_tampered_file(
 
     files = members(out.read_bytes())
     tampered = tmp_path / "tampered.zip"
-    y = files["data/y_test.npy"]
-    tampered.write_bytes(rezip({**files, "data/y_test.npy": y[:-1] + bytes([y[-1] ^ 1])}))
+    split = files["data/test_split.npz"]
+    tampered.write_bytes(
+        rezip({**files, "data/test_split.npz": split[:-1] + bytes([split[-1] ^ 1])})
+    )
     refused = run_cli("import", str(tampered), env=there)
     assert refused.returncode == 1
-    assert "'data/y_test.npy' does not match its sha256" in refused.stderr
+    assert "'data/test_split.npz' does not match its sha256" in refused.stderr
 
     imported = run_cli("import", str(out), "--json", env=there)
     assert imported.returncode == 0, imported.stderr
