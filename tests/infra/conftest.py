@@ -183,22 +183,25 @@ class LambdaZip:
     path: Path
     build_log: str
 
+    @property
+    def bytecode(self) -> bool:
+        """Whether the build shipped the modules' bytecode (it prints what it added)."""
+        return "bytecode: none" not in self.build_log
+
 
 @pytest.fixture(scope="session")
 def lambda_zip(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
-    """The Lambda zip as bin/build_lambdas.sh builds it by default, once per session."""
-    return shared_zip(tmp_path_factory, "lambda-build", {})
+    """The Lambda zip as bin/build_lambdas.sh builds it by default (with the modules' bytecode,
+    compiled by the CPython 3.12 the tests find), once per session."""
+    python312 = find_python312()
+    env = {"LMF_PYTHON312": python312} if python312 else {}
+    return shared_zip(tmp_path_factory, "lambda-build", env)
 
 
 @pytest.fixture(scope="session")
-def lambda_zip_with_bytecode(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
-    """The zip built with LMF_LAMBDA_BYTECODE=1 (the modules' .pyc shipped), once per session."""
-    python312 = find_python312()
-    if python312 is None:
-        missing("NOT TESTED: LMF_LAMBDA_BYTECODE=1 needs CPython 3.12 (set LMF_PYTHON312)")
-        raise AssertionError("unreachable")
-    env = {"LMF_LAMBDA_BYTECODE": "1", "LMF_PYTHON312": python312}
-    return shared_zip(tmp_path_factory, "lambda-build-bytecode", env)
+def lambda_zip_without_bytecode(tmp_path_factory: pytest.TempPathFactory) -> LambdaZip:
+    """The zip built with LMF_LAMBDA_BYTECODE=0 (no .pyc shipped), once per session."""
+    return shared_zip(tmp_path_factory, "lambda-build-no-bytecode", {"LMF_LAMBDA_BYTECODE": "0"})
 
 
 def shared_zip(

@@ -504,7 +504,7 @@ def test_zip_end_to_end_on_ministack(
             api.stop()
 
         # idempotent: a second plan has nothing to do, but for one documented MiniStack
-        # deviation (it drops the tags of a multipart upload: the 61 MB zip object)
+        # deviation (it drops the tags of a multipart upload: the 71 MB zip object)
         changes = planned_changes(tf, variables)
         assert changes in ({}, {"aws_s3_object.lambda_zip[0]": {"tags_all"}}), changes
 
