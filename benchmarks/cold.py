@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cold.py                        # this checkout
     .venv/bin/python benchmarks/cold.py --before fc28ab9       # interleaved A B A B
     .venv/bin/python benchmarks/cold.py --zip lambdas/dist/local-ml-flow-lambda.zip
+    .venv/bin/python benchmarks/cold.py --no-runs --build     # both zips, interleaved
 
 First embedded run: ``local-ml-flow run --embedded --dataset ...`` (the user's command that
 starts from nothing: a fresh state directory, the emulator started and provisioned, the
@@ -19,17 +20,18 @@ machine slows both alike; figures are medians. The bytecode cache is allowed (as
 machine: ``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment) and one
 unmeasured run per tree fills it first.
 
-Packaged handlers (``--zip``, or ``--build`` to build one with bin/build_lambdas.sh): the zip
-unpacked, ``import local_ml_flow.handlers`` from it on CPython 3.12 (``--python312``, default
-the Terraform tests' ``.lmf/py312-ministack``, else ``python3.12``), in fresh processes: without
-bytecode (``-B``; on Lambda ``/var/task`` is read-only, so every cold start compiles) and with
-it cached (``__pycache__`` written by a first import), ``-X importtime``'s total, median; then,
-under ``-B``, what a first run imports after the handlers (its first invocation). ``-B``
-writes nothing, as on Lambda's read-only ``/var/task``: it compiles every module unless the zip
-ships bytecode (``LMF_LAMBDA_BYTECODE=1 ./bin/build_lambdas.sh``).
+Packaged handlers (``--zip``, repeatable, or ``--build`` to build both variants with
+bin/build_lambdas.sh: ``LMF_LAMBDA_BYTECODE=0`` and the default, which ships bytecode): each zip
+unpacked into a read-only tree (``chmod -R a-w``, as Lambda's ``/var/task``), then in fresh
+processes of CPython 3.12 (``--python312``, default the Terraform tests' ``.lmf/py312-ministack``,
+else ``python3.12``) run ``-I -B`` (nothing written, as on Lambda), the zips taking turns
+(A B A B): ``import local_ml_flow.handlers`` (``-X importtime``'s total) and then what a first
+run imports after the handlers (its first invocation); medians. A zip without bytecode compiles
+every module it imports, on every cold start.
 
-Prints figures; asserts nothing. Targets (issue 13): first embedded run <= 2.5 s from process
-start; handler import <= 1.0 s.
+Prints figures; asserts nothing. Targets (issues 13 and 24): first embedded run <= 2.5 s from
+process start; handler import <= 1.0 s on CPython 3.12 in a read-only tree, the zip <= 250 MB
+unzipped.
 """
 
 from __future__ import annotations
@@ -184,52 +186,84 @@ def first_run_imports_seconds(python: str, tree: Path, *flags: str) -> float:
     return float(done.stdout)
 
 
+def read_only(tree: Path) -> None:
+    """``chmod -R a-w`` (as Lambda's /var/task; root ignores it, -B does not)."""
+    for path in [tree, *tree.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+
+
+def writable(tree: Path) -> None:
+    """Undo `read_only` on the folders (so that the tree can be removed)."""
+    for path in [tree, *tree.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def build_both(workdir: Path) -> dict[str, Path]:
+    """Both zips of bin/build_lambdas.sh: {label: path}."""
+    zips = {}
+    for label, value in (("LMF_LAMBDA_BYTECODE=0", "0"), ("default (bytecode)", None)):
+        zip_path = workdir / f"lambda-{value or 'default'}.zip"
+        env = {**os.environ, "LMF_LAMBDA_BUILD_DIR": str(workdir / "build")}
+        env.pop("LMF_LAMBDA_BYTECODE", None)
+        if value is not None:
+            env["LMF_LAMBDA_BYTECODE"] = value
+        build = [str(ROOT / "bin/build_lambdas.sh"), str(zip_path)]
+        subprocess.run(["bash", *build], check=True, stdout=subprocess.DEVNULL, env=env)
+        zips[label] = zip_path
+    return zips
+
+
 def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
     python = find_python312(args.python312)
     if python is None:
         print("packaged handlers: NOT MEASURED, no CPython 3.12 (--python312)")
         return
-    zip_path: Path | None = args.zip
-    if args.build:
-        zip_path = workdir / "lambda.zip"
-        subprocess.run(
-            ["bash", str(ROOT / "bin/build_lambdas.sh"), str(zip_path)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "LMF_LAMBDA_BUILD_DIR": str(workdir / "build")},
-        )
-    if zip_path is None:
+    zips = build_both(workdir) if args.build else {str(z): z for z in args.zip or []}
+    if not zips:
         return
-    plain, cached = workdir / "task", workdir / "task-with-bytecode"
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(plain)
-        zf.extractall(cached)
-    import_seconds(python, cached)  # writes __pycache__
-    without, with_bytecode, first_runs = [], [], []
+    trees, sizes = {}, {}
+    for n, (label, zip_path) in enumerate(zips.items()):
+        trees[label] = workdir / f"task-{n}"
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(trees[label])
+            unzipped = sum(info.file_size for info in zf.infolist())
+            pyc = sum(info.filename.endswith(".pyc") for info in zf.infolist())
+        sizes[label] = (
+            f"{zip_path.stat().st_size / 2**20:.1f} MB zipped, {unzipped / 2**20:.1f} MB"
+            f" unzipped, {pyc} .pyc"
+        )
+        read_only(trees[label])
+    imports: dict[str, list[float]] = {label: [] for label in trees}
+    first_runs: dict[str, list[float]] = {label: [] for label in trees}
     load = [load_average()]
-    for _ in range(args.imports):
-        without.append(import_seconds(python, plain, "-B"))
-        with_bytecode.append(import_seconds(python, cached))
-        first_runs.append(first_run_imports_seconds(python, plain, "-B"))
+    try:
+        for _ in range(args.imports):  # A B A B
+            for label, tree in trees.items():
+                imports[label].append(import_seconds(python, tree, "-B"))
+                first_runs[label].append(first_run_imports_seconds(python, tree, "-B"))
+    finally:
+        for tree in trees.values():
+            writable(tree)
     load.append(load_average())
     print(
-        f"packaged handlers ({zip_path.name}, {zip_path.stat().st_size / 2**20:.1f} MB zipped),"
-        f" `import local_ml_flow.handlers` on CPython 3.12, {args.imports} fresh processes"
-        f" each (load average {load[0]} -> {load[1]}):"
+        f"packaged handlers on CPython 3.12 ({python}), read-only tree, -I -B (as /var/task),"
+        f" {args.imports} fresh processes each, interleaved (load average {load[0]} ->"
+        f" {load[1]}):"
     )
-    print(
-        f"  as on Lambda (-B, nothing written):  median {statistics.median(without):.2f} s"
-        f" (min {min(without):.2f})"
-    )
-    print(
-        f"  bytecode written by a first import:  median {statistics.median(with_bytecode):.2f} s"
-        f" (min {min(with_bytecode):.2f})"
-    )
-    print(
-        f"  then, -B, a first run's imports ({FIRST_RUN_IMPORTS}):"
-        f" median {statistics.median(first_runs):.2f} s (min {min(first_runs):.2f})"
-    )
-    print("  target: handler import <= 1.0 s")
+    for label in trees:
+        print(f"  {label} ({sizes[label]}):")
+        print(
+            f"    import local_ml_flow.handlers: median {statistics.median(imports[label]):.2f} s"
+            f" (min {min(imports[label]):.2f})"
+        )
+        print(
+            f"    then a first run's imports ({FIRST_RUN_IMPORTS}):"
+            f" median {statistics.median(first_runs[label]):.2f} s"
+            f" (min {min(first_runs[label]):.2f})"
+        )
+    print("  target: handler import <= 1.0 s; unzipped <= 250 MB")
 
 
 def main() -> None:
@@ -241,10 +275,17 @@ def main() -> None:
         "--python",
         help="the interpreter of the runs (default: a runtime-only venv, .lmf/bench-runtime-venv)",
     )
-    parser.add_argument("--zip", type=Path, help="a built Lambda zip: time its handlers' import")
-    parser.add_argument("--build", action="store_true", help="build the zip first")
+    parser.add_argument(
+        "--zip",
+        type=Path,
+        action="append",
+        help="a built Lambda zip: time its handlers' import (repeat it to compare zips)",
+    )
+    parser.add_argument(
+        "--build", action="store_true", help="build both zips first (without and with bytecode)"
+    )
     parser.add_argument("--python312", help="CPython 3.12 for the packaged import")
-    parser.add_argument("--imports", type=int, default=7, help="fresh imports per variant")
+    parser.add_argument("--imports", type=int, default=7, help="fresh imports per zip")
     parser.add_argument("--no-runs", action="store_true", help="only the packaged import")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="lmf-cold-"))
