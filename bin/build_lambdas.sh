@@ -26,6 +26,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/lambdas/dist/local-ml-flow-lambda.zip}"
 BUILD_DIR="${LMF_LAMBDA_BUILD_DIR:-$ROOT/lambdas/build}"
+BYTECODE="${LMF_LAMBDA_BYTECODE:-default}"
+case "$BYTECODE" in
+    0 | 1 | default) ;;
+    *) echo "error: LMF_LAMBDA_BYTECODE must be 0 or 1 (unset: 1 if a CPython 3.12 is found)," \
+        "not '$BYTECODE'" >&2; exit 1 ;;
+esac
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
@@ -112,12 +118,6 @@ for candidate in "${STRIP:-}" strip x86_64-linux-gnu-strip; do
 done
 
 BYTECODE_ARGS=()
-BYTECODE="${LMF_LAMBDA_BYTECODE:-default}"
-case "$BYTECODE" in
-    0 | 1 | default) ;;
-    *) echo "error: LMF_LAMBDA_BYTECODE must be 0 or 1 (unset: 1 if a CPython 3.12 is found)," \
-        "not '$BYTECODE'" >&2; exit 1 ;;
-esac
 if [[ "$BYTECODE" != 0 ]]; then
     # LMF_PYTHON312 as given (the packager checks it is a 3.12), else the first 3.12 that
     # runs: a pyenv shim answers to python3.12 even when that version is not active

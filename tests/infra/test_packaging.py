@@ -308,6 +308,22 @@ def test_shipped_bytecode_is_what_runs_on_a_read_only_tree(tmp_path: Path) -> No
     assert not (tree / "pkg" / "__pycache__" / "late.cpython-312.pyc").exists()
 
 
+def test_build_refuses_an_unknown_bytecode_setting_before_anything(tmp_path: Path) -> None:
+    env = {**os.environ, "LMF_LAMBDA_BYTECODE": "yes", "LMF_LAMBDA_BUILD_DIR": str(tmp_path / "b")}
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), str(tmp_path / "out.zip")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "LMF_LAMBDA_BYTECODE must be 0 or 1" in proc.stderr
+    assert "'yes'" in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
 # ---------------------------------------------------------------- the real zip ---------
 
 # The default build (bytecode shipped) and, in the exhaustive suite, the bytecode-free one.
