@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -156,8 +157,16 @@ def find_python312(given: str | None) -> str | None:
     return None
 
 
-def import_seconds(python: str, tree: Path, *flags: str) -> float:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the children reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def import_figures(python: str, tree: Path, *flags: str) -> tuple[float, float]:
+    """(``-X importtime``'s total for the handlers, CPU seconds of the whole process)."""
     code = f"import sys; sys.path.insert(0, {str(tree)!r}); import local_ml_flow.handlers"
+    cpu = children_cpu()
     done = subprocess.run(
         [python, "-I", *flags, "-X", "importtime", "-c", code],
         capture_output=True,
@@ -165,8 +174,9 @@ def import_seconds(python: str, tree: Path, *flags: str) -> float:
         check=True,
         cwd=tree,
     )
+    cpu = children_cpu() - cpu
     last = [line for line in done.stderr.splitlines() if line.endswith("local_ml_flow.handlers")]
-    return int(last[-1].split("|")[1]) / 1e6
+    return int(last[-1].split("|")[1]) / 1e6, cpu
 
 
 # What the functions import on their first run, after the handlers (model.py, storage.py).
@@ -236,12 +246,15 @@ def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
         )
         read_only(trees[label])
     imports: dict[str, list[float]] = {label: [] for label in trees}
+    cpus: dict[str, list[float]] = {label: [] for label in trees}
     first_runs: dict[str, list[float]] = {label: [] for label in trees}
     load = [load_average()]
     try:
         for _ in range(args.imports):  # A B A B
             for label, tree in trees.items():
-                imports[label].append(import_seconds(python, tree, "-B"))
+                seconds, cpu = import_figures(python, tree, "-B")
+                imports[label].append(seconds)
+                cpus[label].append(cpu)
                 first_runs[label].append(first_run_imports_seconds(python, tree, "-B"))
     finally:
         for tree in trees.values():
@@ -256,7 +269,8 @@ def packaged_import(args: argparse.Namespace, workdir: Path) -> None:
         print(f"  {label} ({sizes[label]}):")
         print(
             f"    import local_ml_flow.handlers: median {statistics.median(imports[label]):.2f} s"
-            f" (min {min(imports[label]):.2f})"
+            f" (min {min(imports[label]):.2f}); the process's CPU time (user + system, what"
+            f" a loaded machine does not stretch): median {statistics.median(cpus[label]):.2f} s"
         )
         print(
             f"    then a first run's imports ({FIRST_RUN_IMPORTS}):"
