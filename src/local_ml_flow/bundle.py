@@ -337,6 +337,7 @@ def import_bundle(runs: RunLog, blob: bytes, *, max_bytes: int) -> dict[str, Any
     if log.roots:
         writes += _pickled_copies(log, manifest, members)
     gather(*writes)
+    log.index.mark(run_id)  # before the document that creates it: the run index reads it
     gather(*last)  # the run is listed once everything else is there
     return log.record(run_id)
 

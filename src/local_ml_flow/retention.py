@@ -76,6 +76,7 @@ def delete(runs: RunLog, run_id: str, *, reason: str = "asked") -> Deletion:
     _check_deletable(record)
     mark = Deleted(run_id=run_id, reason=reason, deleted_at=utc_now())
     # (already there: a deletion of it is under way, or was cut; this one finishes it)
+    runs.index.mark(run_id)  # the run index reads it again (and finds it gone)
     with contextlib.suppress(AlreadyExistsError):
         runs.store.put_json(runs.store.data_bucket, runs.key(run_id, DELETED), mark, once=True)
     # The pointer may have moved to it between the record and the mark: then it stays.
@@ -111,6 +112,7 @@ def pin(runs: RunLog, run_id: str, pinned: bool) -> dict[str, Any]:
     _check_id(run_id)
     runs.record(run_id)  # RunNotFoundError
     key = runs.key(run_id, PINNED)
+    runs.index.mark(run_id)  # its record changes: the run index reads it again
     if pinned:
         with contextlib.suppress(AlreadyExistsError):
             document = Pinned(run_id=run_id, pinned_at=utc_now())

@@ -17,7 +17,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -38,6 +37,7 @@ from local_ml_flow.errors import (
 )
 from local_ml_flow.events import HOUSING, Promotion, RunId, RunParameters, TabularParameters
 from local_ml_flow.ml.documents import DatasetSchema, Encoding, Label
+from local_ml_flow.runindex import Cursor, RunIndex
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
 
@@ -70,10 +70,8 @@ PINNED = "pinned.json"
 RUN_TAG = "run-id"
 logger = logging.getLogger("local_ml_flow.runs")
 _REPAIR_ROUNDS = 8
-# Finished runs' records kept in memory (their documents are write-once), and how many run
-# records are read at once when listing.
+# Finished runs' records kept in memory (their documents are write-once).
 _RECORD_CACHE_SIZE = 10_000
-_READERS = 8
 # A run's documents this log read lately, with their ETags (they are written once).
 _DOCUMENT_CACHE_SIZE = 1_000
 
@@ -340,6 +338,7 @@ class RunLog:
         # a promotion read the run's manifest and metrics takes them from here when the
         # listing shows the same ETags (a rewritten document has another ETag: it is read).
         self._read: dict[str, tuple[str, _Document]] = {}
+        self._index: RunIndex | None = None  # made when first used (``index``)
 
     @classmethod
     def from_settings(cls, store: ArtifactStore, settings: Settings) -> RunLog:
@@ -373,6 +372,13 @@ class RunLog:
         _keep(self._logs, name, log, _RECORD_CACHE_SIZE)
         return self._logs.get(name, log)
 
+    @property
+    def index(self) -> RunIndex:
+        """The run index (derived: it lists runs in pages; the documents stay the truth)."""
+        if self._index is None:
+            self._index = RunIndex(self)
+        return self._index
+
     def key(self, run_id: str, name: str) -> str:
         """Key of a run-scoped file: ``<prefix><run_id>/<name>``."""
         return f"{self.prefix}{run_id}/{name}"
@@ -398,12 +404,14 @@ class RunLog:
     def queue(self, run_id: str, options: Mapping[str, Any]) -> None:
         """Record a run a caller is about to start (once), before any function runs."""
         document = Queued(run_id=run_id, options=dict(options), created_at=utc_now())
+        self.index.mark(run_id)  # before the document: the index reads it from there
         self.store.put_json(self._data, self.key(run_id, QUEUED), document, once=True)
 
     def create(self, run_id: str, parameters: Parameters) -> str:
         """Record that ingestion started a run (once); returns its creation time."""
         created_at = utc_now()
         request = Request(run_id=run_id, parameters=parameters, created_at=created_at)
+        self.index.mark(run_id)
         try:
             self.store.put_json(self._data, self.key(run_id, REQUEST), request, once=True)
         except AlreadyExistsError:
@@ -472,6 +480,7 @@ class RunLog:
             failed_at=utc_now(),
         )
         with contextlib.suppress(LocalMlFlowError):
+            self.index.mark(run_id)  # a finished run's status may change: the index rereads it
             self.store.put_json(self._data, self.key(run_id, ERROR), document, once=True)
 
     # -- the current run ----------------------------------------------------------------
@@ -725,6 +734,7 @@ class RunLog:
             decided_at=utc_now(),
         )
         try:
+            self.index.mark(run_id)
             self.store.put_json(self._data, self.key(run_id, KEPT), kept, once=True)
         except LocalMlFlowError as exc:
             logger.warning("run %s: could not record why it was kept: %s", run_id, exc.message)
@@ -976,31 +986,17 @@ class RunLog:
         """One listing of the runs: each run's files by name, and when each was recorded."""
         return _index(self.store.list_objects(self._data, self.prefix), self.prefix)
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Run records, newest first (by creation time).
+    def page(
+        self, limit: int = 50, cursor: Cursor | None = None, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """Up to ``limit`` run records, newest first, after ``cursor``, of ``status`` (any
+        if None), and the next page's cursor (None after the last), through the run index:
+        a run is read from its documents unless it is settled (``runindex``)."""
+        return self.index.page(limit, cursor, status)
 
-        One listing of ``runs/`` finds every run, its files and when it was created; only the
-        newest ``limit`` are read.
-        """
-        files, created = self.listing()
-        newest = sorted(
-            (r for r in created if DELETED not in files[r]),
-            key=lambda r: (created[r], r),
-            reverse=True,
-        )
-        if len(newest) > limit:  # S3 times are coarse: keep every run as new as the last one kept
-            cutoff = created[newest[limit - 1]]
-            newest = [r for r in newest if created[r] >= cutoff]
-        current = self._current()
-        if len(newest) > 1:  # each record is a few small reads: overlap them
-            with ThreadPoolExecutor(max_workers=min(_READERS, len(newest))) as readers:
-                records = list(
-                    readers.map(lambda r: self._full_record(r, files[r], current), newest)
-                )
-        else:
-            records = [self._full_record(run_id, files[run_id], current) for run_id in newest]
-        records.sort(key=lambda r: (r["created_at"] or "", r["run_id"]), reverse=True)
-        return records[:limit]
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Run records, newest first (by creation time): the first page of ``page``."""
+        return self.page(limit)[0]
 
 
 _KEEPING = threading.Lock()

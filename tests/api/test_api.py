@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
+from local_ml_flow.runindex import is_index_key
 from tests.api.conftest import ApiServer, assert_error
 from tests.conftest import emulator_client
 
@@ -28,6 +29,8 @@ def stored(server: ApiServer) -> dict[str, bytes]:
     out = {}
     for bucket in (DATA, MODELS):
         for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            if is_index_key(obj["Key"]):
+                continue  # the run index: derived data, it follows the runs
             out[f"{bucket}/{obj['Key']}"] = s3.get_object(Bucket=bucket, Key=obj["Key"])[
                 "Body"
             ].read()

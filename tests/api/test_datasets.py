@@ -3,12 +3,19 @@ version them, train classification and regression runs, read them, predict."""
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
+from local_ml_flow.events import RunParameters
+from local_ml_flow.runlog import ERROR, METRICS, REQUEST, Failure, Metrics, Request, RunLog
+from local_ml_flow.settings import Settings
+from local_ml_flow.storage import ArtifactStore, make_store, utc_now
 from tests import datasets
 from tests.api.conftest import ApiServer, assert_error
 from tests.api.test_api import stored
@@ -374,3 +381,197 @@ def test_tampered_predictions_are_corrupt_state(client, server: ApiServer, iris_
         s3.put_object(
             Bucket="local-ml-flow-data", Key=key, Body=json.dumps(stored_predictions).encode()
         )
+
+
+# -- the run index: pages with a cursor, filters, a status never wrong whatever happens to the
+# index. Runs are planted by writing their documents (no model trained): through the run log
+# (with the index's marks, as a real run does) or straight to the store (as a tool that
+# bypasses the run log would).
+
+PAGED = "paged"
+PLANTED = ("succeeded", "failed", "running")  # planted in turn: p00 succeeded, p01 failed...
+
+
+@pytest.fixture(scope="module")
+def emulator_store(server: ApiServer) -> ArtifactStore:
+    return make_store(Settings(_env_file=None), endpoint_url=server.emulator_url)
+
+
+def plant(emulator_store: ArtifactStore, log: RunLog, run_id: str, status: str) -> None:
+    """A run's documents written straight to the store: no mark, the run log bypassed."""
+
+    def put(name: str, document: object) -> None:
+        emulator_store.put_json(emulator_store.data_bucket, log.key(run_id, name), document)
+
+    put(REQUEST, Request(run_id=run_id, parameters=RunParameters(), created_at=utc_now()))
+    if status == "succeeded":
+        put(METRICS, scored(run_id))
+    elif status == "failed":
+        failure = Failure(
+            run_id=run_id, stage="ingestion", error_type="X", message="planted", failed_at=utc_now()
+        )
+        put(ERROR, failure)
+
+
+def scored(run_id: str, score: str = "50.00%") -> Metrics:
+    return Metrics(run_id=run_id, n_test=10, score=score, evaluated_at=utc_now(), r2=0.5)
+
+
+@pytest.fixture(scope="module")
+def planted(client: httpx.Client, emulator_store: ArtifactStore) -> list[str]:
+    """Nine runs of a dataset of their own, planted before its runs were ever listed (its
+    index is built from them); their ids, newest first."""
+    response = client.put(
+        f"/datasets/{PAGED}",
+        files={"file": ("data.csv", IRIS, "text/csv")},
+        data={"target": "species"},
+    )
+    assert response.status_code == 200, response.text
+    log = RunLog(emulator_store).of_dataset(PAGED)
+    ids = [f"p{i:02d}" for i in range(9)]
+    for i, run_id in enumerate(ids):
+        plant(emulator_store, log, run_id, PLANTED[i % 3])
+    return ids[::-1]
+
+
+def every_page(client: httpx.Client, path: str, **params: str | int) -> Iterator[dict]:
+    """Every page of a listing, following ``next_cursor``."""
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = client.get(path, params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        yield page
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return
+
+
+def test_pages_list_every_run_once_newest_first_even_as_one_is_added(
+    client, emulator_store, planted
+):
+    path, seen, added = "/pipeline/runs", [], "p99-added"
+    for i, page in enumerate(every_page(client, path, dataset=PAGED, limit=4)):
+        assert len(page["runs"]) <= 4
+        assert {r["dataset"] for r in page["runs"]} <= {PAGED}
+        seen += [r["run_id"] for r in page["runs"]]
+        if i == 0:  # a new run between two pages: it is on the next first page only
+            log = RunLog(emulator_store).of_dataset(PAGED)
+            log.queue(added, {})
+    assert seen == planted
+    first = client.get(path, params={"dataset": PAGED, "limit": 4}).json()["runs"]
+    assert [r["run_id"] for r in first] == [added, *planted[:3]]
+    assert first[0]["status"] == "queued"
+    # the dataset's own listing pages alike
+    same = [
+        r["run_id"]
+        for p in every_page(client, f"/datasets/{PAGED}/runs", limit=4)
+        for r in p["runs"]
+    ]
+    assert same == [added, *planted]
+
+
+def test_filters_and_what_is_refused(client, planted):
+    by_status = {
+        s: [r for i, r in enumerate(planted[::-1]) if PLANTED[i % 3] == s] for s in PLANTED
+    }
+    for status, expected in by_status.items():
+        got = [
+            r["run_id"]
+            for p in every_page(client, "/pipeline/runs", dataset=PAGED, status=status, limit=2)
+            for r in p["runs"]
+        ]
+        assert got == expected[::-1], status
+    assert_error(
+        client.get("/pipeline/runs", params={"status": "done"}), 422, "RequestValidationError"
+    )
+    wrong = assert_error(
+        client.get("/pipeline/runs", params={"cursor": "not-a-cursor"}), 422, "InvalidRequestError"
+    )
+    assert "cursor" in wrong["message"]
+    assert_error(
+        client.get(f"/datasets/{PAGED}/runs", params={"cursor": "eyJ4IjoxfQ"}),
+        422,
+        "InvalidRequestError",
+    )
+    assert_error(
+        client.get("/pipeline/runs", params={"dataset": "No Such"}), 422, "RequestValidationError"
+    )
+    assert_error(client.get("/pipeline/runs", params={"dataset": "nosuch"}), 404, "NotFoundError")
+
+
+def status_of(client: httpx.Client, run_id: str) -> str:
+    runs = [
+        r for p in every_page(client, "/pipeline/runs", dataset=PAGED, limit=50) for r in p["runs"]
+    ]
+    return str(next(r for r in runs if r["run_id"] == run_id)["status"])
+
+
+def test_a_stale_entry_never_shows_a_wrong_status(client, emulator_store, planted):
+    log = RunLog(emulator_store).of_dataset(PAGED)
+    running = "p02"
+    assert status_of(client, running) == "running"
+    # it finishes behind the index's back (no mark): a running run is read from its documents
+    emulator_store.put_json(emulator_store.data_bucket, log.key(running, METRICS), scored(running))
+    assert status_of(client, running) == "succeeded"
+    # a settled run fails later (a promotion that fails): the run log marks it first
+    settled = "p00"
+    assert status_of(client, settled) == "succeeded"
+    log.record_failure(settled, "promotion", "ConcurrentUpdateError", "lost")
+    assert status_of(client, settled) == "failed"
+
+
+def test_the_index_is_rebuilt_when_tampered_corrupt_or_deleted(client, emulator_store, planted):
+    log = RunLog(emulator_store).of_dataset(PAGED)
+    key, bucket = log.index.snapshot_key, emulator_store.data_bucket
+    status_of(client, "p04")  # listed: read, settled, and the snapshot written soon after
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            document = json.loads(emulator_store.get_bytes(bucket, key))
+            rows = {row[0]: row for row in document["runs"]}
+            if rows["p04"][4] is not None:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "no snapshot with p04's record"
+        time.sleep(0.2)
+    # a settled failed run made to say succeeded (a valid snapshot otherwise)
+    rows["p04"][4]["status"] = "succeeded"
+    emulator_store.put_bytes(bucket, key, json.dumps(document).encode(), "application/json")
+    assert status_of(client, "p04") == "failed"
+    emulator_store.put_bytes(bucket, key, b"{not json", "application/json")
+    assert status_of(client, "p04") == "failed"
+    emulator_store.delete(bucket, key)
+    assert [r["run_id"] for r in client.get(f"/datasets/{PAGED}/runs").json()["runs"]][-1] == "p00"
+
+
+def test_a_reconciliation_finds_writes_that_bypass_the_run_log(emulator_store, planted):
+    """In-process, on the same emulator: a settled run's metrics rewritten by another tool."""
+    log = RunLog(emulator_store).of_dataset(PAGED)
+    settled = "p03"
+    before = {r["run_id"]: r for r in log.page(50)[0]}
+    assert before[settled]["metrics"]["score"] == "50.00%"
+    emulator_store.put_json(
+        emulator_store.data_bucket, log.key(settled, METRICS), scored(settled, "75.00%")
+    )
+    log.index.reconcile()
+    after = {r["run_id"]: r for r in log.page(50)[0]}
+    assert after[settled]["metrics"]["score"] == "75.00%"
+
+
+def test_the_runs_page_shows_a_page_and_links_the_next(client, emulator_store):
+    log = RunLog(emulator_store)
+    for run_id in ("ui-a", "ui-b", "ui-c"):
+        log.queue(run_id, {})
+    first = client.get("/ui", params={"limit": 2}).text
+    assert "ui-c" in first
+    assert "ui-b" in first
+    assert "ui-a" not in first
+    assert 'id="runs-more"' in first
+    link = first.split('id="runs-more" rel="next" href="', 1)[1].split('"', 1)[0]
+    second = client.get(link.replace("&amp;", "&")).text
+    assert "ui-a" in second
+    assert "ui-c" not in second
+    assert "newest runs" in second

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from local_ml_flow.api import assets
 from local_ml_flow.ml import dataset
@@ -188,15 +189,20 @@ def runs_rows(records: Sequence[Mapping[str, Any]], status: str | None, limit: i
         )
     if rows:
         return "".join(rows)
-    if status:
-        empty = f"no {e(status)} run among the latest {limit}"
-    else:
-        empty = "no runs yet: start one with the form above"
+    empty = f"no {e(status)} runs" if status else "no runs yet: start one with the form above"
     return f'<tr class="empty"><td colspan="11">{empty}</td></tr>'
 
 
-def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: int) -> str:
-    """The runs table (newest first), a status filter, compare 2-4, start a run."""
+def runs_page(
+    records: Sequence[Mapping[str, Any]],
+    status: str | None,
+    limit: int,
+    following: str | None = None,
+    later: bool = False,
+) -> str:
+    """The runs table (newest first), a status filter, compare 2-4, start a run; a page of
+    ``limit`` runs, ``following`` the cursor of the next page (older runs), ``later`` when
+    this is not the first page."""
     options = "".join(
         f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES
     )
@@ -222,9 +228,22 @@ def runs_page(records: Sequence[Mapping[str, Any]], status: str | None, limit: i
 <button type="submit" id="compare-button" disabled>compare selected (2-4)</button></form>
 {scroll(table)}
 <p class="muted" id="runs-count">{len(records)} run(s) shown (newest first, at most {limit}).</p>
+{_runs_pager(status, limit, following, later)}
 </section>""",
         active="Runs",
     )
+
+
+def _runs_pager(status: str | None, limit: int, following: str | None, later: bool) -> str:
+    """Links to the newest runs and to the next page of older ones (the same filter)."""
+    links = []
+    kept = {"status": status} if status else {}
+    if later:
+        links.append(f'<a href="/ui?{e(urlencode({**kept, "limit": limit}))}">newest runs</a>')
+    if following:
+        query = urlencode({**kept, "limit": limit, "cursor": following})
+        links.append(f'<a id="runs-more" rel="next" href="/ui?{e(query)}">older runs</a>')
+    return f'<p class="pager">{" · ".join(links)}</p>' if links else ""
 
 
 def start_form() -> str:

@@ -214,6 +214,10 @@ class Run(BaseModel):
 
 class RunsResponse(BaseModel):
     runs: list[Run]
+    next_cursor: str | None = Field(
+        None,
+        description="pass it as `cursor` for the next page (older runs); null on the last page",
+    )
 
 
 class DeletedResponse(BaseModel):

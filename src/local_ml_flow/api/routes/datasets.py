@@ -18,7 +18,15 @@ from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
-from local_ml_flow.api.routes.runs import BUNDLE_RESPONSE, RunIdPath, bundle_response
+from local_ml_flow.api.routes.runs import (
+    BUNDLE_RESPONSE,
+    CursorQuery,
+    LimitQuery,
+    RunIdPath,
+    StatusQuery,
+    bundle_response,
+    runs_page,
+)
 from local_ml_flow.api.schemas import (
     CurrentRun,
     DatasetDetail,
@@ -277,11 +285,13 @@ def list_dataset_runs(
     name: NamePath,
     runs: RunsDep,
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: StatusQuery = None,
 ) -> RunsResponse:
-    """A dataset's runs, newest first."""
+    """A dataset's runs, newest first, a page at a time (`next_cursor`)."""
     log, _ = _log(runs, store, name)
-    return RunsResponse(runs=[Run.model_validate(r) for r in log.list(limit)])
+    return runs_page(log, limit, cursor, status)
 
 
 def _options(

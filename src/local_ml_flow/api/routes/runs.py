@@ -3,14 +3,14 @@ predictions, and make one current (rollback)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, File, Header, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import bundle, pipeline, retention
+from local_ml_flow import bundle, pipeline, registry, retention
 from local_ml_flow.api import responses
-from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep
+from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
     RUN_REQUEST_EXAMPLES,
     DeletedResponse,
@@ -21,12 +21,35 @@ from local_ml_flow.api.schemas import (
 )
 from local_ml_flow.api.starts import sampled, start
 from local_ml_flow.errors import UploadTooLargeError
-from local_ml_flow.events import RunId
+from local_ml_flow.events import DATASET_NAME_PATTERN, HOUSING, RunId
+from local_ml_flow.runindex import Cursor
 from local_ml_flow.runlog import RunLog
 
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
 RunIdPath = Annotated[RunId, Path(description="a run id", examples=["20260101T120000Z-3f2a9c1b"])]
+LimitQuery = Annotated[int, Query(ge=1, le=500, description="at most this many runs")]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="the `next_cursor` of the previous page (older runs); none: the newest",
+    ),
+]
+StatusQuery = Annotated[
+    Literal["queued", "running", "succeeded", "failed", "corrupt"] | None,
+    Query(description="only the runs of this status"),
+]
+
+
+def runs_page(log: RunLog, limit: int, cursor: str | None, status: str | None) -> RunsResponse:
+    """A page of a run log's runs, newest first, and the cursor of the next (422 for a
+    cursor this API did not give)."""
+    records, after = log.page(limit, Cursor.decode(cursor) if cursor else None, status)
+    return RunsResponse(
+        runs=[Run.model_validate(r) for r in records],
+        next_cursor=after.encode() if after is not None else None,
+    )
 
 
 @router.post(
@@ -69,13 +92,25 @@ def start_run(
     return start(request, response, runs, invoker, settings, caches, options, asynchronous)
 
 
-@router.get("/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ))
+@router.get("/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ, 404))
 def list_runs(
     runs: RunsDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    store: StoreDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: StatusQuery = None,
+    dataset: Annotated[
+        str | None,
+        Query(pattern=DATASET_NAME_PATTERN, description="only the runs of this dataset"),
+    ] = None,
 ) -> RunsResponse:
-    """Runs, newest first."""
-    return RunsResponse(runs=[Run.model_validate(r) for r in runs.list(limit)])
+    """Runs, newest first, a page at a time: `next_cursor` asks for the next page. Housing's
+    unless `dataset` names another (the same as `GET /datasets/{name}/runs`)."""
+    log = runs
+    if dataset is not None and dataset != HOUSING:
+        registry.get(store, dataset)  # 404 for an unknown dataset
+        log = runs.of_dataset(dataset)
+    return runs_page(log, limit, cursor, status)
 
 
 @router.get("/runs/{run_id}", response_model=Run, responses=responses.errors(*responses.READ, 404))

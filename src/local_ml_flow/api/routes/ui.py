@@ -16,6 +16,7 @@ from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.errors import InvalidRequestError, LocalMlFlowError
 from local_ml_flow.events import RunId
 from local_ml_flow.ml import dataset, model
+from local_ml_flow.runindex import Cursor
 from local_ml_flow.storage import ArtifactStore
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -29,12 +30,13 @@ def runs_page(
     runs: RunsDep,
     status: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
-    records = runs.list(limit)
+    """A page of runs (newest first), of a status if chosen; "older runs" links the next."""
     chosen = status if status in pages.STATUSES else None
-    if chosen:
-        records = [r for r in records if r["status"] == chosen]
-    return HTMLResponse(pages.runs_page(records, chosen, limit))
+    records, after = runs.page(limit, Cursor.decode(cursor) if cursor else None, chosen)
+    following = after.encode() if after is not None else None
+    return HTMLResponse(pages.runs_page(records, chosen, limit, following, cursor is not None))
 
 
 @router.get("/", include_in_schema=False)
