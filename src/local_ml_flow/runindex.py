@@ -250,19 +250,18 @@ class RunIndex:
             else:
                 exhausted = True
             gone += self._read([k[1] for k in batch if not self._settled(self._entries[k[1]])])
-            for i, key in enumerate(batch):
+            for key in batch:
                 record = self._entries[key[1]].record
                 if record is None or key[1] in gone:
                     continue  # marked, not (yet) written
                 if status is not None and record["status"] != status:
                     continue
                 if len(out) == limit:
-                    more = True  # the rest of the batch is the next page's
+                    more = True  # a run of the next page
                     break
                 out.append(dict(record))
                 last = key
-                if len(out) == limit and i == len(batch) - 1:
-                    more = not exhausted
+        more = more or (len(out) == limit and not exhausted)
         for run_id in gone:
             self._drop(run_id)
         return out, last, more
