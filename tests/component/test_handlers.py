@@ -358,11 +358,11 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
         sent.clear()
         infer(store, settings, {})
         inference = sorted(sent)
-    # request.json and the dataset; 5 artifacts (the test split is one file: test_split.npz);
-    # the manifest and the pointer; 3 root
-    # copies and score.txt's removal (not scored yet); the pointer; the root copies' tags
+    # the run index's mark, request.json and the dataset; 5 artifacts (the test split is one
+    # file: test_split.npz); the manifest and the pointer; 3 root copies and score.txt's
+    # removal (not scored yet); the pointer; the root copies' tags
     assert ingestion == sorted(
-        ["PutObject", "GetObject"]
+        ["PutObject", "PutObject", "GetObject"]
         + ["PutObject"] * 5
         + ["PutObject", "GetObject"]
         + ["CopyObject"] * 3
