@@ -31,6 +31,9 @@ from tests.api.conftest import ApiServer  # noqa: E402
 from tests.browser.chromium import launch, watch, why_no_browser  # noqa: E402
 
 from local_ml_flow import aws  # noqa: E402
+from local_ml_flow.runlog import RunLog  # noqa: E402
+from local_ml_flow.settings import Settings  # noqa: E402
+from local_ml_flow.storage import make_store  # noqa: E402
 
 DATA = "local-ml-flow-data"
 DOCUMENTS = ("request.json", "manifest.json", "metrics.json")
@@ -82,8 +85,10 @@ def plant_runs(server: ApiServer, template: str, total: int) -> int:
         if o["Key"].count("/") == 2
     }
     planted = 0
+    runs = RunLog(make_store(Settings(_env_file=None), endpoint_url=server.emulator_url))
     for i in range(total - len(existing)):
         run_id = f"20200101T000000{i:06d}Z-bench{i % 10}"
+        runs.index.mark(run_id)  # as the run log does: the run index reads it
         for name, text in docs.items():
             s3.put_object(
                 Bucket=DATA,

@@ -54,10 +54,26 @@ SETTINGS = Settings(_env_file=None)
 Figures = dict[str, float]
 
 
-class Server(ApiServer):
-    """The tests' server, given time to load 10,000 runs' objects."""
+PATIENT = """\
+import local_ml_flow.embedded as embedded
 
-    def _wait(self, timeout_s: float = 900) -> None:
+_wait_ready = embedded.EmbeddedEmulator.wait_ready
+embedded.EmbeddedEmulator.wait_ready = lambda self, timeout_s=0: _wait_ready(self, 1800.0)
+"""
+
+
+class Server(ApiServer):
+    """The tests' server, given time to load 10,000 runs' objects: its emulator too (a
+    sitecustomize on PYTHONPATH lifts `serve`'s 60 s wait for the emulator)."""
+
+    def __init__(self, log: Path, args: list[str], env: dict[str, str]) -> None:
+        patient = log.parent / "patient"
+        patient.mkdir(exist_ok=True)
+        (patient / "sitecustomize.py").write_text(PATIENT)
+        path = [str(patient), *filter(None, [env.get("PYTHONPATH")])]
+        super().__init__(log, args, {**env, "PYTHONPATH": os.pathsep.join(path)})
+
+    def _wait(self, timeout_s: float = 1800) -> None:
         super()._wait(timeout_s)
 
 
@@ -211,7 +227,7 @@ def main() -> None:
     candidates: dict[str, Callable[[], Figures]] = {"this checkout": lambda: measure(work, quiet)}
     if args.before:
         old = export(args.before, work / "before")
-        env = {**quiet, "PYTHONPATH": os.pathsep.join([str(old), os.environ.get("PYTHONPATH", "")])}
+        env = {**quiet, "PYTHONPATH": str(old)}
         candidates[args.before] = lambda: measure(work, env)
     results: dict[str, list[Figures]] = {name: [] for name in candidates}
     names = list(candidates)

@@ -205,6 +205,19 @@ class RunIndex:
         store.put_bytes(store.data_bucket, key, b"", "application/octet-stream")
 
     # -- readers ----------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Load the index in a thread (an API at start-up): the first page finds it read."""
+
+        def load() -> None:
+            try:
+                with self._lock:
+                    self._refresh()
+                self._background()
+            except LocalMlFlowError as exc:  # the first page tries again, and says why
+                logger.warning("run index %s: %s", self.prefix, exc.message)
+
+        threading.Thread(target=load, name="run-index-load", daemon=True).start()
+
     def page(
         self, limit: int, cursor: Cursor | None = None, status: str | None = None
     ) -> tuple[list[dict[str, Any]], Cursor | None]:

@@ -48,6 +48,7 @@ def create_app(
         )
         app.state.dataset_pages = DatasetPages(runtime_.store)
         app.state.background_runs = BackgroundRuns()
+        runtime_.runs.index.warm()  # the run index read meanwhile: the first listing is quick
         try:
             yield
         finally:
