@@ -417,22 +417,41 @@ class RunIndex:
         log = self.log
         objects = log.store.list_objects(log.store.data_bucket, log.prefix)
         files, created = _index(objects, log.prefix)
-        self._merge(files, created)
+        self._merge(files, created, self._first_marks())
         head = log.store.head(log.store.data_bucket, self.snapshot_key)
         self._etag = head.etag if head is not None else None
         self._loaded, self._changed = True, True
         self._reconcile_at = time.monotonic() + RECONCILE_EVERY_S
 
-    def _merge(self, files: dict[str, dict[str, StoredObject]], created: dict[str, str]) -> None:
+    def _first_marks(self) -> dict[str, str]:
+        """Each marked run's first mark's time: when it was created, to the microsecond (a
+        listing's times may be whole seconds)."""
+        store = self.log.store
+        first: dict[str, str] = {}
+        for mark in store.list_objects(store.data_bucket, self.marks_prefix):
+            run_id = mark.key.rsplit("/", 1)[-1]
+            when = _mark_time(mark.key, self.marks_prefix)
+            if when is not None and (run_id not in first or when < first[run_id]):
+                first[run_id] = when
+        return first
+
+    def _merge(
+        self,
+        files: dict[str, dict[str, StoredObject]],
+        created: dict[str, str],
+        marked: Mapping[str, str],
+    ) -> None:
         """Make the index follow a listing of the runs: a run whose files' ETags differ from
-        the ones its record was read from is read again; a run gone is dropped."""
+        the ones its record was read from is read again; a run gone is dropped; a new run is
+        placed by its first mark, else by its first document's time."""
         created = {r: when for r, when in created.items() if "deleted.json" not in files[r]}
         for run_id, when in created.items():
             listed = files[run_id]
             tags = {name: o.etag for name, o in listed.items()}
             entry = self._entries.get(run_id)
             if entry is None:
-                self._put(run_id, Entry(_normal(when), _hint(listed), None, None, listed=listed))
+                at = marked.get(run_id) or _normal(when)
+                self._put(run_id, Entry(at, _hint(listed), None, None, listed=listed))
             elif entry.files != tags:
                 entry.files, entry.record, entry.listed = None, None, listed
                 entry.hint = _hint(listed)
@@ -451,7 +470,7 @@ class RunIndex:
             if not self._loaded:
                 self._load()
                 return
-            self._merge(*_index(objects, log.prefix))
+            self._merge(*_index(objects, log.prefix), self._first_marks())
             self._reconcile_at = time.monotonic() + RECONCILE_EVERY_S
 
     def compact(self) -> bool:
