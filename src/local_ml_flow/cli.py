@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipeline.tabular_parameters(options, document, settings.run_defaults())
             runs = runs.of_dataset(args.name)
         started = time.perf_counter()
-        result = run_pipeline(runtime.invoker, runs, settings, options, progress=say)
+        result = run_pipeline(runtime.invoker, runs, settings, options, progress=say, by="cli")
         say(f"done in {time.perf_counter() - started:.2f}s")
     finally:
         runtime.close()

@@ -43,6 +43,7 @@ from local_ml_flow.ml import dataset, model, tabular
 from local_ml_flow.ml.documents import ClassScores, DatasetSchema
 from local_ml_flow.ml.kinds import CLASSIFICATION, DEFAULT_MODEL, model_spec
 from local_ml_flow.ml.model import Regressor, array_predictor
+from local_ml_flow.promotions import Actor
 from local_ml_flow.runlog import (
     MODEL_FILE,
     MODEL_KEY,
@@ -169,6 +170,7 @@ def _promote_trained(
         serves=partial(_serves, runs),
         just_trained=True,
         seen=seen,
+        by="lambda",  # the ingestion function promotes only when invoked directly
     )
     if not decision.promoted:  # kept: scored now, a finished run that can be promoted later
         try:
@@ -691,15 +693,16 @@ def servable(runs: RunLog, run_id: str) -> Manifest:
     return info
 
 
-def promote(runs: RunLog, run_id: str, policy: Promotion) -> Decision:
+def promote(runs: RunLog, run_id: str, policy: Promotion, by: Actor = "library") -> Decision:
     """Promote a run that was just scored, under ``policy``, once it is known to serve; a
-    failure is recorded in the run (stage promotion) and the current run stays."""
+    failure is recorded in the run (stage promotion) and the current run stays. ``by``: who
+    started the run (the promotion log says so)."""
     try:
         info = servable(runs, run_id)
     except LocalMlFlowError as exc:
         runs.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
         raise
-    return runs.promote(run_id, info, policy=policy, serves=partial(_serves, runs))
+    return runs.promote(run_id, info, policy=policy, serves=partial(_serves, runs), by=by)
 
 
 def _serves(runs: RunLog, run_id: str) -> bool:
@@ -712,11 +715,17 @@ def _serves(runs: RunLog, run_id: str) -> bool:
     return True
 
 
-def make_current(runs: RunLog, run_id: str) -> Decision:
+def make_current(runs: RunLog, run_id: str, by: Actor = "library") -> Decision:
     """Make a succeeded run current on request (roll back or forward), once it is known to
     serve; a refusal changes nothing, the run's record included."""
     runs.check_finished(run_id)
-    return runs.promote(run_id, servable(runs, run_id), record_failure=False)
+    return runs.promote(
+        run_id,
+        servable(runs, run_id),
+        record_failure=False,
+        by=by,
+        reason="made current on request (POST .../promote: a rollback or roll forward)",
+    )
 
 
 # -- inference --------------------------------------------------------------------------

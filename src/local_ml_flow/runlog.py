@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from local_ml_flow import promotions
 from local_ml_flow.errors import (
     AlreadyExistsError,
     ConcurrentUpdateError,
@@ -37,6 +38,7 @@ from local_ml_flow.errors import (
 )
 from local_ml_flow.events import HOUSING, Promotion, RunId, RunParameters, TabularParameters
 from local_ml_flow.ml.documents import DatasetSchema, Encoding, Label
+from local_ml_flow.promotions import Actor, Promoted
 from local_ml_flow.runindex import Cursor, RunIndex
 from local_ml_flow.settings import Settings
 from local_ml_flow.storage import ArtifactStore, StoredObject, gather, parse_document, utc_now
@@ -239,6 +241,9 @@ class Pointer(_Document):
     # the metric runs are compared by (r2 or accuracy) and this run's test value of it
     metric: str | None = None
     value: float | None = None
+    # who or what promoted it and why (its promotion log entry is rebuilt from these)
+    by: str | None = None
+    reason: str | None = None
 
 
 class Kept(_Document):
@@ -560,6 +565,8 @@ class RunLog:
         record_failure: bool = True,
         just_trained: bool = False,
         seen: Seen | None = None,
+        by: Actor = "library",
+        reason: str | None = None,
     ) -> Decision:
         """Make a trained run current: root copies, then the latest pointer, compare-and-swapped
         on its ETag. If another run was promoted meanwhile, that one stays current (this run
@@ -578,9 +585,13 @@ class RunLog:
         passes its ``manifest``: the run has no metrics and no failure yet, so neither is read;
         ``seen``: the pointer and its ETag as the caller read them (``peek_pointer``) while it
         wrote the manifest (else read here). The compare-and-swap makes an early read safe.
+
+        ``by``: who or what promotes (``promotions.Actor``); ``reason``: why, when the caller
+        decides it (an explicit promotion), else the policy's comparison says it. Both go
+        into the pointer and the promotion log (``promotions.py``), written after the swap.
         """
         try:
-            return self._promote(run_id, manifest, policy, serves, just_trained, seen)
+            return self._promote(run_id, manifest, policy, serves, just_trained, seen, by, reason)
         except RunNotFoundError:  # deleted: nothing of it is written again
             with contextlib.suppress(LocalMlFlowError):
                 self.repair()
@@ -589,7 +600,9 @@ class RunLog:
             with contextlib.suppress(LocalMlFlowError):
                 pointer = self.latest()
                 if pointer is not None and pointer.run_id == run_id:
-                    return Decision(pointer)  # the pointer write landed; only its answer was lost
+                    # the pointer write landed; only its answer was lost (its log entry is
+                    # rebuilt from it when read, and written by the next promoter)
+                    return Decision(pointer)
             if record_failure:
                 self.record_failure(run_id, "promotion", type(exc).__name__, exc.message)
             with contextlib.suppress(LocalMlFlowError):
@@ -604,6 +617,8 @@ class RunLog:
         serves: Callable[[str], bool] | None,
         just_trained: bool,
         seen: Seen | None,
+        by: Actor,
+        reason: str | None,
     ) -> Decision:
         # What the promotion decides on, read at once: the manifest (unless the caller has
         # it), the metrics, whether the run failed, and the pointer it compare-and-swaps.
@@ -626,14 +641,15 @@ class RunLog:
         self.check_promotable(run_id, info, scored, failed)
         metric, value = _main(info, scored)
         for _ in range(_REPAIR_ROUNDS):
+            why = reason or _why(policy, current, run_id)
             if policy == "better" and current is not None and current.run_id != run_id:
-                reason = self._worse(info, metric, value, current, serves)
-                if reason is not None:
+                worse, why = self._worse(info, metric, value, current, serves)
+                if worse is not None:
                     now, now_etag = self._pointer()  # the pointer compared with must still be
                     if now_etag != etag:
                         current, etag = now, now_etag
                         continue
-                    return self._kept(run_id, policy, current, reason)
+                    return self._kept(run_id, policy, current, worse)
             pointer = Pointer(
                 run_id=run_id,
                 model_sha256=info.model_sha256,
@@ -645,6 +661,8 @@ class RunLog:
                 previous_run_id=current.run_id if current is not None else None,
                 metric=metric,
                 value=value,
+                by=by,
+                reason=why,
             )
             self._write_roots(run_id, pointer.score)
             try:
@@ -671,8 +689,10 @@ class RunLog:
             # swap could show it: so the winner looks once (one wave of HEADs) and repairs if
             # so. The promotion itself is done: a failure here is left to the next repair.
             # The same wave looks whether the run was deleted while it was promoted: then
-            # the run it replaced is made current again.
-            roots, deleted = self._after_swap(run_id, deletable=not just_trained)
+            # the run it replaced is made current again; and writes the promotion log's entry
+            # (and the replaced pointer's, if it was never written): the pointer is the commit
+            # point, the entry is rebuilt from it.
+            roots, deleted = self._after_swap(run_id, pointer, current, deletable=not just_trained)
             if deleted:
                 self._undo(run_id, current, pointer)
                 raise RunNotFoundError(f"run {run_id!r} was deleted while it was promoted")
@@ -692,21 +712,25 @@ class RunLog:
         return {o.key.rsplit("/", 1)[-1]: o for o in listed}
 
     def _after_swap(
-        self, run_id: str, *, deletable: bool
+        self, run_id: str, pointer: Pointer, replaced: Pointer | None, *, deletable: bool
     ) -> tuple[dict[str, str | None] | None, bool]:
         """After a run's pointer swap, at once: the root copies' runs (None: no root copies,
         or they could not be read) and whether the run is being deleted (only looked at when
-        it is ``deletable``: a run its own ingestion promotes is in flight, never deleted)."""
+        it is ``deletable``: a run its own ingestion promotes is in flight, never deleted);
+        meanwhile the promotion log's entries of ``pointer`` and of the one it ``replaced``
+        are written (``promotions.record``: a failure is logged, never raised)."""
 
         def roots() -> dict[str, str | None] | None:
             with contextlib.suppress(LocalMlFlowError):
                 return self.root_runs() if self.roots else None
             return None
 
+        log = partial(promotions.record, self.store, self.prefix, self.dataset, pointer, replaced)
         if not deletable:
-            return roots(), False
-        found, deleted = gather(
-            roots, lambda: self.store.exists(self._data, self.key(run_id, DELETED))
+            found, _ = gather(roots, log)
+            return found, False
+        found, deleted, _ = gather(
+            roots, lambda: self.store.exists(self._data, self.key(run_id, DELETED)), log
         )
         return found, deleted
 
@@ -719,8 +743,17 @@ class RunLog:
                 if previous is None:
                     self.store.delete(self._data, self.latest_key)
                 else:
-                    back = previous.model_copy(update={"promoted_at": utc_now()})
+                    back = previous.model_copy(
+                        update={
+                            "promoted_at": utc_now(),
+                            "previous_run_id": run_id,
+                            "by": written.by,
+                            "reason": f"run {run_id} was deleted while it was promoted: the"
+                            " run it replaced is current again",
+                        }
+                    )
                     self.store.put_json(self._data, self.latest_key, back, if_match=etag)
+                    promotions.record(self.store, self.prefix, self.dataset, back, None)
             self.repair()
 
     def _kept(self, run_id: str, policy: Promotion, current: Pointer, reason: str) -> Decision:
@@ -747,13 +780,19 @@ class RunLog:
         value: float,
         current: Pointer,
         serves: Callable[[str], bool] | None,
-    ) -> str | None:
+    ) -> tuple[str | None, str]:
         """Why the run of ``info`` (its test ``metric`` = ``value``) should not replace the
         current run, or None: it scores at least as well (a tie goes to the newer run), or
         the two cannot be compared (another dataset version or metric, the current run's
-        figures cannot be read), or the current run cannot be served (``serves``)."""
+        figures cannot be read), or the current run cannot be served (``serves``); and why
+        it replaces it, when it does (for the promotion log)."""
+        policy = "promotion policy better"
         if current.dataset_sha256 != info.dataset_sha256:
-            return None  # trained on other data: the new run serves the new data
+            # trained on other data: the new run serves the new data
+            return None, (
+                f"{policy}: trained on another dataset version than the current run"
+                f" {current.run_id}"
+            )
         theirs: tuple[str, float] | None = None
         if current.metric is not None and current.value is not None:
             theirs = (current.metric, current.value)
@@ -764,15 +803,21 @@ class RunLog:
                         lambda: self.manifest(current.run_id), lambda: self.metrics(current.run_id)
                     )
                 )
-        if theirs is None or theirs[0] != metric or value >= theirs[1]:
-            return None
+        if theirs is None or theirs[0] != metric:
+            return None, f"{policy}: the current run {current.run_id} has no comparable figure"
+        if value >= theirs[1]:
+            return None, (
+                f"{policy}: test {_named(metric)} {value:.4f} is at least {theirs[1]:.4f} of"
+                f" the run it replaces, {current.run_id}"
+            )
         if serves is not None and not serves(current.run_id):
-            return None  # the current run cannot be served: any servable run is better
+            # the current run cannot be served: any servable run is better
+            return None, f"{policy}: the current run {current.run_id} cannot be served"
         return (
             f"test {_named(metric)} {value:.4f} is below {theirs[1]:.4f} of the current run"
             f" {current.run_id}: the promotion policy (LMF_PROMOTION=better) keeps the better"
             " model; promote this run to serve it anyway"
-        )
+        ), ""
 
     def _write_roots(self, run_id: str, score: str | None) -> None:
         """The seed-compatible root copies of a run, each tagged with the run id (housing's
@@ -857,6 +902,10 @@ class RunLog:
         raise ConcurrentUpdateError(
             f"root copies still moving after {_REPAIR_ROUNDS} repairs: promotions keep coming"
         )
+
+    def promotions(self, limit: int = 50) -> list[Promoted]:
+        """This dataset's promotions, newest first (``promotions.read``)."""
+        return promotions.read(self.store, self.prefix, self.dataset, self.latest(), limit)
 
     # -- records ------------------------------------------------------------------------
     def _current(self) -> str | None:
@@ -1024,6 +1073,17 @@ _KINDS: dict[str, type[_Document]] = {
 
 
 CLASS_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
+
+
+def _why(policy: Promotion, current: Pointer | None, run_id: str) -> str:
+    """Why a run becomes current when no comparison decides it."""
+    if current is None:
+        return f"promotion policy {policy}: the first run to become current"
+    if current.run_id == run_id:
+        return f"promotion policy {policy}: made current again (it already was)"
+    if policy == "always":
+        return "promotion policy always: a new run replaces the current one"
+    return f"promotion policy {policy}"
 
 
 def _named(metric: str) -> str:

@@ -11,6 +11,7 @@ from local_ml_flow import pipeline, retention
 from local_ml_flow.errors import FunctionFailedError, LocalMlFlowError
 from local_ml_flow.events import HOUSING, RunOptions, TabularOptions, new_run_id
 from local_ml_flow.invoke import Invoker
+from local_ml_flow.promotions import Actor
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.settings import Settings
 
@@ -40,6 +41,7 @@ def run_pipeline(
     *,
     progress: Progress = _quiet,
     run_id: str | None = None,
+    by: Actor = "library",
 ) -> dict[str, Any]:
     """Invoke ingestion then inference for a new run, then promote it under the promotion
     policy (the options', else the setting's); returns both results merged, with
@@ -49,7 +51,8 @@ def run_pipeline(
     succeeded and its model is known to serve. A failing function raises FunctionFailedError
     carrying the run id; the run is then recorded as failed in its own prefix (the function
     usually did so itself) and the previous model and score stay. ``run_id``: a run already
-    queued (``queue_run``).
+    queued (``queue_run``). ``by``: who starts it (``cli``, ``api``, ``dashboard``), for the
+    promotion log.
     """
     chosen = options.model_dump(exclude_none=True)
     if run_id is None:
@@ -57,7 +60,7 @@ def run_pipeline(
     started = time.monotonic()
     logger.info("run %s started: %s", run_id, chosen or "default parameters")
     try:
-        result = _run(invoker, runs, settings, run_id, chosen, progress)
+        result = _run(invoker, runs, settings, run_id, chosen, progress, by)
     except LocalMlFlowError as exc:  # logged here, once, with the run
         logger.warning(
             "run %s failed after %.1f s: %s",
@@ -122,6 +125,7 @@ def _run(
     run_id: str,
     chosen: dict[str, Any],
     progress: Progress,
+    by: Actor,
 ) -> dict[str, Any]:
     stage = "ingestion"
     try:
@@ -157,7 +161,7 @@ def _run(
         _name_the_run(exc, run_id, stage)
         raise
     try:  # records a failure itself
-        decision = pipeline.promote(runs, run_id, chosen.get("promotion") or runs.policy)
+        decision = pipeline.promote(runs, run_id, chosen.get("promotion") or runs.policy, by)
     except LocalMlFlowError as exc:
         _name_the_run(exc, run_id, "promotion")
         raise

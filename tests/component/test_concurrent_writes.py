@@ -123,6 +123,35 @@ def test_a_cut_root_copy_fails_the_promotion_and_the_roots_are_repaired(proxied,
     assert store.get_text(settings.data_bucket, "score.txt") == scored.score
 
 
+def test_a_cut_promotion_log_write_keeps_the_promotion_and_the_entry_comes_back(proxied, settings):
+    """The pointer is the commit point: a promotion whose log entry cannot be written stands;
+    the log rebuilds the entry from the pointer, and the next promoter writes it."""
+    proxy, store = proxied
+    invoker = LocalInvoker(bootstrap.local_functions(settings, store))
+    proxy.cut_write(0, lambda method, path: "/promotions/" in path)
+    cut = run_pipeline(invoker, RunLog(store), settings, RunOptions(promotion="always"), by="cli")
+    proxy.heal()
+    assert proxy.cut
+    assert cut["promoted"] is True
+    log = RunLog(store).promotions()
+    assert [(e.run_id, e.previous_run_id, e.by, e.recorded) for e in log] == [
+        (cut["run_id"], "first", "cli", False),  # rebuilt from the pointer
+        ("first", None, "lambda", True),  # the ingestion function's policy, invoked directly
+    ]
+    assert log[0].reason == "promotion policy always: a new run replaces the current one"
+    assert log[1].reason == "promotion policy better: the first run to become current"
+    # another process promotes next: it writes the replaced promotion's entry too
+    other = make_store(settings, endpoint_url=proxy.url)
+    after = run_pipeline(invoker, RunLog(other), settings, RunOptions(promotion="always"))
+    log = RunLog(other).promotions()
+    assert [(e.run_id, e.previous_run_id, e.recorded) for e in log] == [
+        (after["run_id"], cut["run_id"], True),
+        (cut["run_id"], "first", True),
+        ("first", None, True),
+    ]
+    assert len(store.list_objects(settings.data_bucket, "promotions/")) == 3
+
+
 def test_gather_waits_for_every_call_and_raises_the_first_failure() -> None:
     finished: list[str] = []
     started = threading.Barrier(3, timeout=5)  # the three run at once

@@ -360,7 +360,8 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
         inference = sorted(sent)
     # the run index's mark, request.json and the dataset; 5 artifacts (the test split is one
     # file: test_split.npz); the manifest and the pointer; 3 root copies and score.txt's
-    # removal (not scored yet); the pointer; the root copies' tags
+    # removal (not scored yet); the pointer; the root copies' tags and the promotion log's
+    # entry (the replaced pointer's was written by this process)
     assert ingestion == sorted(
         ["PutObject", "PutObject", "GetObject"]
         + ["PutObject"] * 5
@@ -368,6 +369,7 @@ def test_a_warm_run_makes_no_redundant_requests(store, settings):
         + ["CopyObject"] * 3
         + ["DeleteObject", "PutObject"]
         + ["HeadObject"] * 4
+        + ["PutObject"]
     )
     # the pointer; manifest, model, test split; metrics, predictions; score.txt; the pointer
     # again (score.txt follows the current run only)

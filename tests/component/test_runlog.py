@@ -69,6 +69,12 @@ def test_promotion_is_a_compare_and_swap(store, settings, moto_endpoint):
     assert winner.run_id in answers
     assert set(runs.root_runs().values()) == {winner.run_id}
     assert {runs.record(r)["status"] for r in "abcd"} == {"succeeded"}
+    # the promotion log is one chain: each swap that won, newest first, ending at the pointer
+    log = runs.promotions(limit=500)
+    assert log[0].run_id == winner.run_id
+    assert all(entry.recorded for entry in log)
+    assert [e.previous_run_id for e in log] == [e.run_id for e in log[1:]] + [None]
+    assert {e.by for e in log} == {"library"}
 
 
 def test_a_stale_repair_landing_before_the_swap_is_undone_by_the_winner(

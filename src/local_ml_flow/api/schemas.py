@@ -234,6 +234,30 @@ class DeletedResponse(BaseModel):
     )
 
 
+class Promotion(BaseModel):
+    """One promotion: ``run_id`` became the served run at ``at``, replacing
+    ``previous_run_id`` (None: the first)."""
+
+    run_id: str
+    previous_run_id: str | None
+    at: str
+    by: str = Field(
+        description="who or what promoted it, as the caller said: api, dashboard, cli, lambda"
+        " (the ingestion function's policy, invoked directly), library (Python code)"
+    )
+    reason: str = Field(description="the promotion policy's comparison, or a rollback")
+    dataset: str
+    recorded: bool = Field(
+        True,
+        description="false: rebuilt from the latest pointer, its own log entry not written yet"
+        " (the next promotion writes it)",
+    )
+
+
+class PromotionsResponse(BaseModel):
+    promotions: list[Promotion]
+
+
 class PredictionsResponse(BaseModel):
     """A scored run's test split: actual and predicted price of each row, in the same order
     (with ``max_points``, evenly spaced rows of it, the first and the last included)."""

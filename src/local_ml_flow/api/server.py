@@ -41,7 +41,9 @@ def _first_run(runtime: bootstrap.Runtime, settings: Settings) -> None:
     """Run the pipeline once before serving; a failure is said, and the API starts anyway
     (to upload another dataset, or to look at what is stored)."""
     try:
-        result = run_pipeline(runtime.invoker, runtime.runs, settings, RunOptions(), progress=_say)
+        result = run_pipeline(  # `local-ml-flow serve`'s first run
+            runtime.invoker, runtime.runs, settings, RunOptions(), progress=_say, by="cli"
+        )
     except LocalMlFlowError as exc:
         _say(
             f"the first run failed: {getattr(exc, 'error_message', exc.message)}. The API starts"

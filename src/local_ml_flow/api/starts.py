@@ -12,6 +12,7 @@ from local_ml_flow.api.caches import Caches
 from local_ml_flow.api.schemas import Run
 from local_ml_flow.events import HOUSING
 from local_ml_flow.invoke import Invoker
+from local_ml_flow.promotions import Actor
 from local_ml_flow.runlog import RunLog
 from local_ml_flow.runner import Options, queue_run, run_pipeline
 from local_ml_flow.settings import Settings
@@ -26,16 +27,18 @@ def start(
     caches: Caches,
     options: Options,
     asynchronous: bool,
+    by: Actor = "api",
 ) -> Run:
     """Start a run of ``runs``' dataset: wait for it (its record), or queue it and answer 202
-    with the queued record and a ``Location`` to poll."""
+    with the queued record and a ``Location`` to poll. ``by``: ``api``, or ``dashboard`` when
+    the dashboard says so (for the promotion log)."""
     if asynchronous:
         run_id = queue_run(runs, options)
         background: BackgroundRuns = request.app.state.background_runs
 
         def work() -> None:
             try:
-                run_pipeline(invoker, runs, settings, options, run_id=run_id)
+                run_pipeline(invoker, runs, settings, options, run_id=run_id, by=by)
             finally:
                 caches.invalidate()
 
@@ -44,7 +47,7 @@ def start(
         response.headers["Location"] = location(runs, run_id)
         return Run.model_validate(runs.record(run_id))
     try:
-        result = run_pipeline(invoker, runs, settings, options)
+        result = run_pipeline(invoker, runs, settings, options, by=by)
     finally:
         caches.invalidate()  # the next answers read the pointer just written
     return Run.model_validate(runs.record(result["run_id"]))

@@ -20,6 +20,7 @@ from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
 from local_ml_flow.api.routes.runs import (
     BUNDLE_RESPONSE,
+    ByQuery,
     CursorQuery,
     LimitQuery,
     RunIdPath,
@@ -41,6 +42,7 @@ from local_ml_flow.api.schemas import (
     DeletedResponse,
     MainMetric,
     PredictRequest,
+    PromotionsResponse,
     Run,
     RunsResponse,
 )
@@ -294,6 +296,24 @@ def list_dataset_runs(
     return runs_page(log, limit, cursor, status)
 
 
+@router.get(
+    "/{name}/promotions",
+    response_model=PromotionsResponse,
+    responses=responses.errors(*responses.READ, 404),
+)
+def list_dataset_promotions(
+    name: NamePath,
+    runs: RunsDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> PromotionsResponse:
+    """What served when, and why: a dataset's promotions, newest first."""
+    log, _ = _log(runs, store, name)
+    return PromotionsResponse.model_validate(
+        {"promotions": log.promotions(limit)}, from_attributes=True
+    )
+
+
 def _options(
     name: str, body: DatasetRunRequest, document: registry.DatasetDocument | None, settings: Any
 ) -> Options:
@@ -329,6 +349,7 @@ def start_dataset_run(
     body: Annotated[DatasetRunRequest | None, Body()] = None,
     wait: Annotated[bool, Query(description="false: answer 202 at once")] = True,
     prefer: Annotated[str | None, Header(description="`respond-async`: as `wait=false`")] = None,
+    by: ByQuery = "api",
 ) -> Run:
     """Train on the dataset's current version (ingestion then inference), make the run
     current; 201 with the run, or 202 at once with `?wait=false`."""
@@ -336,7 +357,7 @@ def start_dataset_run(
     options = _options(name, body or DatasetRunRequest(), document, settings)
     caches = _caches(request).of(log)
     asynchronous = not wait or (prefer is not None and "respond-async" in prefer.lower())
-    return start(request, response, log, invoker, settings, caches, options, asynchronous)
+    return start(request, response, log, invoker, settings, caches, options, asynchronous, by)
 
 
 @router.get(
@@ -407,13 +428,18 @@ def get_dataset_predictions(
     ),
 )
 async def promote_dataset_run(
-    name: NamePath, run_id: RunIdPath, request: Request, runs: RunsDep, store: StoreDep
+    name: NamePath,
+    run_id: RunIdPath,
+    request: Request,
+    runs: RunsDep,
+    store: StoreDep,
+    by: ByQuery = "api",
 ) -> Run:
     """Make a succeeded run of the dataset current again (rollback)."""
     log, _ = await run_in_threadpool(_log, runs, store, name)
     caches = _caches(request).of(log)
     try:
-        await run_in_threadpool(pipeline.make_current, log, run_id)
+        await run_in_threadpool(pipeline.make_current, log, run_id, by)
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(log.record, run_id))

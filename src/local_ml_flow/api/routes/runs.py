@@ -15,6 +15,7 @@ from local_ml_flow.api.schemas import (
     RUN_REQUEST_EXAMPLES,
     DeletedResponse,
     PredictionsResponse,
+    PromotionsResponse,
     Run,
     RunRequest,
     RunsResponse,
@@ -28,6 +29,13 @@ from local_ml_flow.runlog import RunLog
 router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 
 RunIdPath = Annotated[RunId, Path(description="a run id", examples=["20260101T120000Z-3f2a9c1b"])]
+# Who asks, for the promotion log: what the caller says (the dashboard sends `dashboard`),
+# a label and not an identity (the API has no authentication).
+ByQuery = Annotated[
+    Literal["api", "dashboard"],
+    Query(description="who asks, for the promotion log: `api` (default) or `dashboard`"),
+]
+
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="at most this many runs")]
 CursorQuery = Annotated[
     str | None,
@@ -82,6 +90,7 @@ def start_run(
         str | None,
         Header(description="`respond-async`: the same as `wait=false` (RFC 7240)"),
     ] = None,
+    by: ByQuery = "api",
 ) -> Run:
     """Run ingestion then inference and make the run current; returns the run record (201).
 
@@ -89,7 +98,7 @@ def start_run(
     its status goes queued -> running -> succeeded (or failed)."""
     options = body or RunRequest()
     asynchronous = not wait or (prefer is not None and "respond-async" in prefer.lower())
-    return start(request, response, runs, invoker, settings, caches, options, asynchronous)
+    return start(request, response, runs, invoker, settings, caches, options, asynchronous, by)
 
 
 @router.get("/runs", response_model=RunsResponse, responses=responses.errors(*responses.READ, 404))
@@ -111,6 +120,18 @@ def list_runs(
         registry.get(store, dataset)  # 404 for an unknown dataset
         log = runs.of_dataset(dataset)
     return runs_page(log, limit, cursor, status)
+
+
+@router.get(
+    "/promotions", response_model=PromotionsResponse, responses=responses.errors(*responses.READ)
+)
+def list_promotions(
+    runs: RunsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> PromotionsResponse:
+    """What served when, and why: housing's promotions, newest first."""
+    return PromotionsResponse.model_validate(
+        {"promotions": runs.promotions(limit)}, from_attributes=True
+    )
 
 
 @router.get("/runs/{run_id}", response_model=Run, responses=responses.errors(*responses.READ, 404))
@@ -158,11 +179,13 @@ def get_predictions(
         400, 403, 404, 409, 502, 503, only={409: ("PromotionRefusedError", "ConcurrentUpdateError")}
     ),
 )
-async def promote_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Run:
+async def promote_run(
+    run_id: RunIdPath, runs: RunsDep, caches: CachesDep, by: ByQuery = "api"
+) -> Run:
     """Make a succeeded run current again (rollback): /predict and /result serve it next.
     A queued, running, failed, corrupt or non-finite run is refused (409)."""
     try:
-        await run_in_threadpool(pipeline.make_current, runs, run_id)
+        await run_in_threadpool(pipeline.make_current, runs, run_id, by)
     finally:
         caches.invalidate()
     return Run.model_validate(await run_in_threadpool(runs.record, run_id))
