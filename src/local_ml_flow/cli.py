@@ -1,5 +1,5 @@
-"""``local-ml-flow serve | run | reset | doctor | delete | pin | export | import | dataset add |
-list | fetch``.
+"""``local-ml-flow serve | run | promotions | reproduce | reset | doctor | delete | pin | export |
+import | dataset add | list | fetch``.
 
 This module imports only light modules: the arguments and the settings are checked, and
 ``run --embedded`` starts the emulator (launch.py), before pandas, boto3 or scikit-learn load.
@@ -319,6 +319,64 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_log(runtime: Any, name: str | None) -> Any:
+    """The run log of ``name`` (None: housing); DatasetNotFoundError for an unknown one."""
+    from local_ml_flow import registry
+
+    if name is None or name == HOUSING:
+        return runtime.runs
+    registry.get(runtime.store, registry.check_name(name))
+    return runtime.runs.of_dataset(name)
+
+
+def cmd_promotions(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    if args.limit < 1:
+        raise SystemExit("error: --limit takes a number of promotions, at least 1")
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        entries = _dataset_log(runtime, args.dataset).promotions(args.limit)
+    finally:
+        runtime.close()
+    if args.json:
+        listed = [entry.model_dump(mode="json") for entry in entries]
+        print(json.dumps({"promotions": listed}, indent=2))
+        return 0
+    if not entries:
+        print(f"no promotion yet for dataset {args.dataset or HOUSING}")
+    for entry in entries:  # newest first
+        replaced = f" (replaced {entry.previous_run_id})" if entry.previous_run_id else ""
+        rebuilt = " [rebuilt from the pointer]" if not entry.recorded else ""
+        print(f"{entry.at}  {entry.run_id}{replaced}  by {entry.by}{rebuilt}")
+        print(f"    {entry.reason}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    if not valid_run_id(args.run_id):
+        raise SystemExit(f"error: {args.run_id[:120]!r} is not a run id")
+    runtime = _dataset_runtime(settings, args.embedded)
+    try:
+        from local_ml_flow import pipeline, reproduce
+
+        limits = pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
+        result = reproduce.reproduce(_dataset_log(runtime, args.dataset), args.run_id, limits)
+    finally:
+        runtime.close()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(f"run {result.run_id} ({result.dataset}): trained again in {result.took_s:.2f}s")
+        print(f"identical: {'yes' if result.identical else 'no'}")
+        print(f"model sha256: {result.reproduced_model_sha256}")
+        if not result.identical:
+            print(f"recorded:     {result.recorded_model_sha256}")
+        for difference in result.differences:
+            print(f"  differs: {difference}")
+    return 0 if result.identical else 3
+
+
 def cmd_dataset_fetch(args: argparse.Namespace) -> int:
     settings = _load_settings()
     cache_dir = args.cache_dir or settings.cache_dir
@@ -485,6 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-run", dest="run_first", action="store_false", help="never run before serving"
     )
     serve.set_defaults(func=cmd_serve)
+
+    promotions = sub.add_parser(
+        "promotions", help="what served when, and why: a dataset's promotions, newest first"
+    )
+    promotions.add_argument("--dataset", help="a registered dataset's name (default: housing)")
+    promotions.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    promotions.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    promotions.add_argument("--json", action="store_true", help="print them as JSON")
+    promotions.set_defaults(func=cmd_promotions)
+
+    again = sub.add_parser(
+        "reproduce",
+        help="train a run again from its archived dataset, parameters and seed and compare bit"
+        " for bit (exit 0: identical; 3: it differs, and how)",
+    )
+    again.add_argument("run_id", help="the run's id")
+    again.add_argument("--dataset", help="the run's registered dataset (default: housing)")
+    again.add_argument("--embedded", action="store_true", help="use the embedded AWS emulator")
+    again.add_argument("--json", action="store_true", help="print the result as JSON")
+    again.set_defaults(func=cmd_reproduce)
 
     reset = sub.add_parser(
         "reset", help="delete the embedded stack's stored state (runs, models, datasets)"

@@ -19,6 +19,7 @@ import pandas as pd
 from local_ml_flow import __version__, datasets, registry
 from local_ml_flow.errors import (
     CorruptStateError,
+    DatasetTooLargeError,
     DatasetValidationError,
     IntegrityError,
     InvalidRequestError,
@@ -40,7 +41,7 @@ from local_ml_flow.events import (
     new_run_id,
 )
 from local_ml_flow.ml import dataset, model, tabular
-from local_ml_flow.ml.documents import ClassScores, DatasetSchema
+from local_ml_flow.ml.documents import ClassScores, DatasetSchema, Encoding
 from local_ml_flow.ml.kinds import CLASSIFICATION, DEFAULT_MODEL, model_spec
 from local_ml_flow.ml.model import Regressor, array_predictor
 from local_ml_flow.promotions import Actor
@@ -266,40 +267,70 @@ def _train(
     # Every dataset a run used is kept: archived while the run trains (write-once).
     archiving = background(partial(datasets.archive, store, raw, dataset_sha))
     del raw
+    cleaned = [clean]
+    del clean  # fit_housing lets it go once it has the features
     try:
-        x, y = dataset.features(clean, parameters.feature_set), dataset.target(clean)
-        del clean
-        names = list(x.columns)
-        parts = model.split(
-            x, y, test_size=parameters.test_size, random_state=parameters.random_state
-        )
-        del x, y
-        fitted = model.train(
-            parameters.model, parts.x_train, parts.y_train, random_state=parameters.random_state
-        )
-        train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
-        test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
-        n_train, n_test = len(parts.x_train), len(parts.x_test)
-        x_test, y_test = parts.x_test, parts.y_test
-        del parts  # the training rows
-        trusted = model_spec("regression", parameters.model).trusted
-        stored = _store_artifacts(runs, run_id, fitted, trusted, x_test, y_test)
+        fit = fit_housing(cleaned.pop(), parameters)
+        stored = _store_artifacts(runs, run_id, fit.model, fit.trusted, fit.x_test, fit.y_test)
     finally:
         archiving.exception()  # wait for it: nothing is left in flight
     archiving.result()  # the archive failed: so does the run
     return Manifest(
         run_id=run_id,
         parameters=parameters,
-        features=names,
+        features=fit.features,
         dataset_sha256=dataset_sha,
         **stored,
-        n_train=n_train,
-        n_test=n_test,
-        train_metrics=Scores(**train_metrics.as_dict()),
-        test_metrics=Scores(**test_metrics.as_dict()),
+        n_train=fit.n_train,
+        n_test=fit.n_test,
+        train_metrics=fit.train_metrics,
+        test_metrics=fit.test_metrics,
         environment=environment(),
         created_at=created_at,
         trained_at=utc_now(),
+    )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model trained on a dataset's training split, with its test split and scores (what a
+    run stores, and what a reproduction compares)."""
+
+    model: Any
+    trusted: Sequence[str]
+    x_test: pd.DataFrame | np.ndarray
+    y_test: Any  # pd.Series or np.ndarray of float64
+    features: list[str]
+    train_metrics: Scores
+    test_metrics: Scores
+    n_train: int
+    n_test: int
+    encoding: Encoding | None = None
+
+
+def fit_housing(clean: pd.DataFrame, parameters: RunParameters) -> Fitted:
+    """Split the cleaned housing rows and train on them (deterministic for the parameters'
+    ``random_state``)."""
+    x, y = dataset.features(clean, parameters.feature_set), dataset.target(clean)
+    del clean
+    names = list(x.columns)
+    parts = model.split(x, y, test_size=parameters.test_size, random_state=parameters.random_state)
+    del x, y
+    fitted = model.train(
+        parameters.model, parts.x_train, parts.y_train, random_state=parameters.random_state
+    )
+    train_metrics = _finite(model.evaluate(fitted, parts.x_train, parts.y_train), "training")
+    test_metrics = _finite(model.evaluate(fitted, parts.x_test, parts.y_test), "test")
+    return Fitted(
+        model=fitted,
+        trusted=model_spec("regression", parameters.model).trusted,
+        x_test=parts.x_test,
+        y_test=parts.y_test,
+        features=names,
+        train_metrics=Scores(**train_metrics.as_dict()),
+        test_metrics=Scores(**test_metrics.as_dict()),
+        n_train=len(parts.x_train),
+        n_test=len(parts.x_test),
     )
 
 
@@ -435,7 +466,40 @@ def _train_tabular(
 ) -> Manifest:
     """Train a registered dataset's run and store its artifacts; returns its manifest."""
     schema = document.schema
-    raw = registry.read_version(runs.store, document.name, document.sha256, limits.max_bytes)
+    fit = fit_tabular(  # the bytes are let go once parsed
+        registry.read_version(runs.store, document.name, document.sha256, limits.max_bytes),
+        schema,
+        parameters,
+        limits,
+    )
+    stored = _store_artifacts(runs, run_id, fit.model, fit.trusted, fit.x_test, fit.y_test)
+    return Manifest(
+        run_id=run_id,
+        parameters=parameters,
+        dataset=document.name,
+        task=schema.task,
+        schema_sha256=document.schema_sha256,
+        dataset_schema=schema,
+        encoding=fit.encoding,
+        labels=schema.labels,
+        features=fit.features,
+        dataset_sha256=document.sha256,
+        **stored,
+        n_train=fit.n_train,
+        n_test=fit.n_test,
+        train_metrics=fit.train_metrics,
+        test_metrics=fit.test_metrics,
+        environment=environment(),
+        created_at=created_at,
+        trained_at=utc_now(),
+    )
+
+
+def fit_tabular(
+    raw: bytes, schema: DatasetSchema, parameters: TabularParameters, limits: Limits
+) -> Fitted:
+    """Validate a registered dataset's bytes against its schema, split, encode and train
+    (deterministic for the parameters' ``random_state``)."""
     frame, header = tabular.parse(raw, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
     problems = tabular.validate(frame, header, schema, dataset.RecordLines(raw))
     problems += tabular.trainable_problems(frame, schema)
@@ -465,28 +529,17 @@ def _train_tabular(
     else:
         train_scores = _regression_scores(fitted, x_train, y_train, "training")
         test_scores = _regression_scores(fitted, x_test, y_test, "test")
-    stored = _store_artifacts(
-        runs, run_id, fitted, spec.trusted, x_test, np.asarray(y_test, dtype="float64")
-    )
-    return Manifest(
-        run_id=run_id,
-        parameters=parameters,
-        dataset=document.name,
-        task=schema.task,
-        schema_sha256=document.schema_sha256,
-        dataset_schema=schema,
-        encoding=encoding,
-        labels=schema.labels,
+    return Fitted(
+        model=fitted,
+        trusted=spec.trusted,
+        x_test=x_test,
+        y_test=np.asarray(y_test, dtype="float64"),
         features=encoding.names(),
-        dataset_sha256=document.sha256,
-        **stored,
-        n_train=len(train_rows),
-        n_test=len(test_rows),
         train_metrics=train_scores,
         test_metrics=test_scores,
-        environment=environment(),
-        created_at=created_at,
-        trained_at=utc_now(),
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        encoding=encoding,
     )
 
 
@@ -726,6 +779,57 @@ def make_current(runs: RunLog, run_id: str, by: Actor = "library") -> Decision:
         by=by,
         reason="made current on request (POST .../promote: a rollback or roll forward)",
     )
+
+
+# -- reproduction -------------------------------------------------------------------------
+
+
+def refit(runs: RunLog, info: Manifest, limits: Limits) -> Fitted:
+    """Train a run again: its archived dataset version (checked against its sha256), its
+    recorded parameters and seed, and (a registered dataset's) the schema it was checked
+    against. Nothing is stored."""
+    store = runs.store
+    sha = info.dataset_sha256
+    if isinstance(info.parameters, RunParameters):
+        key = datasets.archive_key(store, sha)
+        where = f"s3://{store.data_bucket}/{key}"
+        head = store.head(store.data_bucket, key)
+        if head is None:
+            raise CorruptStateError(f"run {info.run_id!r} trained on {where}, which is missing")
+        if head.size > limits.max_bytes:
+            raise DatasetTooLargeError(
+                [f"{where} is {head.size} bytes, above the limit of {limits.max_bytes} bytes"]
+            )
+        raw = verified(store.get_bytes(store.data_bucket, key), where, sha)
+        clean = dataset.load_dataset(raw, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
+        del raw
+        cleaned = [clean]
+        del clean
+        return fit_housing(cleaned.pop(), info.parameters)
+    if info.dataset_schema is None:
+        raise CorruptStateError(f"run {info.run_id!r} has no recorded dataset schema")
+    raw = registry.read_version(store, info.dataset, sha, limits.max_bytes)
+    return fit_tabular(raw, info.dataset_schema, info.parameters, limits)
+
+
+def predict_test_split(info: Manifest, fitted: Any, x_test: Any) -> np.ndarray:
+    """What a run's model gives for its test split, as scoring asks it: predicted values
+    (regression) or class probabilities (classification)."""
+    if info.task == CLASSIFICATION:
+        return _proba(fitted, np.asarray(x_test, dtype="float64"))
+    if isinstance(info.parameters, RunParameters):
+        frame = pd.DataFrame(np.asarray(x_test, dtype="float64"), columns=info.features)
+        return np.asarray(model.predict(fitted, frame), dtype="float64")
+    return np.asarray(model.predict(fitted, np.asarray(x_test, dtype="float64")), dtype="float64")
+
+
+def stored_test_predictions(runs: RunLog, info: Manifest) -> np.ndarray:
+    """The stored model's test predictions on the stored test split, both checked against the
+    manifest's sha256 (the model loaded with its kind's trusted types only, never unpickled);
+    ModelVersionError when this scikit-learn cannot load it."""
+    _, model_blob, split = _fetch_run(runs, info.run_id, with_y=False)
+    loaded = _model(runs, info, model_blob)
+    return predict_test_split(info, loaded.model, split.x_test())
 
 
 # -- inference --------------------------------------------------------------------------

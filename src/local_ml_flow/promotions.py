@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from local_ml_flow.errors import AlreadyExistsError, LocalMlFlowError
 from local_ml_flow.events import RunId
-from local_ml_flow.storage import ArtifactStore, gather, parse_document
+from local_ml_flow.storage import ArtifactStore, gather, key_stamp, parse_document
 
 Actor = Literal["api", "dashboard", "cli", "lambda", "library"]
 ACTORS: tuple[Actor, ...] = ("api", "dashboard", "cli", "lambda", "library")
@@ -72,15 +71,8 @@ def log_prefix(runs_prefix: str) -> str:
     return runs_prefix.removesuffix("runs/") + PROMOTIONS
 
 
-def _stamp(at: str) -> str:
-    """``2026-12-03T16:05:12.123456Z`` as ``20261203T160512.123456Z``: fixed width, so keys
-    sort as times do."""
-    when = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    return when.strftime("%Y%m%dT%H%M%S.%fZ")
-
-
 def entry_key(runs_prefix: str, at: str, run_id: str) -> str:
-    return f"{log_prefix(runs_prefix)}{_stamp(at)}-{run_id}.json"
+    return f"{log_prefix(runs_prefix)}{key_stamp(at)}-{run_id}.json"
 
 
 def from_pointer(pointer: Pointer, dataset: str, *, recorded: bool = True) -> Promoted:
@@ -163,5 +155,5 @@ def read(
     found: list[Promoted] = gather(*(reader(k) for k in newest)) if newest else []
     if pointer is not None and rebuilt:
         found.append(from_pointer(pointer, dataset, recorded=False))
-    found.sort(key=lambda p: (_stamp(p.at), p.run_id), reverse=True)
+    found.sort(key=lambda p: (key_stamp(p.at), p.run_id), reverse=True)
     return found[:limit]

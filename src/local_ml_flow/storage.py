@@ -90,6 +90,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def key_stamp(at: str) -> str:
+    """A ``utc_now`` timestamp for a key: ``2026-12-03T16:05:12.123456Z`` as
+    ``20261203T160512.123456Z`` (fixed width: keys sort as the times do)."""
+    when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    return when.strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 Doc = TypeVar("Doc", bound=BaseModel)
 
 

@@ -81,6 +81,22 @@ def test_a_classification_run_and_its_record(client, iris_run):
     assert all(r["dataset"] == "housing" for r in client.get("/pipeline/runs").json()["runs"])
 
 
+def test_a_dataset_run_reproduced_and_its_promotions(client, iris_run):
+    run_id = iris_run["run_id"]
+    response = client.post(f"/datasets/iris/runs/{run_id}/reproduce")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["identical"], result["dataset"]) == (True, "iris"), result["differences"]
+    assert result["reproduced_model_sha256"] == iris_run["model_sha256"]
+    listed = client.get(f"/datasets/iris/runs/{run_id}/reproductions").json()["reproductions"]
+    assert listed[0] == result
+    log = client.get("/datasets/iris/promotions").json()["promotions"]
+    mine = [p for p in log if p["run_id"] == run_id]
+    assert [(p["dataset"], p["by"]) for p in mine] == [("iris", "api")]
+    assert_error(client.get("/datasets/nope/promotions"), 404, "NotFoundError")
+    assert_error(client.post("/datasets/nope/runs/x/reproduce"), 404, "NotFoundError")
+
+
 def test_the_predictions_of_a_classification_run(client, iris_run):
     body = client.get(f"/datasets/iris/runs/{iris_run['run_id']}/predictions").json()
     assert body["task"] == "classification"

@@ -194,6 +194,50 @@ def test_promote_rolls_back_and_predict_follows(client, runs):
     assert client.get(f"/pipeline/runs/{boosting['run_id']}").json()["current"] is False
 
 
+def test_promotions_say_what_served_when_who_and_why(client, runs):
+    linear, boosting = runs["linear"]["run_id"], runs["boosting"]["run_id"]
+    client.post(f"/pipeline/runs/{boosting}/promote", params={"by": "dashboard"}).raise_for_status()
+    client.post(f"/pipeline/runs/{linear}/promote").raise_for_status()
+    log = client.get("/pipeline/promotions", params={"limit": 500}).json()["promotions"]
+    assert [(p["run_id"], p["by"]) for p in log[:2]] == [(linear, "api"), (boosting, "dashboard")]
+    assert log[0]["previous_run_id"] == boosting
+    assert log[0]["reason"].startswith("made current on request")
+    assert [p["at"] for p in log] == sorted((p["at"] for p in log), reverse=True)  # newest first
+    assert [p["previous_run_id"] for p in log] == [p["run_id"] for p in log[1:]] + [None]
+    # the run that started it all became current through POST /pipeline/runs, by its policy
+    first = [p for p in log if p["run_id"] == linear][-1]
+    assert (first["by"], first["recorded"]) == ("api", True)
+    assert first["reason"].startswith("promotion policy better")
+    assert len(client.get("/pipeline/promotions", params={"limit": 1}).json()["promotions"]) == 1
+    refused = client.get("/pipeline/promotions", params={"limit": 0})
+    assert_error(refused, 422, "RequestValidationError")
+    forged = client.post(f"/pipeline/runs/{linear}/promote", params={"by": "lambda"})
+    assert_error(forged, 422, "RequestValidationError")  # api, or the dashboard's word
+
+
+def test_reproduce_a_run_bit_for_bit(client, runs):
+    boosting = runs["boosting"]["run_id"]
+    before = client.get(f"/pipeline/runs/{boosting}").json()
+    response = client.post(f"/pipeline/runs/{boosting}/reproduce")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["identical"] is True, result["differences"]
+    assert result["reproduced_model_sha256"] == before["model_sha256"]
+    assert (result["predictions_identical"], result["rows_differing"]) == (True, 0)
+    assert client.get(f"/pipeline/runs/{boosting}").json() == before  # the run is untouched
+    kept = client.get(f"/pipeline/runs/{boosting}/reproductions").json()["reproductions"]
+    assert kept[0] == result
+    assert boosting in client.get(f"/ui/runs/{boosting}").text
+    failed = client.post(f"/pipeline/runs/{runs['failed']['run_id']}/reproduce")
+    assert_error(failed, 409, "NoModelError")
+    assert_error(client.post("/pipeline/runs/no-such-run/reproduce"), 404, "NotFoundError")
+    assert_error(client.get("/pipeline/runs/no-such-run/reproductions"), 404, "NotFoundError")
+    cross = client.post(
+        f"/pipeline/runs/{boosting}/reproduce", headers={"Origin": "https://evil.example"}
+    )
+    assert_error(cross, 403, "CrossSiteRequestError")
+
+
 def test_promote_refuses_what_never_becomes_current(client, runs):
     failed = runs["failed"]
     before = client.get(f"/pipeline/runs/{failed['run_id']}").json()

@@ -7,7 +7,7 @@ shown comes from the JSON API in the browser (``static/ui/datasets.js``), escape
 from __future__ import annotations
 
 from local_ml_flow.api import assets
-from local_ml_flow.api.pages import e, error_page, layout
+from local_ml_flow.api.pages import e, error_page, layout, promotions_section, reproduction_section
 from local_ml_flow.events import RunParameters
 
 _HTML_NAME_PATTERN = r"[a-z0-9_\-]{1,64}"  # browsers compile ``pattern`` with the v flag
@@ -93,6 +93,7 @@ def dataset_page(name: str) -> str:
 <section><h2>Runs</h2><div id="ds-runs-error"></div>{_table("ds-runs", 9, "cards")}
 <p><button type="button" id="ds-compare-selected" disabled>compare selected (2-4)</button></p>
 </section>
+{promotions_section(f"/datasets/{name}/promotions?limit=20", f"/ui/datasets/{name}/runs/")}
 <section><h2>Schema</h2>{_table("ds-schema", 5)}</section>
 <section><h2>Versions</h2>{_table("ds-versions", 5)}</section>""",
         name=name,
@@ -108,7 +109,11 @@ def run_page(name: str, run_id: str) -> str:
 <div class="cols"><section><h2>Parameters</h2><div class="scroll"><table id="ds-params">
 </table></div></section><section><h2>Test metrics</h2><div class="scroll">
 <table id="ds-metrics"></table></div></section></div>
-<div id="ds-charts"></div>""",
+<div id="ds-charts"></div>"""
+        + reproduction_section(f"/datasets/{name}/runs/{run_id}")
+        + promotions_section(
+            f"/datasets/{name}/promotions?limit=10", f"/ui/datasets/{name}/runs/", run_id
+        ),
         name=name,
         run_id=run_id,
         charts=True,

@@ -229,7 +229,8 @@ def runs_page(
 {scroll(table)}
 <p class="muted" id="runs-count">{len(records)} run(s) shown (newest first, at most {limit}).</p>
 {_runs_pager(status, limit, following, later)}
-</section>""",
+</section>
+{promotions_section("/pipeline/promotions?limit=20", "/ui/runs/")}""",
         active="Runs",
     )
 
@@ -267,6 +268,28 @@ def start_form() -> str:
  value="{defaults.random_state}"></label>
 <button type="submit">start run</button></form>
 <div id="run-progress" aria-live="polite"></div>"""
+
+
+def promotions_section(api: str, runs_ui: str, run_id: str | None = None) -> str:
+    """The promotion timeline of a dataset (app.js fills it from ``api``); ``runs_ui``: where
+    a run's page is (its id appended); ``run_id``: a run to highlight."""
+    mine = f' data-run="{e(run_id)}"' if run_id else ""
+    return (
+        "<section><h2>Promotions: what served when, and why</h2>"
+        f'<div id="promotions" data-api="{e(api)}" data-runs-ui="{e(runs_ui)}"{mine}'
+        ' aria-live="polite"><p class="muted">loading…</p></div></section>'
+    )
+
+
+def reproduction_section(run_api: str) -> str:
+    """A run's last reproduction and the button that reproduces it (app.js)."""
+    return (
+        "<section><h2>Reproduction</h2>"
+        f'<p><button type="button" id="reproduce" data-api="{e(run_api)}">reproduce</button>'
+        ' <span class="muted">train again from the archived dataset version, the parameters'
+        " and the seed, and compare bit for bit</span></p>"
+        '<div id="reproduction" aria-live="polite"></div></section>'
+    )
 
 
 def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -326,6 +349,9 @@ def run_page(
         parts.append(f"<section><h2>Features</h2><p>{names}</p></section>")
     if note:
         parts.append(f'<p class="muted">{e(note)}</p>')
+    if record.get("model_sha256"):
+        parts.append(reproduction_section(f"/pipeline/runs/{run_id}"))
+    parts.append(promotions_section("/pipeline/promotions?limit=10", "/ui/runs/", run_id))
     if record.get("status") == "succeeded":
         parts.append(
             '<div class="cols"><section><h2>Predicted vs actual</h2>'

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from local_ml_flow.events import FeatureSetName, RunOptions, TabularOptions
 from local_ml_flow.ml import dataset
 from local_ml_flow.ml.documents import DatasetSchema, Label
+from local_ml_flow.reproduce import Reproduction
 
 
 def _normalise(value: Any) -> Any:
@@ -256,6 +257,12 @@ class Promotion(BaseModel):
 
 class PromotionsResponse(BaseModel):
     promotions: list[Promotion]
+
+
+class ReproductionsResponse(BaseModel):
+    """A run's reproductions, newest first."""
+
+    reproductions: list[Reproduction]
 
 
 class PredictionsResponse(BaseModel):

@@ -13,19 +13,21 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import datasets, pipeline, registry, retention
+from local_ml_flow import datasets, pipeline, registry, reproduce, retention
 from local_ml_flow.api import responses
 from local_ml_flow.api.caches import Caches, DatasetCaches, ServedModel
 from local_ml_flow.api.dataset_pages import DatasetPages
 from local_ml_flow.api.deps import InvokerDep, RunsDep, SettingsDep, StoreDep
 from local_ml_flow.api.routes.runs import (
     BUNDLE_RESPONSE,
+    REPRODUCE_ERRORS,
     ByQuery,
     CursorQuery,
     LimitQuery,
     RunIdPath,
     StatusQuery,
     bundle_response,
+    limits,
     runs_page,
 )
 from local_ml_flow.api.schemas import (
@@ -43,6 +45,7 @@ from local_ml_flow.api.schemas import (
     MainMetric,
     PredictRequest,
     PromotionsResponse,
+    ReproductionsResponse,
     Run,
     RunsResponse,
 )
@@ -485,6 +488,37 @@ async def unpin_dataset_run(
     """Unpin a run of the dataset."""
     log, _ = await run_in_threadpool(_log, runs, store, name)
     return Run.model_validate(await run_in_threadpool(retention.pin, log, run_id, False))
+
+
+@router.post(
+    "/{name}/runs/{run_id}/reproduce",
+    response_model=reproduce.Reproduction,
+    responses=REPRODUCE_ERRORS,
+)
+def reproduce_dataset_run(
+    name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep, settings: SettingsDep
+) -> reproduce.Reproduction:
+    """Train a run of the dataset again and say whether it is `identical` (as
+    `POST /pipeline/runs/{run_id}/reproduce`)."""
+    log, _ = _log(runs, store, name)
+    return reproduce.reproduce(log, run_id, limits(settings))
+
+
+@router.get(
+    "/{name}/runs/{run_id}/reproductions",
+    response_model=ReproductionsResponse,
+    responses=responses.errors(*responses.READ, 404),
+)
+def list_dataset_reproductions(
+    name: NamePath,
+    run_id: RunIdPath,
+    runs: RunsDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> ReproductionsResponse:
+    """A run's reproductions, newest first."""
+    log, _ = _log(runs, store, name)
+    return ReproductionsResponse(reproductions=reproduce.reproductions(log, run_id, limit))
 
 
 def _caches(request: Request) -> DatasetCaches:

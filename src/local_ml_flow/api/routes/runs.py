@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, File, Header, Path, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from local_ml_flow import bundle, pipeline, registry, retention
+from local_ml_flow import bundle, pipeline, registry, reproduce, retention
 from local_ml_flow.api import responses
 from local_ml_flow.api.deps import CachesDep, InvokerDep, RunsDep, SettingsDep, StoreDep
 from local_ml_flow.api.schemas import (
@@ -16,6 +16,7 @@ from local_ml_flow.api.schemas import (
     DeletedResponse,
     PredictionsResponse,
     PromotionsResponse,
+    ReproductionsResponse,
     Run,
     RunRequest,
     RunsResponse,
@@ -275,3 +276,36 @@ async def import_run(
         bundle.import_bundle, runs, data, max_bytes=limit + settings.max_dataset_bytes
     )
     return Run.model_validate(record)
+
+
+REPRODUCE_ERRORS = responses.errors(
+    400, 403, 404, 409, 413, 502, 503, only={409: ("NoModelError",)}
+)
+
+
+def limits(settings: SettingsDep) -> pipeline.Limits:
+    return pipeline.Limits(settings.max_dataset_bytes, settings.max_dataset_rows)
+
+
+@router.post(
+    "/runs/{run_id}/reproduce", response_model=reproduce.Reproduction, responses=REPRODUCE_ERRORS
+)
+def reproduce_run(
+    run_id: RunIdPath, runs: RunsDep, settings: SettingsDep
+) -> reproduce.Reproduction:
+    """Train the run again from its archived dataset version, parameters and seed, and say
+    whether it is `identical`: the same model bytes (sha256) and the same test predictions,
+    bit for bit; otherwise what differs. Kept under the run; the run itself never changes."""
+    return reproduce.reproduce(runs, run_id, limits(settings))
+
+
+@router.get(
+    "/runs/{run_id}/reproductions",
+    response_model=ReproductionsResponse,
+    responses=responses.errors(*responses.READ, 404),
+)
+def list_reproductions(
+    run_id: RunIdPath, runs: RunsDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> ReproductionsResponse:
+    """A run's reproductions, newest first."""
+    return ReproductionsResponse(reproductions=reproduce.reproductions(runs, run_id, limit))

@@ -87,7 +87,58 @@ function errorHtml(data) {
   return `<div class="error-box"><strong>${esc(err.type)}</strong>: ${esc(message)}${details}</div>`;
 }
 
-window.LMF = { esc, number, errorHtml, xAxis, yAxis, legendName, chart };
+// -- promotions: what served when, and why (newest first) -----------------------------------
+const stamp = (ts) => (ts ? String(ts).replace("T", " ").slice(0, 19) : DASH);
+
+async function initPromotions() {
+  const box = $("#promotions");
+  if (!box) return;
+  const { response, data } = await api("GET", box.dataset.api);
+  if (!response.ok) { box.innerHTML = errorHtml(data); return; }
+  if (!data.promotions.length) { box.innerHTML = '<p class="muted">No run has been promoted yet.</p>'; return; }
+  const link = (id) => `<a class="run-id" href="${esc(box.dataset.runsUi + encodeURIComponent(id))}" title="${esc(id)}">${esc(id)}</a>`;
+  const items = data.promotions.map((p) => {
+    const mine = p.run_id === box.dataset.run ? ' class="this-run"' : "";
+    const replaced = p.previous_run_id ? ` replaced ${link(p.previous_run_id)}` : " (the first)";
+    const rebuilt = p.recorded ? "" : ' <span class="muted">(rebuilt from the pointer)</span>';
+    return `<li${mine}><time datetime="${esc(p.at)}">${esc(stamp(p.at))}</time> ${link(p.run_id)}${replaced}`
+      + ` <span class="by">by ${esc(p.by)}</span>${rebuilt}<br><span class="reason">${esc(p.reason)}</span></li>`;
+  });
+  box.innerHTML = `<ol class="timeline">${items.join("")}</ol><p class="muted">UTC, newest first.</p>`;
+}
+
+// -- reproduction: train a run again and compare bit for bit ---------------------------------
+function reproductionHtml(r) {
+  const verdict = r.identical
+    ? '<span class="badge current">identical</span> the same model bytes and test predictions, bit for bit'
+    : '<span class="badge differs">not identical</span>';
+  const differs = r.differences.length
+    ? `<ul class="problems">${r.differences.map((d) => `<li>${esc(d)}</li>`).join("")}</ul>` : "";
+  return `<p class="reproduced">${verdict} · ${esc(stamp(r.reproduced_at))} (UTC) · ${number(r.took_s)} s`
+    + ` · model sha256 <code title="${esc(r.reproduced_model_sha256)}">${esc(r.reproduced_model_sha256.slice(0, 16))}</code></p>${differs}`;
+}
+
+async function initReproduce() {
+  const button = $("#reproduce");
+  if (!button) return;
+  const out = $("#reproduction");
+  const base = button.dataset.api;
+  const last = await api("GET", `${base}/reproductions?limit=1`);
+  if (last.response.ok) {
+    out.innerHTML = last.data.reproductions.length
+      ? `<p class="muted">last reproduction:</p>${reproductionHtml(last.data.reproductions[0])}`
+      : '<p class="muted">Not reproduced yet.</p>';
+  }
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    out.innerHTML = "<p>training again…</p>";
+    const { response, data } = await api("POST", `${base}/reproduce`);
+    out.innerHTML = response.ok ? reproductionHtml(data) : errorHtml(data);
+    button.disabled = false;
+  });
+}
+
+window.LMF = { esc, number, errorHtml, xAxis, yAxis, legendName, chart, promotions: initPromotions };
 
 // -- runs page: status filter, compare selection, start a run and follow it -----------------
 function initFilter() {
@@ -143,13 +194,14 @@ function initStartRun() {
     form.querySelector("button").disabled = true;
     out.innerHTML = "<p>starting…</p>";
     try {
-      const { response, data } = await api("POST", "/pipeline/runs?wait=false", body);
+      const { response, data } = await api("POST", "/pipeline/runs?wait=false&by=dashboard", body);
       if (response.status !== 202) { out.innerHTML = errorHtml(data); return; }
       await refreshRuns();
       await follow(response.headers.get("Location"), data, out);
     } finally {
       form.querySelector("button").disabled = false;
       await refreshRuns();
+      await initPromotions();
     }
   });
 }
@@ -189,11 +241,12 @@ function initPromote() {
   if (!button) return;
   button.addEventListener("click", async () => {
     button.disabled = true;
-    const { response, data } = await api("POST", `/pipeline/runs/${encodeURIComponent(button.dataset.run)}/promote`);
+    const { response, data } = await api("POST", `/pipeline/runs/${encodeURIComponent(button.dataset.run)}/promote?by=dashboard`);
     const out = $("#promote-result");
     if (response.ok) {
       out.innerHTML = '<span class="badge current">current</span> /predict now serves this run';
       button.remove();
+      await initPromotions();
     } else {
       out.innerHTML = errorHtml(data);
       button.disabled = false;
@@ -308,4 +361,5 @@ function initCharts() {
 
 document.addEventListener("DOMContentLoaded", () => {
   initFilter(); initCompare(); initStartRun(); initPromote(); initUpload(); initPredict(); initCharts();
+  initPromotions(); initReproduce();
 });

@@ -352,7 +352,7 @@
       button.disabled = true;
       out.innerHTML = "<p>starting…</p>";
       try {
-        const { response, data } = await api("POST", `${datasetApi(d.name)}/runs?wait=false`, body);
+        const { response, data } = await api("POST", `${datasetApi(d.name)}/runs?wait=false&by=dashboard`, body);
         if (response.status !== 202) { out.innerHTML = errorHtml(data); return; }
         await loadRuns(d.name, d.task);
         const run = await follow(d.name, data, out, () => loadRuns(d.name, d.task));
@@ -420,11 +420,12 @@
     if (button) {
       button.addEventListener("click", async () => {
         button.disabled = true;
-        const { response, data } = await api("POST", `${runApi(name, run.run_id)}/promote`);
+        const { response, data } = await api("POST", `${runApi(name, run.run_id)}/promote?by=dashboard`);
         const out = $("#ds-promote-result");
         if (response.ok) {
           out.innerHTML = `<span class="badge current">current</span> <a href="${esc(p.predict)}">predict</a> now uses this run`;
           button.remove();
+          window.LMF.promotions();
         } else {
           out.innerHTML = errorHtml(data);
           button.disabled = false;
