@@ -171,11 +171,41 @@ def test_make_current_changes_what_predict_serves(page, ui_server, api):
     page.wait_for_selector("#promote-result .badge.current")
     after = api.post("/predict", json={"houses": [EXAMPLE_HOUSE]}).json()
     assert after["run_id"] == old["run_id"]
+    # the page's promotion timeline says who did it, newest first, this run highlighted
+    newest = page.locator("#promotions .timeline li").first
+    newest.locator("text=by dashboard").wait_for()
+    assert newest.get_attribute("class") == "this-run"
+    assert f"replaced {serving}" in newest.inner_text()
+    assert "made current on request" in newest.inner_text()
+    logged = api.get("/pipeline/promotions", params={"limit": 1}).json()["promotions"][0]
+    assert (logged["run_id"], logged["by"]) == (old["run_id"], "dashboard")
     # and the predict form says so
     visit(page, ui_server, "/ui/predict", "#predict")
     page.click("#predict button[type=submit]")
     page.wait_for_selector("#predict-result .prediction")
     assert old["run_id"] in page.inner_text("#predict-result")
+    assert_clean(seen)
+
+
+def test_reproduce_button_and_the_runs_page_timeline(page, ui_server, api):
+    run = next(r for r in runs_of(api) if r["status"] == "succeeded")
+    seen = visit(page, ui_server, f"/ui/runs/{run['run_id']}", "#reproduce")
+    page.click("#reproduce")
+    page.wait_for_selector("#reproduction .reproduced")
+    shown = page.inner_text("#reproduction")
+    assert "identical" in shown, shown
+    assert "not identical" not in shown, shown
+    assert run["model_sha256"][:16] in shown
+    kept = api.get(f"/pipeline/runs/{run['run_id']}/reproductions").json()["reproductions"]
+    assert kept[0]["identical"] is True
+    page.reload(wait_until="networkidle")  # the run page shows the last reproduction
+    page.wait_for_selector("#reproduction .reproduced")
+    assert "last reproduction" in page.inner_text("#reproduction")
+    visit(page, ui_server, "/ui", "#promotions .timeline li")
+    items = page.locator("#promotions .timeline li")
+    logged = api.get("/pipeline/promotions", params={"limit": 20}).json()["promotions"]
+    assert items.count() == len(logged) >= 1
+    assert logged[0]["run_id"] in items.first.inner_text()
     assert_clean(seen)
 
 

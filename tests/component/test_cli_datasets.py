@@ -40,6 +40,17 @@ def test_add_a_dataset_then_train_on_it_by_name(tmp_path: Path):
     listed = run_cli("dataset", "list", "--embedded", env=state)
     assert "current run" in listed.stdout
 
+    shown = run_cli("promotions", "--dataset", "homes", "--embedded", "--json", env=state)
+    assert shown.returncode == 0, shown.stderr
+    log = json.loads(shown.stdout)["promotions"]
+    assert [(p["run_id"], p["by"]) for p in log][-1:] == [(result["run_id"], "cli")]
+    assert log[-1]["previous_run_id"] is None
+
+    again = run_cli("reproduce", result["run_id"], "--dataset", "homes", "--embedded", env=state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "identical: yes" in again.stdout
+    assert f"model sha256: {result['model_sha256']}" in again.stdout
+
 
 def test_a_version_that_breaks_the_schema_is_refused_with_every_problem(tmp_path: Path):
     state = {"LMF_STATE_DIR": str(tmp_path / "state"), "LMF_EMBEDDED_PORT": str(free_port())}
