@@ -271,16 +271,30 @@ def _train(
     del clean  # fit_housing lets it go once it has the features
     try:
         fit = fit_housing(cleaned.pop(), parameters)
-        stored = _store_artifacts(runs, run_id, fit.model, fit.trusted, fit.x_test, fit.y_test)
+        manifest = _stored(runs, run_id, created_at, parameters, fit, dataset_sha)
     finally:
         archiving.exception()  # wait for it: nothing is left in flight
     archiving.result()  # the archive failed: so does the run
+    return manifest
+
+
+def _stored(
+    runs: RunLog,
+    run_id: str,
+    created_at: str,
+    parameters: RunParameters | TabularParameters,
+    fit: Fitted,
+    dataset_sha256: str,
+    **dataset_fields: Any,
+) -> Manifest:
+    """Store a trained run's artifacts; its manifest (``dataset_fields``: a registered
+    dataset's name, task, schema, encoding, labels)."""
     return Manifest(
         run_id=run_id,
         parameters=parameters,
         features=fit.features,
-        dataset_sha256=dataset_sha,
-        **stored,
+        dataset_sha256=dataset_sha256,
+        **_store_artifacts(runs, run_id, fit.model, fit.trusted, fit.x_test, fit.y_test),
         n_train=fit.n_train,
         n_test=fit.n_test,
         train_metrics=fit.train_metrics,
@@ -288,6 +302,7 @@ def _train(
         environment=environment(),
         created_at=created_at,
         trained_at=utc_now(),
+        **dataset_fields,
     )
 
 
@@ -472,26 +487,19 @@ def _train_tabular(
         parameters,
         limits,
     )
-    stored = _store_artifacts(runs, run_id, fit.model, fit.trusted, fit.x_test, fit.y_test)
-    return Manifest(
-        run_id=run_id,
-        parameters=parameters,
+    return _stored(
+        runs,
+        run_id,
+        created_at,
+        parameters,
+        fit,
+        document.sha256,
         dataset=document.name,
         task=schema.task,
         schema_sha256=document.schema_sha256,
         dataset_schema=schema,
         encoding=fit.encoding,
         labels=schema.labels,
-        features=fit.features,
-        dataset_sha256=document.sha256,
-        **stored,
-        n_train=fit.n_train,
-        n_test=fit.n_test,
-        train_metrics=fit.train_metrics,
-        test_metrics=fit.test_metrics,
-        environment=environment(),
-        created_at=created_at,
-        trained_at=utc_now(),
     )
 
 
