@@ -14,6 +14,7 @@ from local_ml_flow.errors import (
     CorruptStateError,
     NonFiniteMetricsError,
     PromotionRefusedError,
+    RunNotFoundError,
 )
 from local_ml_flow.events import RunParameters
 from local_ml_flow.runlog import RunLog
@@ -101,6 +102,37 @@ def test_a_stale_repair_landing_before_the_swap_is_undone_by_the_winner(
     monkeypatch.setattr(runs, "_write_roots", roots_then_a_stale_repair)
     assert runs.promote("new").run_id == "new"
     assert set(runs.root_runs().values()) == {"new"}
+
+
+def test_a_promotion_undone_by_a_deletion_is_in_the_log_too(store, settings, monkeypatch):
+    """A deletion of the run that begins while it is promoted (its mark lands before the
+    swap, after the promotion's first look): the run it replaced is current again, and the
+    promotion log says both, newest first."""
+    for run_id in ("old", "new"):
+        train(store, settings, run_id)
+        score(store, run_id)
+    runs = RunLog(store)
+    runs.promote("old", by="cli")
+    write_roots = runs._write_roots
+
+    def roots_then_a_deletion_mark(run_id: str, score_text: str | None) -> None:
+        write_roots(run_id, score_text)
+        mark = {"run_id": "new", "reason": "asked", "deleted_at": "2026-01-01T00:00:00Z"}
+        store.put_json(store.data_bucket, "runs/new/deleted.json", mark)
+
+    monkeypatch.setattr(runs, "_write_roots", roots_then_a_deletion_mark)
+    with pytest.raises(RunNotFoundError):
+        runs.promote("new", by="api")
+    current = runs.latest()
+    assert current is not None
+    assert current.run_id == "old"
+    log = [(e.run_id, e.previous_run_id, e.by, e.recorded) for e in runs.promotions()]
+    assert log == [
+        ("old", "new", "api", True),
+        ("new", "old", "api", True),
+        ("old", None, "cli", True),
+    ]
+    assert "deleted while it was promoted" in runs.promotions()[0].reason
 
 
 def test_a_stale_pointer_write_is_refused(store, settings):
