@@ -49,6 +49,7 @@ from local_ml_flow.runlog import (
     MODEL_KEY,
     PINNED,
     QUEUED,
+    REPRODUCTION_PREFIX,
     REQUEST,
     TEST_SPLIT_FILE,
     X_TEST_FILE,
@@ -79,7 +80,8 @@ _MEMBER = re.compile(rf"(data|models)/{_FILE}|dataset/[0-9a-f]{{64}}\.csv")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # A run's files a bundle leaves out: pickles (made again on import), and the source stack's
 # decisions about it: why its policy kept another of its runs current (that run is not in the
-# bundle), its pin, its deletion.
+# bundle), its pin, its deletion; and its reproductions (attempts on the source stack: as
+# many as were made, and the importing stack reproduces the run itself).
 _LEFT_OUT = (".joblib",)
 _LEFT_OUT_NAMES = {KEPT, PINNED, DELETED}
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # members' time: the same run exports the same bytes
@@ -142,7 +144,12 @@ def export(runs: RunLog, run_id: str, *, max_dataset_bytes: int) -> bytes:
     ):
         for obj in listed:
             name = obj.key[len(prefix) :]
-            if "/" in name or name.endswith(_LEFT_OUT) or name in _LEFT_OUT_NAMES:
+            if (
+                "/" in name
+                or name.endswith(_LEFT_OUT)
+                or name in _LEFT_OUT_NAMES
+                or name.startswith(REPRODUCTION_PREFIX)
+            ):
                 continue
             wanted.append((f"{folder}/{name}", bucket, obj.key))
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from local_ml_flow import pipeline
 from local_ml_flow.errors import AlreadyExistsError, ModelVersionError
 from local_ml_flow.events import RunId
+from local_ml_flow.runlog import REPRODUCTION_PREFIX as PREFIX
 from local_ml_flow.runlog import Manifest, RunLog
 from local_ml_flow.storage import (
     array_bytes,
@@ -32,7 +33,6 @@ from local_ml_flow.storage import (
     utc_now,
 )
 
-PREFIX = "reproduction-"
 _COMPARED = ("python", "numpy", "pandas", "scikit-learn", "skops")
 
 

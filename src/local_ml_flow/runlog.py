@@ -64,6 +64,7 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.json"
 ERROR = "error.json"
 KEPT = "kept.json"  # the promotion policy kept another run current (written once)
+REPRODUCTION_PREFIX = "reproduction-"  # each reproduction of a run: reproduce.py
 # A run being deleted (the deletion's commit point: from then on the run does not exist; its
 # files go, this one last) and a run pinned by its user (never deleted while pinned).
 DELETED = "deleted.json"

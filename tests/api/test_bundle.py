@@ -115,6 +115,21 @@ def test_a_bundle_holds_the_run_its_model_test_split_and_dataset_version_with_sh
     assert not [p for p in files if p.endswith(".joblib")], "a bundle holds no pickle"
 
 
+def test_a_bundle_leaves_out_the_runs_reproductions(
+    client: httpx.Client, runs: list[dict[str, Any]]
+) -> None:
+    """Attempts made on this stack: the importing stack reproduces the run itself."""
+    run_id = runs[1]["run_id"]
+    reproduced = client.post(f"/pipeline/runs/{run_id}/reproduce")
+    assert reproduced.status_code == 200, reproduced.text
+    assert reproduced.json()["identical"] is True
+    got = client.get(f"/pipeline/runs/{run_id}/bundle")
+    assert got.status_code == 200, got.text
+    files = members(got.content)
+    assert "data/manifest.json" in files
+    assert not [p for p in files if "reproduction-" in p], sorted(files)
+
+
 def test_an_unfinished_or_unknown_run_is_not_exported(client: httpx.Client) -> None:
     assert_error(client.get("/pipeline/runs/no-such-run/bundle"), 404, "NotFoundError")
 

@@ -44,7 +44,10 @@ def test_what_differs_is_said(store, settings):
     manifest["run_id"] = "mixed"
     manifest["parameters"]["random_state"] = 1
     manifest["environment"]["numpy"] = "1.0.0"
-    for bucket, name in ((store.models_bucket, "model.skops"), (store.data_bucket, "x_test.npy")):
+    for bucket, name in (
+        (store.models_bucket, "model.skops"),
+        (store.data_bucket, "test_split.npz"),
+    ):
         store.copy(bucket, f"runs/b/{name}", f"runs/mixed/{name}")
     for name in ("request.json", "metrics.json"):
         document = json.loads(store.get_bytes(store.data_bucket, f"runs/b/{name}"))
