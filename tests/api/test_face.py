@@ -196,8 +196,9 @@ def test_promote_rolls_back_and_predict_follows(client, runs):
 
 def test_promotions_say_what_served_when_who_and_why(client, runs):
     linear, boosting = runs["linear"]["run_id"], runs["boosting"]["run_id"]
-    client.post(f"/pipeline/runs/{boosting}/promote", params={"by": "dashboard"}).raise_for_status()
-    client.post(f"/pipeline/runs/{linear}/promote").raise_for_status()
+    for run_id, by in ((boosting, "dashboard"), (linear, "api")):
+        promoted = client.post(f"/pipeline/runs/{run_id}/promote", params={"by": by})
+        assert promoted.status_code == 200, promoted.text
     log = client.get("/pipeline/promotions", params={"limit": 500}).json()["promotions"]
     assert [(p["run_id"], p["by"]) for p in log[:2]] == [(linear, "api"), (boosting, "dashboard")]
     assert log[0]["previous_run_id"] == boosting
