@@ -41,6 +41,7 @@ EXAMPLES: dict[int, list[tuple[str, str, Any]]] = {
             None,
         ),
         ("ConcurrentUpdateError", "the latest pointer moved while promoting", None),
+        ("RunInUseError", f"run {_RUN!r} is current: promote another run first", None),
     ],
     413: [
         (

@@ -451,7 +451,7 @@ async def promote_dataset_run(
 @router.delete(
     "/{name}/runs/{run_id}",
     response_model=DeletedResponse,
-    responses=responses.errors(400, 403, 404, 409, 503, only={409: ("RunInUseError",)}),
+    responses=responses.errors(400, 403, 404, 409, 502, 503, only={409: ("RunInUseError",)}),
 )
 async def delete_dataset_run(
     name: NamePath, run_id: RunIdPath, request: Request, runs: RunsDep, store: StoreDep
@@ -469,7 +469,7 @@ async def delete_dataset_run(
 @router.put(
     "/{name}/runs/{run_id}/pin",
     response_model=Run,
-    responses=responses.errors(400, 403, 404, 503),
+    responses=responses.errors(400, 403, 404, 502, 503),
 )
 async def pin_dataset_run(name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep) -> Run:
     """Pin a run of the dataset: no deletion removes it."""
@@ -480,7 +480,7 @@ async def pin_dataset_run(name: NamePath, run_id: RunIdPath, runs: RunsDep, stor
 @router.delete(
     "/{name}/runs/{run_id}/pin",
     response_model=Run,
-    responses=responses.errors(400, 403, 404, 503),
+    responses=responses.errors(400, 403, 404, 502, 503),
 )
 async def unpin_dataset_run(
     name: NamePath, run_id: RunIdPath, runs: RunsDep, store: StoreDep

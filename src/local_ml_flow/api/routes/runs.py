@@ -195,7 +195,7 @@ async def promote_run(
 @router.delete(
     "/runs/{run_id}",
     response_model=DeletedResponse,
-    responses=responses.errors(400, 403, 404, 409, 503, only={409: ("RunInUseError",)}),
+    responses=responses.errors(400, 403, 404, 409, 502, 503, only={409: ("RunInUseError",)}),
 )
 async def delete_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> DeletedResponse:
     """Delete a run: its files in both buckets, and the dataset versions no remaining run was
@@ -210,7 +210,7 @@ async def delete_run(run_id: RunIdPath, runs: RunsDep, caches: CachesDep) -> Del
 @router.put(
     "/runs/{run_id}/pin",
     response_model=Run,
-    responses=responses.errors(400, 403, 404, 503),
+    responses=responses.errors(400, 403, 404, 502, 503),
 )
 async def pin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     """Pin a run: no deletion, asked or by retention (`LMF_KEEP_RUNS`), removes it."""
@@ -220,7 +220,7 @@ async def pin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
 @router.delete(
     "/runs/{run_id}/pin",
     response_model=Run,
-    responses=responses.errors(400, 403, 404, 503),
+    responses=responses.errors(400, 403, 404, 502, 503),
 )
 async def unpin_run(run_id: RunIdPath, runs: RunsDep) -> Run:
     """Unpin a run."""
