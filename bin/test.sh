@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: syncs .venv with uv.lock (dev extra included), then runs ruff, mypy, the
-# import contracts (.importlinter) and pytest, the tests spread over the CPUs (pytest-xdist;
-# LMF_TEST_WORKERS=N to choose, 0 for none). Extra arguments go to pytest. Exits non-zero on
-# any failure.
+# import contracts (.importlinter) and pytest, the tests spread over one worker more than
+# there are CPUs (pytest-xdist: most tests wait on servers, emulators and subprocesses, so a
+# third worker on two CPUs fills the waits; LMF_TEST_WORKERS=N to choose, 0 for none). Extra
+# arguments go to pytest. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bin/lib/venv.sh
@@ -35,4 +36,5 @@ if [ -z "${LMF_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 # -------------------------------------------------------------------------------------------
 echo "==> pytest"
-.venv/bin/pytest -n "${LMF_TEST_WORKERS:-auto}" --dist loadfile "$@"
+workers="${LMF_TEST_WORKERS:-$(($(nproc 2>/dev/null || echo 1) + 1))}"
+.venv/bin/pytest -n "$workers" --dist loadfile "$@"
