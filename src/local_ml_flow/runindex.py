@@ -450,7 +450,11 @@ class RunIndex:
             tags = {name: o.etag for name, o in listed.items()}
             entry = self._entries.get(run_id)
             if entry is None:
-                at = marked.get(run_id) or _normal(when)
+                # its first mark, if that is its creation (in the second its first document
+                # was listed at), to the microsecond; not a later mark of a run made without
+                # one (written by another tool, then changed through the run log)
+                listed_at, mark = _normal(when), marked.get(run_id)
+                at = mark if mark is not None and mark[:19] <= listed_at[:19] else listed_at
                 self._put(run_id, Entry(at, _hint(listed), None, None, listed=listed))
             elif entry.files != tags:
                 entry.files, entry.record, entry.listed = None, None, listed
