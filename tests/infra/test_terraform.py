@@ -39,7 +39,7 @@ from local_ml_flow import notifications
 from local_ml_flow.api.schemas import EXAMPLE_HOUSE
 from local_ml_flow.embedded import EmbeddedEmulator
 from tests.api.conftest import ApiServer
-from tests.conftest import free_port
+from tests.conftest import FULL, free_port
 
 from .conftest import ROOT, TERRAFORM_DIR, TF_AWS_PROVIDER, TF_PLUGIN_MIRROR, LambdaZip, missing
 from .test_packaging import handlers_in_terraform
@@ -466,11 +466,15 @@ def test_zip_end_to_end_on_ministack(
         f"-var=dataset_path={dataset_path}",
         "-var=package_type=Zip",
         f"-var=lambda_zip_path={lambda_zip.path}",
-        "-var=retrain_on_upload=true",
+        # the S3 notification and its Lambda permission in the exhaustive suite (under load
+        # MiniStack once answered the permission's first AddPermission late, and the
+        # provider's retries then met "statement exists" for five minutes)
+        f"-var=retrain_on_upload={'true' if FULL else 'false'}",
     ]
     with applied(terraform_bin, tmp_path, variables, "Zip") as tf:
         check_deployment(tf, aws, dataset_path, "Zip", lambda_zip.path)
-        check_retrain_on_upload_declared(tf, aws)
+        if FULL:
+            check_retrain_on_upload_declared(tf, aws)
 
         # both functions run from the uploaded zip: the original flow, `{}` each
         trained = invoke(aws["lambda"], FUNCTIONS["ingestion"], {})
@@ -511,7 +515,8 @@ def test_zip_end_to_end_on_ministack(
         # retrain on upload: a new dataset written to the data bucket is a run (trained,
         # scored and promoted by the zip's ingestion function, invoked by S3). Last: the
         # dataset object is Terraform's, which then plans to upload its own again.
-        check_an_upload_is_a_run(aws, dataset_path)
+        if FULL:
+            check_an_upload_is_a_run(aws, dataset_path)
     check_destroyed(aws)
 
 
